@@ -1,0 +1,163 @@
+"""Full-ranking evaluation: every item is a candidate, each user's known items are excluded.
+
+Users are processed in chunks: scores for a chunk (``chunk_size x n_items``), known items set
+to ``-inf``, ``torch.topk`` for the longest cut-off, then metrics on the hit matrix. Memory
+is bounded by the chunk size, never by users x items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from fusionrank.columns import USER_IDX
+from fusionrank.evaluation.metrics import METRIC_FUNCTIONS, METRICS
+
+ScoreFn = Callable[[np.ndarray], "np.ndarray | torch.Tensor"]
+"""Maps user indices (n,) to scores (n, n_items); higher is better."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to measure and how much memory to use."""
+
+    ks: tuple[int, ...] = (5, 10, 20, 50)
+    """Cut-offs at which every metric is reported."""
+    metrics: tuple[str, ...] = METRICS
+    """Per-user metrics (names from ``fusionrank.evaluation.metrics``)."""
+    chunk_size: int = 1024
+    """Users scored at once; peak memory is about chunk_size x n_items x 4 bytes x 3."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.metrics) - set(METRIC_FUNCTIONS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; expected some of {METRICS}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
+        if self.chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+
+
+@dataclass
+class EvalResult:
+    """Mean metrics (``{"ndcg@10": ...}``), per-user values and the number of users."""
+
+    metrics: dict[str, float]
+    per_user: pd.DataFrame
+    n_users: int
+    top_items: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.int64))
+
+
+def mask_rows(scores: torch.Tensor, exclude: sp.csr_matrix, rows: np.ndarray) -> None:
+    """Set ``scores[i, j] = -inf`` for every stored ``(rows[i], j)`` of ``exclude``, in place."""
+    sub = exclude[rows]
+    if sub.nnz:
+        r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+        scores[torch.from_numpy(r), torch.from_numpy(sub.indices.astype(np.int64))] = -torch.inf
+
+
+def top_k(
+    score_fn: ScoreFn,
+    users: np.ndarray,
+    k: int,
+    exclude: sp.csr_matrix | None = None,
+    item_mask: np.ndarray | None = None,
+    chunk_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` item indices and scores per user, known items excluded; -1 pads short lists."""
+    idx_out, val_out = [], []
+    for start in range(0, len(users), chunk_size):
+        rows = users[start:start + chunk_size]
+        scores = _chunk_scores(score_fn, rows, exclude, item_mask)
+        vals, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        idx[torch.isneginf(vals)] = -1
+        idx_out.append(idx.numpy())
+        val_out.append(vals.numpy())
+    return np.concatenate(idx_out), np.concatenate(val_out)
+
+
+def _chunk_scores(score_fn: ScoreFn, rows: np.ndarray, exclude: sp.csr_matrix | None,
+                  item_mask: np.ndarray | None) -> torch.Tensor:
+    out = score_fn(rows)
+    if isinstance(out, torch.Tensor):  # never write into a model's own tensor
+        scores = out.detach().to("cpu", torch.float32).clone()
+    else:
+        scores = torch.from_numpy(np.array(out, dtype=np.float32, copy=True))
+    if scores.ndim != 2 or scores.shape[0] != len(rows):
+        raise ValueError(f"score function returned shape {tuple(scores.shape)} for {len(rows)} users")
+    if exclude is not None:
+        mask_rows(scores, exclude, rows)
+    if item_mask is not None:
+        scores[:, torch.from_numpy(~item_mask)] = -torch.inf
+    return scores
+
+
+def evaluate_ranking(
+    score_fn: ScoreFn,
+    truth: sp.csr_matrix,
+    exclude: sp.csr_matrix | None = None,
+    config: EvalConfig | None = None,
+    *,
+    item_mask: np.ndarray | None = None,
+    popularity: np.ndarray | None = None,
+    users: Sequence[int] | np.ndarray | None = None,
+) -> EvalResult:
+    """Evaluate a scorer by full ranking.
+
+    ``truth`` (users x items) marks relevant items; users without any are skipped.
+    ``exclude`` marks items never to recommend to that user (their training items, or
+    training + validation items for test). ``item_mask`` restricts the candidate set (for
+    example to cold items only). ``popularity`` (train counts per item) adds
+    ``popularity@K``, the mean popularity of recommended items (RecBole's
+    AveragePopularity); ``coverage@K`` is the share of all items recommended to anybody.
+    """
+    config = config or EvalConfig()
+    truth = sp.csr_matrix(truth)
+    n_items = truth.shape[1]
+    eligible = np.flatnonzero(np.diff(truth.indptr) > 0)
+    if users is not None:
+        eligible = np.intersect1d(eligible, np.asarray(users, dtype=np.int64))
+    if len(eligible) == 0:
+        raise ValueError("no user has a relevant item to evaluate")
+    kmax = max(config.ks)
+    per_user = {f"{m}@{k}": [] for m in config.metrics for k in config.ks}
+    recommended = {k: np.zeros(n_items, dtype=bool) for k in config.ks}
+    pop_sums = {k: [] for k in config.ks}
+    all_top = []
+    for start in range(0, len(eligible), config.chunk_size):
+        rows = eligible[start:start + config.chunk_size]
+        scores = _chunk_scores(score_fn, rows, exclude, item_mask)
+        vals, idx = torch.topk(scores, min(kmax, n_items), dim=1)
+        valid = ~torch.isneginf(vals)
+        idx_np = idx.numpy()
+        truth_rows = torch.from_numpy(truth[rows].toarray() > 0)
+        hits = (truth_rows.gather(1, idx) & valid).numpy()
+        if hits.shape[1] < kmax:  # fewer items than the cut-off
+            hits = np.pad(hits, ((0, 0), (0, kmax - hits.shape[1])))
+        n_rel = truth_rows.sum(dim=1).numpy()
+        for m in config.metrics:
+            for k in config.ks:
+                per_user[f"{m}@{k}"].append(METRIC_FUNCTIONS[m](hits, n_rel, k))
+        valid_np = valid.numpy()
+        for k in config.ks:
+            top, ok = idx_np[:, :k], valid_np[:, :k]
+            recommended[k][top[ok]] = True
+            if popularity is not None:
+                pops = np.where(ok, popularity[top], 0.0)
+                pop_sums[k].append(pops.sum(axis=1) / np.maximum(ok.sum(axis=1), 1))
+        all_top.append(np.where(valid_np, idx_np, -1))
+    frame = pd.DataFrame({USER_IDX: eligible})
+    for name, parts in per_user.items():
+        frame[name] = np.concatenate(parts)
+    metrics = {name: float(frame[name].mean()) for name in per_user}
+    for k in config.ks:
+        metrics[f"coverage@{k}"] = float(recommended[k].mean())
+        if popularity is not None:
+            metrics[f"popularity@{k}"] = float(np.concatenate(pop_sums[k]).mean())
+    return EvalResult(metrics=metrics, per_user=frame, n_users=len(eligible),
+                      top_items=np.concatenate(all_top))

@@ -1,0 +1,59 @@
+"""Shared fixtures: small hand-made datasets and the real MovieLens-100K."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusionrank.data.dataset import load_dataset
+from fusionrank.data.fetch import fetch_ml100k, is_fetched
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_atomic(folder: Path, name: str, n_users: int = 30, n_items: int = 40, seed: int = 0,
+                 per_user: int = 12) -> Path:
+    """A small random dataset in RecBole atomic format with items, users and timestamps."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    t = 1_000_000
+    for u in range(n_users):
+        for i in rng.choice(n_items, size=per_user, replace=False):
+            t += int(rng.integers(1, 100))
+            lines.append(f"u{u}\ti{i}\t{int(rng.integers(1, 6))}\t{t}")
+    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
+    genres = ["Action", "Comedy", "Drama", "Romance", "Sci-Fi"]
+    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    for i in range(n_items):
+        items.append(f"i{i}\tFilm number {i}\t{1980 + i % 20}\t{genres[i % 5]} {genres[(i + 2) % 5]}")
+    (folder / f"{name}.item").write_text("\n".join(items) + "\n")
+    users = ["user_id:token\tage:token\tgender:token\toccupation:token"]
+    for u in range(n_users):
+        users.append(f"u{u}\t{20 + u % 40}\t{'MF'[u % 2]}\t{['student', 'writer'][u % 2]}")
+    (folder / f"{name}.user").write_text("\n".join(users) + "\n")
+    return folder
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """A data root holding the dataset ``tiny`` in atomic format."""
+    write_atomic(tmp_path / "tiny", "tiny")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def ml100k_root() -> Path:
+    """The real MovieLens-100K (fetched once into the data directory if missing)."""
+    root = Path(os.environ.get("FUSIONRANK_DATA", REPO / "data"))
+    if not is_fetched(root):
+        fetch_ml100k(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ml100k(ml100k_root: Path):
+    return load_dataset("ml-100k", ml100k_root)
