@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 ML100K := $(DATA)/ml-100k/ml-100k.inter
 
-.PHONY: install data demo test lint clean
+.PHONY: install data demo test lint clean recbole-venv
 
 install: $(STAMP)
 
@@ -33,3 +33,14 @@ lint: install
 
 clean:
 	rm -rf $(VENV) runs
+
+# The peer: RecBole 1.2.1 in a venv of its own (old pins; kept apart from ours).
+RECBOLE_VENV := benchmarks/.recbole-venv
+recbole-venv: $(RECBOLE_VENV)/.installed
+
+$(RECBOLE_VENV)/.installed:
+	test -x $(RECBOLE_VENV)/bin/python || $(PYTHON) -m venv $(RECBOLE_VENV)
+	$(RECBOLE_VENV)/bin/pip install --quiet torch==2.13.0
+	$(RECBOLE_VENV)/bin/pip install --quiet recbole==1.2.1 "setuptools<81" numpy==1.26.4 \
+		pandas==2.2.3 scipy==1.11.4 scikit-learn==1.5.2
+	touch $@

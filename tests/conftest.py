@@ -14,8 +14,9 @@ from fusionrank.data.fetch import fetch_ml100k, is_fetched
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_atomic(folder: Path, name: str, n_users: int = 30, n_items: int = 40, seed: int = 0,
-                 per_user: int = 12) -> Path:
+def write_atomic(
+    folder: Path, name: str, n_users: int = 30, n_items: int = 40, seed: int = 0, per_user: int = 12
+) -> Path:
     """A small random dataset in RecBole atomic format with items, users and timestamps."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,9 @@ def _write(tmp_path: Path, text: str, name: str = "x.inter") -> Path:
 
 
 def test_types_are_parsed(tmp_path):
-    p = _write(tmp_path, "id:token\ttitle:token_seq\tscore:float\tvec:float_seq\n"
-                         "7\tToy Story\t3.5\t1 2.5\n8\t\t\t\n")
+    p = _write(
+        tmp_path, "id:token\ttitle:token_seq\tscore:float\tvec:float_seq\n7\tToy Story\t3.5\t1 2.5\n8\t\t\t\n"
+    )
     frame = read_atomic(p)
     assert list(frame.columns) == ["id", "title", "score", "vec"]
     assert frame["id"].tolist() == ["7", "8"]
@@ -32,8 +33,9 @@ def test_bad_float_names_file_row_and_column(tmp_path):
     assert "x.inter" in str(err.value) and "row 2" in str(err.value)
 
 
-@pytest.mark.parametrize("header, column", [("user_id\titem_id:token", "user_id"),
-                                             ("user_id:int\titem_id:token", "user_id")])
+@pytest.mark.parametrize(
+    "header, column", [("user_id\titem_id:token", "user_id"), ("user_id:int\titem_id:token", "user_id")]
+)
 def test_bad_header(tmp_path, header, column):
     p = _write(tmp_path, header + "\n1\t2\n")
     with pytest.raises(DataError) as err:

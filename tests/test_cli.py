@@ -9,8 +9,24 @@ runner = CliRunner()
 
 def test_evaluate_prints_a_table_and_writes_the_contract(tiny_root, tmp_path):
     out = tmp_path / "m.json"
-    res = runner.invoke(app, ["evaluate", "--dataset", "tiny", "--model", "pop", "--model", "ease",
-                              "--root", str(tiny_root), "--json", str(out), "--set", "reg=5"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--dataset",
+            "tiny",
+            "--model",
+            "pop",
+            "--model",
+            "ease",
+            "--root",
+            str(tiny_root),
+            "--json",
+            str(out),
+            "--set",
+            "reg=5",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "ndcg@10" in res.output and "ease" in res.output
     payload = json.loads(out.read_text())["models"]
@@ -34,9 +50,22 @@ def test_data_fetch_rejects_unknown_dataset(tmp_path):
 
 
 def test_settings_are_checked(tiny_root):
-    res = runner.invoke(app, ["evaluate", "--dataset", "tiny", "--model", "ease", "--root", str(tiny_root),
-                              "--set", "ease.regg=5"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--dataset",
+            "tiny",
+            "--model",
+            "ease",
+            "--root",
+            str(tiny_root),
+            "--set",
+            "ease.regg=5",
+        ],
+    )
     assert res.exit_code == 2 and "no setting 'regg'" in res.output
-    res = runner.invoke(app, ["evaluate", "--dataset", "tiny", "--model", "pop", "--root", str(tiny_root),
-                              "--set", "reg=5"])
+    res = runner.invoke(
+        app, ["evaluate", "--dataset", "tiny", "--model", "pop", "--root", str(tiny_root), "--set", "reg=5"]
+    )
     assert res.exit_code == 2 and "no requested model has a setting 'reg'" in res.output

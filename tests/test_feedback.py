@@ -4,12 +4,14 @@ from fusionrank.data.feedback import FeedbackConfig, implicit_feedback, k_core
 
 
 def _frame():
-    return pd.DataFrame({
-        "user_id": ["a", "a", "a", "b", "b", "c"],
-        "item_id": ["x", "y", "x", "x", "y", "z"],
-        "rating": [5.0, 2.0, 3.0, 4.0, 5.0, 1.0],
-        "timestamp": [10.0, 11.0, 30.0, 12.0, 13.0, 14.0],
-    })
+    return pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "b", "b", "c"],
+            "item_id": ["x", "y", "x", "x", "y", "z"],
+            "rating": [5.0, 2.0, 3.0, 4.0, 5.0, 1.0],
+            "timestamp": [10.0, 11.0, 30.0, 12.0, 13.0, 14.0],
+        }
+    )
 
 
 def test_every_rating_is_positive_and_duplicates_keep_the_latest():

@@ -16,7 +16,9 @@ def _grouplens_folder(folder):
     action[16] = "1"
     (folder / "u.item").write_text(
         "10|Heat (1995)|01-Jan-1995||http://x|" + "|".join(action) + "\n"
-        "11|Untitled|01-Jan-1995||http://x|" + "|".join(flags) + "\n", encoding="latin-1")
+        "11|Untitled|01-Jan-1995||http://x|" + "|".join(flags) + "\n",
+        encoding="latin-1",
+    )
     (folder / "u.user").write_text("1|24|M|technician|85711\n2|53|F|other|94043\n")
     return folder
 
@@ -34,6 +36,7 @@ def test_local_grouplens_folder_and_second_call_is_a_no_op(tmp_path, monkeypatch
 
     def boom(*a, **k):
         raise AssertionError("a second fetch must not download")
+
     monkeypatch.setattr(fetch_mod, "_from_recbole_wheel", boom)
     msgs = []
     fetch_ml100k(root, log=msgs.append)
@@ -49,16 +52,17 @@ def test_local_zip_and_atomic_folder(tmp_path):
     fetch_ml100k(tmp_path / "a", archive, log=lambda m: None)
     fetch_ml100k(tmp_path / "b", tmp_path / "a", log=lambda m: None)
     assert (tmp_path / "b" / "ml-100k" / "ml-100k.inter").read_text() == (
-        tmp_path / "a" / "ml-100k" / "ml-100k.inter").read_text()
+        tmp_path / "a" / "ml-100k" / "ml-100k.inter"
+    ).read_text()
 
 
 def test_every_source_failing_leaves_nothing_behind(tmp_path, monkeypatch):
     def fail(out):
         (out / "ml-100k.inter").write_text("partial")
         raise RuntimeError("index unreachable")
+
     monkeypatch.setattr(fetch_mod, "_from_recbole_wheel", fail)
     root = tmp_path / "data"
     with pytest.raises(FetchError, match="index unreachable"):
-        fetch_ml100k(root, tmp_path / "nowhere", url="http://127.0.0.1:9/ml-100k.zip",
-                     log=lambda m: None)
+        fetch_ml100k(root, tmp_path / "nowhere", url="http://127.0.0.1:9/ml-100k.zip", log=lambda m: None)
     assert list(root.iterdir()) == []

@@ -11,9 +11,11 @@ from fusionrank.data.loaders import (
     load_interactions,
 )
 
-ROWS = [{"uid": "u1", "iid": 10, "ts": 5, "stars": 4.0, "dom": "A"},
-        {"uid": "u2", "iid": 11, "ts": 6, "stars": 2.0, "dom": "B"},
-        {"uid": "u1", "iid": 11, "ts": 7, "stars": 5.0, "dom": "B"}]
+ROWS = [
+    {"uid": "u1", "iid": 10, "ts": 5, "stars": 4.0, "dom": "A"},
+    {"uid": "u2", "iid": 11, "ts": 6, "stars": 2.0, "dom": "B"},
+    {"uid": "u1", "iid": 11, "ts": 7, "stars": 5.0, "dom": "B"},
+]
 COLS = InteractionColumns(user="uid", item="iid", timestamp="ts", rating="stars", domain="dom")
 
 

@@ -61,8 +61,12 @@ def test_agrees_with_a_reference_loop_on_random_scores(seed):
     scores = rng.normal(size=(n_users, n_items)).astype(np.float32)
     truth = rng.random((n_users, n_items)) < 0.08
     exclude = (rng.random((n_users, n_items)) < 0.2) & ~truth
-    result = evaluate_ranking(lambda u: scores[u], sp.csr_matrix(truth), sp.csr_matrix(exclude),
-                              EvalConfig(ks=(1, 5, 10, 20), chunk_size=13))
+    result = evaluate_ranking(
+        lambda u: scores[u],
+        sp.csr_matrix(truth),
+        sp.csr_matrix(exclude),
+        EvalConfig(ks=(1, 5, 10, 20), chunk_size=13),
+    )
     for k in (1, 5, 10, 20):
         ref = reference(scores, truth, exclude, k)
         for m, v in ref.items():
@@ -86,8 +90,14 @@ def test_item_mask_restricts_candidates_and_coverage_popularity():
     scores = np.tile(np.arange(6, 0, -1, dtype=np.float32), (2, 1))  # item 0 best
     truth = sp.csr_matrix(np.array([[0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]]))
     mask = np.array([False, False, False, False, True, True])
-    r = evaluate_ranking(lambda u: scores[u], truth, None, EvalConfig(ks=(1, 2)), item_mask=mask,
-                         popularity=np.arange(6, dtype=float))
+    r = evaluate_ranking(
+        lambda u: scores[u],
+        truth,
+        None,
+        EvalConfig(ks=(1, 2)),
+        item_mask=mask,
+        popularity=np.arange(6, dtype=float),
+    )
     assert r.metrics["hit@1"] == 0.5 and r.metrics["hit@2"] == 1.0
     assert r.metrics["coverage@1"] == pytest.approx(1 / 6)
     assert r.metrics["popularity@2"] == pytest.approx(4.5)

@@ -28,20 +28,30 @@ def test_parts_partition_the_data_and_are_deterministic(tiny_root, kind):
 def test_another_seed_gives_another_split(tiny_root, kind):
     ds = load_dataset("tiny", tiny_root)
     assert _pairs(make_split(ds, SplitConfig(kind=kind, seed=1)).test) != _pairs(
-        make_split(ds, SplitConfig(kind=kind, seed=2)).test)
+        make_split(ds, SplitConfig(kind=kind, seed=2)).test
+    )
 
 
 def test_ratio_counts_follow_recbole_rounding():
     assert ratio_counts(np.array([20, 12, 3, 2]), (0.8, 0.1, 0.1)).tolist() == [
-        [16, 2, 2], [10, 1, 1], [1, 1, 1], [1, 0, 1]]
+        [16, 2, 2],
+        [10, 1, 1],
+        [1, 1, 1],
+        [1, 0, 1],
+    ]
 
 
 def test_ratio_split_per_user_counts(ml100k):
     split = make_split(ml100k, SplitConfig(kind="ratio", seed=2020))
     sizes = ml100k.interactions.groupby("user_id").size()
     expected = ratio_counts(sizes.to_numpy(), (0.8, 0.1, 0.1))
-    got = np.stack([split.part(p).groupby("user_id").size().reindex(sizes.index, fill_value=0)
-                    for p in ("train", "valid", "test")], axis=1)
+    got = np.stack(
+        [
+            split.part(p).groupby("user_id").size().reindex(sizes.index, fill_value=0)
+            for p in ("train", "valid", "test")
+        ],
+        axis=1,
+    )
     np.testing.assert_array_equal(got, expected)
     assert (len(split.train), len(split.valid), len(split.test)) == (80808, 9596, 9596)
 
@@ -57,7 +67,12 @@ def test_temporal_splits_respect_time(tiny_root):
     latest = ds.interactions.sort_values("timestamp").groupby("user_id").tail(1)
     assert _pairs(ll.test) == _pairs(latest)
     g = make_split(ds, SplitConfig(kind="global-temporal"))
-    assert g.train.timestamp.max() <= g.valid.timestamp.min() <= g.valid.timestamp.max() <= g.test.timestamp.min()
+    assert (
+        g.train.timestamp.max()
+        <= g.valid.timestamp.min()
+        <= g.valid.timestamp.max()
+        <= g.test.timestamp.min()
+    )
 
 
 def test_cold_items_never_seen_in_training(ml100k):

@@ -1,2 +1,3 @@
 """fusionrank: multimodal recommendation with honest evaluation."""
+
 __version__ = "0.1.0"

@@ -68,12 +68,15 @@ class Recommender(ABC):
         with atomic_path(folder / "weights.safetensors") as tmp:
             save_file(arrays, str(tmp))
         cls = type(self)
-        write_json(folder / "config.json", {
-            "class": f"{cls.__module__}.{cls.__qualname__}",
-            "config": asdict(self.config) if is_dataclass(self.config) else {},
-            "n_users": self.n_users,
-            "n_items": self.n_items,
-        })
+        write_json(
+            folder / "config.json",
+            {
+                "class": f"{cls.__module__}.{cls.__qualname__}",
+                "config": asdict(self.config) if is_dataclass(self.config) else {},
+                "n_users": self.n_users,
+                "n_items": self.n_items,
+            },
+        )
 
     @classmethod
     def load(cls, folder: str | Path) -> Recommender:
@@ -101,11 +104,16 @@ def _tuple(value: Any) -> Any:
 def csr_to_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
     """Flatten a CSR matrix into named arrays for safetensors."""
     m = sp.csr_matrix(m)
-    return {f"{prefix}.data": m.data.astype(np.float32), f"{prefix}.indices": m.indices.astype(np.int64),
-            f"{prefix}.indptr": m.indptr.astype(np.int64), f"{prefix}.shape": np.asarray(m.shape, np.int64)}
+    return {
+        f"{prefix}.data": m.data.astype(np.float32),
+        f"{prefix}.indices": m.indices.astype(np.int64),
+        f"{prefix}.indptr": m.indptr.astype(np.int64),
+        f"{prefix}.shape": np.asarray(m.shape, np.int64),
+    }
 
 
 def csr_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
     shape = tuple(int(x) for x in arrays[f"{prefix}.shape"])
-    return sp.csr_matrix((arrays[f"{prefix}.data"], arrays[f"{prefix}.indices"],
-                          arrays[f"{prefix}.indptr"]), shape=shape)
+    return sp.csr_matrix(
+        (arrays[f"{prefix}.data"], arrays[f"{prefix}.indices"], arrays[f"{prefix}.indptr"]), shape=shape
+    )

@@ -54,8 +54,11 @@ def knn_similarity(x: sp.csr_matrix, k: int, shrink: float, block_size: int = 51
         vals.append(top_vals[nz])
     if not rows:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(n_items, n_items), dtype=np.float32)
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_items, n_items),
+        dtype=np.float32,
+    )
 
 
 class ItemKNN(Recommender):
@@ -67,8 +70,7 @@ class ItemKNN(Recommender):
         train = sp.csr_matrix(train, dtype=np.float32)
         self.n_users, self.n_items = train.shape
         self.train = train
-        self.similarity = knn_similarity(train, self.config.k, self.config.shrink,
-                                         self.config.block_size)
+        self.similarity = knn_similarity(train, self.config.k, self.config.shrink, self.config.block_size)
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map")
 def hit(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     """Hit@K = 1 if any of the top K items is relevant, else 0.
 
-    >>> hit(np.array([[0, 1, 0]], bool), np.array([2]), 1).tolist(), hit(np.array([[0, 1, 0]], bool), np.array([2]), 2).tolist()
+    >>> hits = np.array([[0, 1, 0]], bool)
+    >>> hit(hits, np.array([2]), 1).tolist(), hit(hits, np.array([2]), 2).tolist()
     ([0.0], [1.0])
     """
     return hits[:, :k].any(axis=1).astype(np.float64)

@@ -72,7 +72,7 @@ def top_k(
     """Top-``k`` item indices and scores per user, known items excluded; -1 pads short lists."""
     idx_out, val_out = [], []
     for start in range(0, len(users), chunk_size):
-        rows = users[start:start + chunk_size]
+        rows = users[start : start + chunk_size]
         scores = _chunk_scores(score_fn, rows, exclude, item_mask)
         vals, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         idx[torch.isneginf(vals)] = -1
@@ -81,8 +81,9 @@ def top_k(
     return np.concatenate(idx_out), np.concatenate(val_out)
 
 
-def _chunk_scores(score_fn: ScoreFn, rows: np.ndarray, exclude: sp.csr_matrix | None,
-                  item_mask: np.ndarray | None) -> torch.Tensor:
+def _chunk_scores(
+    score_fn: ScoreFn, rows: np.ndarray, exclude: sp.csr_matrix | None, item_mask: np.ndarray | None
+) -> torch.Tensor:
     out = score_fn(rows)
     if isinstance(out, torch.Tensor):  # never write into a model's own tensor
         scores = out.detach().to("cpu", torch.float32).clone()
@@ -130,7 +131,7 @@ def evaluate_ranking(
     pop_sums = {k: [] for k in config.ks}
     all_top = []
     for start in range(0, len(eligible), config.chunk_size):
-        rows = eligible[start:start + config.chunk_size]
+        rows = eligible[start : start + config.chunk_size]
         scores = _chunk_scores(score_fn, rows, exclude, item_mask)
         vals, idx = torch.topk(scores, min(kmax, n_items), dim=1)
         valid = ~torch.isneginf(vals)
@@ -159,5 +160,6 @@ def evaluate_ranking(
         metrics[f"coverage@{k}"] = float(recommended[k].mean())
         if popularity is not None:
             metrics[f"popularity@{k}"] = float(np.concatenate(pop_sums[k]).mean())
-    return EvalResult(metrics=metrics, per_user=frame, n_users=len(eligible),
-                      top_items=np.concatenate(all_top))
+    return EvalResult(
+        metrics=metrics, per_user=frame, n_users=len(eligible), top_items=np.concatenate(all_top)
+    )

@@ -11,8 +11,9 @@ def _fmt(value: object, digits: int) -> str:
     return str(value)
 
 
-def format_table(rows: Sequence[dict], columns: Sequence[str], digits: int = 4,
-                 markdown: bool = False) -> str:
+def format_table(
+    rows: Sequence[dict], columns: Sequence[str], digits: int = 4, markdown: bool = False
+) -> str:
     """Render ``rows`` (dicts) with the given columns; missing cells print as ``-``."""
     cells = [[_fmt(r.get(c, "-"), digits) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]

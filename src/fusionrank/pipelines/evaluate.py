@@ -64,8 +64,11 @@ def check_overrides(models: list[str], overrides: dict[str, Any]) -> None:
             if prefix not in models:
                 raise ValueError(f"setting {key!r} names model {prefix!r}, which is not requested")
             continue
-        if not any(key in {f.name for f in dataclasses.fields(BASELINES[m].config_class)}
-                   for m in models if m in BASELINES):
+        if not any(
+            key in {f.name for f in dataclasses.fields(BASELINES[m].config_class)}
+            for m in models
+            if m in BASELINES
+        ):
             raise ValueError(f"no requested model has a setting {key!r}")
 
 
@@ -80,11 +83,15 @@ def evaluate_model_on_split(
     fit_s = time.perf_counter() - t0
     popularity = np.asarray(train.sum(axis=0)).ravel()
     t1 = time.perf_counter()
-    valid = evaluate_ranking(model.score, split.matrix(VALID), train, eval_config,
-                             popularity=popularity) if len(split.valid) else None
+    valid = (
+        evaluate_ranking(model.score, split.matrix(VALID), train, eval_config, popularity=popularity)
+        if len(split.valid)
+        else None
+    )
     t2 = time.perf_counter()
-    test = evaluate_ranking(model.score, split.matrix(TEST), split.matrix(TRAIN, VALID),
-                            eval_config, popularity=popularity)
+    test = evaluate_ranking(
+        model.score, split.matrix(TEST), split.matrix(TRAIN, VALID), eval_config, popularity=popularity
+    )
     t3 = time.perf_counter()
     return {
         "dataset": split.meta.get("dataset"),

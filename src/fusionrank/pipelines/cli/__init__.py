@@ -6,8 +6,11 @@ import typer
 
 from fusionrank.pipelines.cli import data_fetch, evaluate
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="fusionrank: multimodal recommendation with honest evaluation.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="fusionrank: multimodal recommendation with honest evaluation.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Fetch and prepare datasets.")
 app.add_typer(data_app, name="data")
 data_app.command("fetch")(data_fetch.fetch)

@@ -13,8 +13,18 @@ from fusionrank.evaluation.table import format_table
 from fusionrank.io import write_json
 from fusionrank.pipelines.evaluate import BASELINES, parse_overrides, run_evaluate
 
-TABLE_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "map@10",
-                 "ndcg@20", "recall@20", "coverage@10", "popularity@10")
+TABLE_METRICS = (
+    "ndcg@10",
+    "recall@10",
+    "mrr@10",
+    "hit@10",
+    "precision@10",
+    "map@10",
+    "ndcg@20",
+    "recall@20",
+    "coverage@10",
+    "popularity@10",
+)
 
 
 def evaluate(
@@ -24,7 +34,9 @@ def evaluate(
     seed: int = typer.Option(2020, help="Seed of the split."),
     root: Path = typer.Option(None, help="Data directory (default: $FUSIONRANK_DATA or ./data)."),
     json_out: Path = typer.Option(None, "--json", help="Write the metrics JSON here."),
-    set_: list[str] = typer.Option(None, "--set", help="Model setting KEY=VALUE or MODEL.KEY=VALUE, e.g. --set ease.reg=500."),
+    set_: list[str] = typer.Option(
+        None, "--set", help="Model setting KEY=VALUE or MODEL.KEY=VALUE, e.g. --set ease.reg=500."
+    ),
     ks: str = typer.Option("5,10,20,50", help="Comma-separated cut-offs."),
 ) -> None:
     """Fit each model on train and evaluate on test by full ranking over all items."""

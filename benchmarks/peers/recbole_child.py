@@ -1,0 +1,60 @@
+"""Runs inside RecBole's own virtual environment (never imported by fusionrank).
+
+Reads one job as JSON on stdin: {"model", "dataset", "data_path", "config"}; trains and
+evaluates with ``recbole.quick_start.run_recbole`` and prints one JSON line with the
+test and validation results, timings, epochs and peak RSS.
+
+Patch needed on current NumPy: RecBole 1.2.1 still uses the aliases ``np.float``,
+``np.int`` and ``np.bool`` (removed in NumPy 1.24), so they are restored below before
+RecBole is imported. Its checkpoints are pickles, so PyTorch >= 2.6 needs
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (set by the parent).
+"""
+
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+for _alias, _type in (("float", float), ("int", int), ("bool", bool), ("long", int)):
+    if not hasattr(np, _alias):
+        setattr(np, _alias, _type)
+
+import logging  # noqa: E402
+
+from recbole.quick_start import run_recbole  # noqa: E402
+
+
+def main() -> None:
+    job = json.loads(sys.stdin.read())
+    logging.disable(logging.INFO)
+    config = {"data_path": job["data_path"], **job["config"]}
+    epochs = []
+    import recbole.trainer.trainer as trainer_mod
+
+    original = trainer_mod.Trainer._train_epoch
+
+    def counting(self, *args, **kwargs):
+        epochs.append(time.perf_counter())
+        return original(self, *args, **kwargs)
+
+    trainer_mod.Trainer._train_epoch = counting
+    start = time.perf_counter()
+    result = run_recbole(
+        model=job["model"], dataset=job["dataset"], config_dict=config, saved=job.get("saved", False)
+    )
+    total = time.perf_counter() - start
+    out = {
+        "model": job["model"],
+        "test": {k.lower(): float(v) for k, v in result["test_result"].items()},
+        "valid": {k.lower(): float(v) for k, v in result["best_valid_result"].items()},
+        "timings": {"total_s": total},
+        "epochs": len(epochs),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
