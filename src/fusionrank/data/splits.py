@@ -1,0 +1,266 @@
+"""Deterministic train/valid/test splits, saved to Parquet so every model sees the same data.
+
+Split kinds (``SplitConfig.kind``):
+
+- ``ratio``: per user, a seeded random order, then 8:1:1 (RecBole's ``RS`` + ``RO``,
+  with RecBole's rounding: valid/test get ``int(ratio * n)`` rows, and at least one row
+  when ``0 < ratio * n < 1`` while train keeps two or more).
+- ``temporal-ratio``: per user, ordered by time, then the same ratios.
+- ``leave-last``: per user ordered by time; test = last item, valid = second last
+  (users with two interactions give train + test, with one only train).
+- ``global-temporal``: all interactions ordered by time; the first 80% train, next 10%
+  valid, last 10% test.
+- ``cold-items``: a seeded share of items is held out with all its interactions (test);
+  the remaining interactions are split per user at random into train and valid (9:1).
+- ``cold-users``: the same with a seeded share of users (default 10%; items default 20%).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from fusionrank.columns import ITEM_ID, ITEM_IDX, PART, PARTS, TEST, TIMESTAMP, TRAIN, USER_ID, USER_IDX, VALID
+from fusionrank.data.dataset import Dataset
+from fusionrank.data.idmap import IdMap
+from fusionrank.io import atomic_path, read_json, write_json
+
+SplitKind = Literal[
+    "ratio", "temporal-ratio", "leave-last", "global-temporal", "cold-items", "cold-users"
+]
+SPLIT_KINDS: tuple[str, ...] = SplitKind.__args__  # type: ignore[attr-defined]
+_PART_CODE = {0: TRAIN, 1: VALID, 2: TEST}
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split interactions into train, valid and test."""
+
+    kind: SplitKind = "ratio"
+    """Protocol; see the module docstring."""
+    seed: int = 2020
+    """Seed of every random choice in the split."""
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    """train:valid:test shares for ``ratio``, ``temporal-ratio`` and ``global-temporal``."""
+    cold_share: float | None = None
+    """Share of items (``cold-items``, default 0.2) or users (``cold-users``, default 0.1) held out for test."""
+    cold_valid_ratio: float = 0.1
+    """Share of each warm user's interactions that goes to valid in the cold protocols."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in SPLIT_KINDS:
+            raise ValueError(f"unknown split kind {self.kind!r}; expected one of {SPLIT_KINDS}")
+        if len(self.ratios) != 3 or min(self.ratios) < 0 or sum(self.ratios) <= 0:
+            raise ValueError(f"ratios must be three non-negative shares, got {self.ratios}")
+        if self.cold_share is None:
+            object.__setattr__(self, "cold_share", 0.1 if self.kind == "cold-users" else 0.2)
+        if not 0 < self.cold_share < 1:
+            raise ValueError(f"cold_share must be in (0, 1), got {self.cold_share}")
+
+    @property
+    def name(self) -> str:
+        """Folder name that identifies this split."""
+        extra = ""
+        if self.kind in ("ratio", "temporal-ratio", "global-temporal") and self.ratios != (0.8, 0.1, 0.1):
+            extra = "-" + "-".join(f"{r:g}" for r in self.ratios)
+        if self.kind in ("cold-items", "cold-users"):
+            extra = f"-{self.cold_share:g}"
+        return f"{self.kind}{extra}-seed{self.seed}"
+
+
+@dataclass
+class Split:
+    """A split with its id maps. Frames carry ids, indices and the original columns."""
+
+    config: SplitConfig
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    users: IdMap
+    items: IdMap
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def part(self, name: str) -> pd.DataFrame:
+        if name not in PARTS:
+            raise ValueError(f"unknown part {name!r}; expected one of {PARTS}")
+        return getattr(self, name)
+
+    def matrix(self, *parts: str) -> sp.csr_matrix:
+        """Binary user x item CSR matrix of the union of ``parts`` (default: train)."""
+        frames = [self.part(p) for p in (parts or (TRAIN,))]
+        rows = np.concatenate([f[USER_IDX].to_numpy() for f in frames])
+        cols = np.concatenate([f[ITEM_IDX].to_numpy() for f in frames])
+        m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                          shape=(self.n_users, self.n_items))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``split.parquet``, ``users.parquet``, ``items.parquet`` and a manifest."""
+        folder = Path(folder)
+        frames = []
+        for name in PARTS:
+            f = self.part(name).drop(columns=[USER_IDX, ITEM_IDX]).copy()
+            f[PART] = name
+            frames.append(f)
+        table = pd.concat(frames, ignore_index=True)
+        self.users.save(folder / "users.parquet")
+        self.items.save(folder / "items.parquet")
+        with atomic_path(folder / "split.parquet") as tmp:
+            table.to_parquet(tmp, index=False)
+        write_json(folder / "manifest.json", {
+            "config": asdict(self.config),
+            "rows": {p: len(self.part(p)) for p in PARTS},
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            **self.meta,
+        })
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Split:
+        folder = Path(folder)
+        manifest = read_json(folder / "manifest.json")
+        cfg = manifest["config"]
+        cfg["ratios"] = tuple(cfg["ratios"])
+        config = SplitConfig(**cfg)
+        users = IdMap.load(folder / "users.parquet")
+        items = IdMap.load(folder / "items.parquet")
+        table = pd.read_parquet(folder / "split.parquet")
+        table[USER_ID] = table[USER_ID].astype(str)
+        table[ITEM_ID] = table[ITEM_ID].astype(str)
+        table = _with_indices(table, users, items)
+        parts = {p: table[table[PART] == p].drop(columns=[PART]).reset_index(drop=True)
+                 for p in PARTS}
+        meta = {k: v for k, v in manifest.items() if k not in ("config", "rows", "n_users", "n_items")}
+        return cls(config=config, users=users, items=items, meta=meta, **parts)
+
+
+def _with_indices(frame: pd.DataFrame, users: IdMap, items: IdMap) -> pd.DataFrame:
+    frame = frame.copy()
+    frame[USER_IDX] = users.to_index(frame[USER_ID])
+    frame[ITEM_IDX] = items.to_index(frame[ITEM_ID])
+    return frame
+
+
+def ratio_counts(totals: np.ndarray, ratios: tuple[float, ...]) -> np.ndarray:
+    """Rows per part for groups of size ``totals``, rounded as RecBole's ``_calcu_split_ids``.
+
+    >>> ratio_counts(np.array([10, 5, 1]), (0.8, 0.1, 0.1)).tolist()
+    [[8, 1, 1], [3, 1, 1], [1, 0, 0]]
+    """
+    r = np.asarray(ratios, dtype=np.float64) / np.sum(ratios)
+    totals = np.asarray(totals, dtype=np.int64)
+    cnt = np.stack([(r[i] * totals).astype(np.int64) for i in range(len(r))], axis=1)
+    cnt[:, 0] = totals - cnt[:, 1:].sum(axis=1)
+    active = np.ones(len(totals), dtype=bool)
+    for i in range(1, len(r)):
+        active &= cnt[:, 0] > 1
+        want = active & (r[-i] * totals > 0) & (r[-i] * totals < 1)
+        cnt[want, -i] += 1
+        cnt[want, 0] -= 1
+    return cnt
+
+
+def _label_by_position(groups: np.ndarray, order: np.ndarray, ratios: tuple[float, ...]) -> np.ndarray:
+    """Part codes for rows ordered by ``order`` within each group (0 train, 1 valid, 2 test)."""
+    sorted_groups = groups[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1]
+    sizes = np.diff(np.r_[starts, len(order)])
+    pos = np.arange(len(order)) - np.repeat(starts, sizes)
+    cnt = np.repeat(ratio_counts(sizes, ratios), sizes, axis=0)
+    code_sorted = (pos >= cnt[:, 0]).astype(np.int8) + (pos >= cnt[:, 0] + cnt[:, 1])
+    codes = np.empty(len(order), dtype=np.int8)
+    codes[order] = code_sorted
+    return codes
+
+
+def _per_user_random(users: np.ndarray, ratios: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
+    key = rng.permutation(len(users))
+    order = np.lexsort((key, users))
+    return _label_by_position(users, order, ratios)
+
+
+def assign_parts(frame: pd.DataFrame, config: SplitConfig) -> np.ndarray:
+    """Return the part code (0 train, 1 valid, 2 test) of every row of ``frame``."""
+    rng = np.random.default_rng(config.seed)
+    users = frame[USER_IDX].to_numpy()
+    times = frame[TIMESTAMP].to_numpy() if TIMESTAMP in frame.columns else np.zeros(len(frame))
+    rows = np.arange(len(frame))
+    if config.kind == "ratio":
+        return _per_user_random(users, config.ratios, rng)
+    if config.kind == "temporal-ratio":
+        return _label_by_position(users, np.lexsort((rows, times, users)), config.ratios)
+    if config.kind == "leave-last":
+        order = np.lexsort((rows, times, users))
+        sorted_users = users[order]
+        last = np.r_[sorted_users[1:] != sorted_users[:-1], True]
+        second = np.r_[last[1:], False] & ~last
+        starts = np.r_[True, sorted_users[1:] != sorted_users[:-1]]
+        codes_sorted = np.zeros(len(order), dtype=np.int8)
+        codes_sorted[last & ~starts] = 2
+        # a second-last row that is also the user's first stays in train
+        codes_sorted[second & ~starts] = 1
+        codes = np.empty(len(order), dtype=np.int8)
+        codes[order] = codes_sorted
+        return codes
+    if config.kind == "global-temporal":
+        order = np.lexsort((rows, times))
+        cnt = ratio_counts(np.array([len(frame)]), config.ratios)[0]
+        codes_sorted = np.zeros(len(frame), dtype=np.int8)
+        codes_sorted[cnt[0]:cnt[0] + cnt[1]] = 1
+        codes_sorted[cnt[0] + cnt[1]:] = 2
+        codes = np.empty(len(frame), dtype=np.int8)
+        codes[order] = codes_sorted
+        return codes
+    # cold-items / cold-users
+    column = ITEM_IDX if config.kind == "cold-items" else USER_IDX
+    entities = np.unique(frame[column].to_numpy())
+    n_cold = max(1, round(config.cold_share * len(entities)))
+    cold = rng.choice(entities, size=n_cold, replace=False)
+    is_cold = np.isin(frame[column].to_numpy(), cold)
+    codes = np.full(len(frame), 2, dtype=np.int8)
+    warm = np.flatnonzero(~is_cold)
+    vr = config.cold_valid_ratio
+    codes[warm] = _per_user_random(users[warm], (1 - vr, vr, 0.0), rng)
+    return codes
+
+
+def make_split(dataset: Dataset, config: SplitConfig) -> Split:
+    """Split a dataset's interactions; id maps cover every user and catalogue item."""
+    users = IdMap(dataset.user_ids)
+    items = IdMap(dataset.item_ids)
+    frame = _with_indices(dataset.interactions.reset_index(drop=True), users, items)
+    codes = assign_parts(frame, config)
+    parts = {name: frame[codes == code].reset_index(drop=True) for code, name in _PART_CODE.items()}
+    meta = {"dataset": dataset.name}
+    if config.kind in ("cold-items", "cold-users"):
+        column = ITEM_ID if config.kind == "cold-items" else USER_ID
+        held = set(parts[TEST][column]) - set(parts[TRAIN][column]) - set(parts[VALID][column])
+        meta["cold_" + ("items" if column == ITEM_ID else "users")] = sorted(held)
+    return Split(config=config, users=users, items=items, meta=meta, **parts)
+
+
+def prepare_split(dataset: Dataset, config: SplitConfig, root: str | Path) -> Split:
+    """Load the saved split under ``root`` if it matches ``config``, else make and save it."""
+    folder = Path(root) / dataset.name / "splits" / config.name
+    if (folder / "manifest.json").exists():
+        split = Split.load(folder)
+        if split.config == config and len(split.train) + len(split.valid) + len(split.test) == len(dataset.interactions):
+            return split
+    split = make_split(dataset, config)
+    split.save(folder)
+    return split
