@@ -27,14 +27,17 @@ def parse_atomic_header(line: str, file: str | Path) -> list[tuple[str, str]]:
         name, sep, kind = raw.partition(":")
         if not sep or not name:
             raise DataError(
-                f"header field {raw!r} is not of the form name:type "
-                f"(type one of {', '.join(ATOMIC_TYPES)})",
-                file=file, row=0, column=raw,
+                f"header field {raw!r} is not of the form name:type (type one of {', '.join(ATOMIC_TYPES)})",
+                file=file,
+                row=0,
+                column=raw,
             )
         if kind not in ATOMIC_TYPES:
             raise DataError(
                 f"unknown atomic type {kind!r}; expected one of {', '.join(ATOMIC_TYPES)}",
-                file=file, row=0, column=name,
+                file=file,
+                row=0,
+                column=name,
             )
         fields.append((name, kind))
     names = [n for n, _ in fields]
@@ -57,8 +60,16 @@ def read_atomic(path: str | Path) -> pd.DataFrame:
     names = [n for n, _ in fields]
     try:
         raw = pd.read_csv(
-            path, sep="\t", header=0, names=names, dtype=str, keep_default_na=False,
-            na_filter=False, quoting=csv.QUOTE_NONE, engine="c", skip_blank_lines=True,
+            path,
+            sep="\t",
+            header=0,
+            names=names,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            quoting=csv.QUOTE_NONE,
+            engine="c",
+            skip_blank_lines=True,
         )
     except pd.errors.ParserError as exc:  # wrong number of fields on a line
         raise DataError(f"malformed line: {exc}", file=path) from exc
@@ -75,9 +86,7 @@ def read_atomic(path: str | Path) -> pd.DataFrame:
         elif kind == "float":
             out[name] = _to_float(col, path, name)
         else:  # float_seq
-            out[name] = [
-                _float_list(s, path, i + 1, name) for i, s in enumerate(col.tolist())
-            ]
+            out[name] = [_float_list(s, path, i + 1, name) for i, s in enumerate(col.tolist())]
     return pd.DataFrame(out)
 
 
@@ -93,8 +102,9 @@ def _check_field_counts(path: Path, n_fields: int, names: list[str]) -> None:
             got = line.count("\t") + 1
             if got != n_fields:
                 column = names[min(got, n_fields) - 1] if got < n_fields else names[-1]
-                raise DataError(f"row has {got} fields, the header has {n_fields}",
-                                file=path, row=row, column=column)
+                raise DataError(
+                    f"row has {got} fields, the header has {n_fields}", file=path, row=row, column=column
+                )
 
 
 def _to_float(col: pd.Series, path: Path, name: str) -> pd.Series:
@@ -102,8 +112,7 @@ def _to_float(col: pd.Series, path: Path, name: str) -> pd.Series:
     bad = values.isna() & col.ne("")
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"value {col.iloc[row]!r} is not a float", file=path, row=row + 1,
-                        column=name)
+        raise DataError(f"value {col.iloc[row]!r} is not a float", file=path, row=row + 1, column=name)
     return values.astype("float64")
 
 
@@ -111,8 +120,7 @@ def _float_list(text: str, path: Path, row: int, name: str) -> list[float]:
     try:
         return [float(x) for x in text.split(" ")] if text else []
     except ValueError as exc:
-        raise DataError(f"value {text!r} is not a float sequence", file=path, row=row,
-                        column=name) from exc
+        raise DataError(f"value {text!r} is not a float sequence", file=path, row=row, column=name) from exc
 
 
 def read_atomic_dataset(directory: str | Path, name: str) -> dict[str, pd.DataFrame]:

@@ -56,9 +56,7 @@ class Dataset:
         return list(pd.unique(self.interactions[USER_ID]))
 
 
-def load_atomic(
-    directory: str | Path, name: str, feedback: FeedbackConfig | None = None
-) -> Dataset:
+def load_atomic(directory: str | Path, name: str, feedback: FeedbackConfig | None = None) -> Dataset:
     """Load a dataset stored as RecBole atomic files, e.g. ``data/ml-100k/ml-100k.inter``."""
     directory = Path(directory)
     tables = read_atomic_dataset(directory, name)
@@ -66,8 +64,9 @@ def load_atomic(
     inter = tables["inter"]
     for col in (USER_ID, ITEM_ID):
         if col not in inter.columns:
-            raise DataError(f"missing column; the file has {list(inter.columns)}",
-                            file=inter_path, column=col)
+            raise DataError(
+                f"missing column; the file has {list(inter.columns)}", file=inter_path, column=col
+            )
     if RATING not in inter.columns:
         inter[RATING] = 1.0
     if TIMESTAMP not in inter.columns:
@@ -81,8 +80,14 @@ def load_atomic(
         users = users.copy()
         users[USER_ID] = users[USER_ID].astype(str)
     interactions = implicit_feedback(inter, feedback)
-    return Dataset(name=name, interactions=interactions, items=items, users=users,
-                   kg=tables.get("kg"), link=tables.get("link"))
+    return Dataset(
+        name=name,
+        interactions=interactions,
+        items=items,
+        users=users,
+        kg=tables.get("kg"),
+        link=tables.get("link"),
+    )
 
 
 def load_dataset(

@@ -85,18 +85,22 @@ def fetch_ml100k(
             log(f"could not fetch from {label}: {exc}")
             shutil.rmtree(staging, ignore_errors=True)
     raise FetchError(
-        f"could not fetch {ML100K} from any source:\n" + "\n".join(failures)
+        f"could not fetch {ML100K} from any source:\n"
+        + "\n".join(failures)
         + f"\nDownload {url} elsewhere and pass it with --source PATH."
     )
 
 
 def _write_manifest(folder: Path, label: str) -> None:
     files = sorted(p for p in folder.iterdir() if p.name.startswith(ML100K))
-    write_json(folder / "manifest.json", {
-        "dataset": ML100K,
-        "source": label,
-        "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files},
-    })
+    write_json(
+        folder / "manifest.json",
+        {
+            "dataset": ML100K,
+            "source": label,
+            "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files},
+        },
+    )
 
 
 def _from_local(source: Path, out: Path) -> None:
@@ -163,8 +167,18 @@ def _grouplens_to_atomic(read: Callable[[str], bytes], out: Path) -> None:
 
 def _from_recbole_wheel(out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               "--disable-pip-version-check", "-d", tmp, RECBOLE_WHEEL]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-d",
+            tmp,
+            RECBOLE_WHEEL,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         wheels = list(Path(tmp).glob("recbole-*.whl"))
         if done.returncode != 0 or not wheels:

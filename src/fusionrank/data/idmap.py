@@ -64,8 +64,12 @@ class IdMap:
 
     def save(self, path: str | Path) -> None:
         """Write as Parquet (``id``, ``index``) atomically."""
-        table = pa.table({"id": pa.array(list(self._ids), pa.string()),
-                          "index": pa.array(np.arange(len(self)), pa.int64())})
+        table = pa.table(
+            {
+                "id": pa.array(list(self._ids), pa.string()),
+                "index": pa.array(np.arange(len(self)), pa.int64()),
+            }
+        )
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
 

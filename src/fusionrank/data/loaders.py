@@ -91,7 +91,8 @@ def _require_columns(frame: pd.DataFrame, wanted: dict[str, str | None], path: P
             raise DataError(
                 f"missing column for {field}; the file has {list(frame.columns)}; "
                 "pass the right name in the column mapping",
-                file=path, column=col,
+                file=path,
+                column=col,
             )
 
 
@@ -116,8 +117,7 @@ def _numbers(frame: pd.DataFrame, col: str, path: Path) -> pd.Series:
     bad = numeric.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"value {values.iloc[row]!r} is not a number", file=path,
-                        row=row + 1, column=col)
+        raise DataError(f"value {values.iloc[row]!r} is not a number", file=path, row=row + 1, column=col)
     return numeric.astype("float64")
 
 
@@ -135,14 +135,17 @@ def normalise_interactions(
         raise DataError("no interactions", file=path)
     _require_columns(
         frame,
-        {"user": columns.user, "item": columns.item, "timestamp": columns.timestamp,
-         "rating": columns.rating, "domain": columns.domain},
+        {
+            "user": columns.user,
+            "item": columns.item,
+            "timestamp": columns.timestamp,
+            "rating": columns.rating,
+            "domain": columns.domain,
+        },
         path,
     )
-    out = pd.DataFrame({USER_ID: _ids(frame, columns.user, path),
-                        ITEM_ID: _ids(frame, columns.item, path)})
-    out[RATING] = (_numbers(frame, columns.rating, path) if columns.rating
-                   else np.ones(len(frame)))
+    out = pd.DataFrame({USER_ID: _ids(frame, columns.user, path), ITEM_ID: _ids(frame, columns.item, path)})
+    out[RATING] = _numbers(frame, columns.rating, path) if columns.rating else np.ones(len(frame))
     if columns.timestamp:
         out[TIMESTAMP] = _numbers(frame, columns.timestamp, path)
     if columns.domain:
@@ -168,7 +171,9 @@ def normalise_catalogue(frame: pd.DataFrame, id_column: str, path: str | Path) -
         first = int(np.flatnonzero((ids == ids.iloc[row]).to_numpy())[0])
         raise DataError(
             f"duplicate item id {ids.iloc[row]!r} (first seen at row {first + 1})",
-            file=path, row=row + 1, column=id_column,
+            file=path,
+            row=row + 1,
+            column=id_column,
         )
     out = frame.drop(columns=[id_column]).copy()
     out.insert(0, ITEM_ID, ids.to_numpy())
@@ -180,9 +185,7 @@ def load_catalogue(path: str | Path, id_column: str = ITEM_ID) -> pd.DataFrame:
     return normalise_catalogue(read_table(path), id_column, path)
 
 
-def check_known_items(
-    interactions: pd.DataFrame, catalogue: pd.DataFrame, path: str | Path
-) -> None:
+def check_known_items(interactions: pd.DataFrame, catalogue: pd.DataFrame, path: str | Path) -> None:
     """Stop at the first interaction whose item is not in the catalogue."""
     known = pd.Index(catalogue[ITEM_ID])
     unknown = ~interactions[ITEM_ID].isin(known).to_numpy()
@@ -191,5 +194,7 @@ def check_known_items(
         raise DataError(
             f"item {interactions[ITEM_ID].iloc[row]!r} is not in the catalogue "
             f"({int(unknown.sum())} such rows in all)",
-            file=path, row=row + 1, column=ITEM_ID,
+            file=path,
+            row=row + 1,
+            column=ITEM_ID,
         )

@@ -25,14 +25,23 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from fusionrank.columns import ITEM_ID, ITEM_IDX, PART, PARTS, TEST, TIMESTAMP, TRAIN, USER_ID, USER_IDX, VALID
+from fusionrank.columns import (
+    ITEM_ID,
+    ITEM_IDX,
+    PART,
+    PARTS,
+    TEST,
+    TIMESTAMP,
+    TRAIN,
+    USER_ID,
+    USER_IDX,
+    VALID,
+)
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.idmap import IdMap
 from fusionrank.io import atomic_path, read_json, write_json
 
-SplitKind = Literal[
-    "ratio", "temporal-ratio", "leave-last", "global-temporal", "cold-items", "cold-users"
-]
+SplitKind = Literal["ratio", "temporal-ratio", "leave-last", "global-temporal", "cold-items", "cold-users"]
 SPLIT_KINDS: tuple[str, ...] = SplitKind.__args__  # type: ignore[attr-defined]
 _PART_CODE = {0: TRAIN, 1: VALID, 2: TEST}
 
@@ -48,7 +57,7 @@ class SplitConfig:
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     """train:valid:test shares for ``ratio``, ``temporal-ratio`` and ``global-temporal``."""
     cold_share: float | None = None
-    """Share of items (``cold-items``, default 0.2) or users (``cold-users``, default 0.1) held out for test."""
+    """Share held out for test: items for ``cold-items`` (default 0.2), users for ``cold-users`` (0.1)."""
     cold_valid_ratio: float = 0.1
     """Share of each warm user's interactions that goes to valid in the cold protocols."""
 
@@ -103,8 +112,7 @@ class Split:
         frames = [self.part(p) for p in (parts or (TRAIN,))]
         rows = np.concatenate([f[USER_IDX].to_numpy() for f in frames])
         cols = np.concatenate([f[ITEM_IDX].to_numpy() for f in frames])
-        m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                          shape=(self.n_users, self.n_items))
+        m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(self.n_users, self.n_items))
         m.sum_duplicates()
         m.data[:] = 1.0
         return m
@@ -122,13 +130,16 @@ class Split:
         self.items.save(folder / "items.parquet")
         with atomic_path(folder / "split.parquet") as tmp:
             table.to_parquet(tmp, index=False)
-        write_json(folder / "manifest.json", {
-            "config": asdict(self.config),
-            "rows": {p: len(self.part(p)) for p in PARTS},
-            "n_users": self.n_users,
-            "n_items": self.n_items,
-            **self.meta,
-        })
+        write_json(
+            folder / "manifest.json",
+            {
+                "config": asdict(self.config),
+                "rows": {p: len(self.part(p)) for p in PARTS},
+                "n_users": self.n_users,
+                "n_items": self.n_items,
+                **self.meta,
+            },
+        )
 
     @classmethod
     def load(cls, folder: str | Path) -> Split:
@@ -143,8 +154,7 @@ class Split:
         table[USER_ID] = table[USER_ID].astype(str)
         table[ITEM_ID] = table[ITEM_ID].astype(str)
         table = _with_indices(table, users, items)
-        parts = {p: table[table[PART] == p].drop(columns=[PART]).reset_index(drop=True)
-                 for p in PARTS}
+        parts = {p: table[table[PART] == p].drop(columns=[PART]).reset_index(drop=True) for p in PARTS}
         meta = {k: v for k, v in manifest.items() if k not in ("config", "rows", "n_users", "n_items")}
         return cls(config=config, users=users, items=items, meta=meta, **parts)
 
@@ -221,8 +231,8 @@ def assign_parts(frame: pd.DataFrame, config: SplitConfig) -> np.ndarray:
         order = np.lexsort((rows, times))
         cnt = ratio_counts(np.array([len(frame)]), config.ratios)[0]
         codes_sorted = np.zeros(len(frame), dtype=np.int8)
-        codes_sorted[cnt[0]:cnt[0] + cnt[1]] = 1
-        codes_sorted[cnt[0] + cnt[1]:] = 2
+        codes_sorted[cnt[0] : cnt[0] + cnt[1]] = 1
+        codes_sorted[cnt[0] + cnt[1] :] = 2
         codes = np.empty(len(frame), dtype=np.int8)
         codes[order] = codes_sorted
         return codes
@@ -259,7 +269,9 @@ def prepare_split(dataset: Dataset, config: SplitConfig, root: str | Path) -> Sp
     folder = Path(root) / dataset.name / "splits" / config.name
     if (folder / "manifest.json").exists():
         split = Split.load(folder)
-        if split.config == config and len(split.train) + len(split.valid) + len(split.test) == len(dataset.interactions):
+        if split.config == config and len(split.train) + len(split.valid) + len(split.test) == len(
+            dataset.interactions
+        ):
             return split
     split = make_split(dataset, config)
     split.save(folder)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fusionrank.pipelines.cli import data_fetch, evaluate
+from fusionrank.pipelines.cli import data_fetch, embed, evaluate
 
 app = typer.Typer(
     add_completion=False,
@@ -15,6 +15,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Fetch and prepare datasets.")
 app.add_typer(data_app, name="data")
 data_app.command("fetch")(data_fetch.fetch)
 app.command("evaluate")(evaluate.evaluate)
+app.command("embed")(embed.embed)
 
 
 def main() -> None:

@@ -1,0 +1,94 @@
+"""CLIP encoder (open_clip): text and images in one joint, L2-normalised space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fusionrank.encoders.weights import ModelNotFoundError, file_identity, folder_identity, hub_offline
+
+
+@dataclass(frozen=True)
+class ClipEncoderConfig:
+    """Which open_clip model and weights."""
+
+    model: str = "ViT-B-32"
+    """An open_clip model name, or a local folder with ``open_clip_config.json`` and weights."""
+    pretrained: str | None = None
+    """A pretrained tag (e.g. ``laion2b_s34b_b79k``, served from the HF cache), a local
+    checkpoint file, or ``None`` for random weights (tests, benchmarks)."""
+
+
+class ClipEncoder:
+    """``encode_text(list[str])`` / ``encode_images(list[PIL])``; always normalised."""
+
+    kind = "clip"
+
+    def __init__(self, config: ClipEncoderConfig | None = None, device: str = "cpu") -> None:
+        import open_clip
+
+        self.config = config or ClipEncoderConfig()
+        name, pretrained = self.config.model, self.config.pretrained
+        if Path(name).expanduser().is_dir():
+            folder = Path(name).expanduser()
+            name = f"local-dir:{folder}"
+            pretrained = None
+            self.identity = folder_identity(folder, "local folder")
+        elif pretrained and Path(pretrained).expanduser().exists():
+            self.identity = file_identity(Path(pretrained).expanduser())
+        elif pretrained:
+            self.identity = {"source": "open_clip tag via the HF cache", "model": name, "tag": pretrained}
+        else:
+            self.identity = {"source": "random init", "model": name}
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+        except RuntimeError as exc:
+            if pretrained and "download" in str(exc).lower():
+                raise ModelNotFoundError(
+                    f"open_clip weights {self.config.model}/{pretrained} are not in the Hugging Face "
+                    f"cache{' (HF_HUB_OFFLINE is set)' if hub_offline() else ''} and cannot be "
+                    "downloaded here. Pass a local checkpoint with --clip-pretrained /path/to/"
+                    "open_clip_model.safetensors, or a folder with open_clip_config.json as --model."
+                ) from exc
+            raise
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.preprocess = preprocess
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.dim = (
+            int(self.model.text_projection.shape[1])
+            if hasattr(self.model, "text_projection") and self.model.text_projection is not None
+            else int(self.model.visual.output_dim)
+        )
+        self.normalized = True
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts)
+
+    @torch.inference_mode()
+    def forward_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens.to(self.device), normalize=True).float()
+
+    @torch.inference_mode()
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(batch, 3, H, W) preprocessed pixels -> (batch, dim), normalised."""
+        return self.model.encode_image(pixels.to(self.device, non_blocking=True), normalize=True).float()
+
+    def encode_text(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        out = [
+            self.forward_text(self.tokenize(texts[s : s + batch_size])).cpu().numpy()
+            for s in range(0, len(texts), batch_size)
+        ]
+        return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)
+
+    def encode_images(self, images: list, batch_size: int = 32) -> np.ndarray:
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack(
+                [self.preprocess(im.convert("RGB")) for im in images[start : start + batch_size]]
+            )
+            out.append(self.forward(batch).cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)

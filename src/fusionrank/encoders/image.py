@@ -1,0 +1,119 @@
+"""Image encoder: a torchvision ResNet with its classifier removed (pooled penultimate features)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fusionrank.encoders.weights import ModelNotFoundError, file_identity
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+@dataclass(frozen=True)
+class ImageEncoderConfig:
+    """Architecture, weights and output normalisation."""
+
+    model: str = "resnet50"
+    """A torchvision ResNet name (resnet18 ... resnet152)."""
+    weights: str | None = "DEFAULT"
+    """torchvision weight enum name (``DEFAULT``, ``IMAGENET1K_V2`` ...; used only when in the
+    torch hub cache), a local checkpoint (``.safetensors``, or a ``torch.save`` state dict
+    loaded with ``weights_only=True``), or ``None`` for random weights (tests, benchmarks)."""
+    normalize: bool = True
+    """L2-normalise the pooled features."""
+
+    def __post_init__(self) -> None:
+        if self.model not in RESNETS:
+            raise ValueError(f"unknown image model {self.model!r}; expected one of {RESNETS}")
+
+
+def _weights_enum(model: str) -> Any:
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(model)
+
+
+def _cached_enum_weights(model: str, tag: str) -> Any:
+    """The weight enum member, only if its file is already in the torch hub cache."""
+    enum = _weights_enum(model)
+    try:
+        member = enum[tag] if tag != "DEFAULT" else enum.DEFAULT
+    except KeyError as exc:
+        raise ValueError(f"{model} has no weights {tag!r}; known: {[w.name for w in enum]}") from exc
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
+    if not cached.exists():
+        raise ModelNotFoundError(
+            f"weights {model}.{member.name} are not in the torch hub cache ({cached}) and this "
+            "machine cannot download them. Copy the file there, or pass a local checkpoint "
+            "with --weights /path/to/resnet.safetensors (or a torch.save state dict)."
+        )
+    return member, cached
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint safely: safetensors, or torch.load with ``weights_only=True``."""
+    if not path.exists():
+        raise ModelNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return state
+
+
+class ImageEncoder:
+    """``preprocess(PIL) -> tensor`` (in workers) and ``forward(tensor batch) -> (n, dim)``."""
+
+    kind = "image"
+
+    def __init__(self, config: ImageEncoderConfig | None = None, device: str = "cpu") -> None:
+        from torchvision.models import get_model
+
+        self.config = config or ImageEncoderConfig()
+        enum = _weights_enum(self.config.model)
+        model = get_model(self.config.model, weights=None)
+        weights = self.config.weights
+        if weights is None:
+            self.identity = {"source": "random init", "model": self.config.model}
+            self.preprocess = enum.DEFAULT.transforms()
+        elif Path(weights).suffix in (".safetensors", ".pt", ".pth", ".bin") or Path(weights).exists():
+            path = Path(weights).expanduser()
+            model.load_state_dict(load_state_dict(path))
+            self.identity = file_identity(path)
+            self.preprocess = enum.DEFAULT.transforms()
+        else:
+            member, cached = _cached_enum_weights(self.config.model, weights)
+            model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+            self.identity = {**file_identity(cached, "torch hub cache"), "weights": str(member)}
+            self.preprocess = member.transforms()
+        self.dim = int(model.fc.in_features)
+        model.fc = torch.nn.Identity()
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.normalized = self.config.normalize
+
+    @torch.inference_mode()
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(batch, 3, H, W) preprocessed pixels -> (batch, dim) float32."""
+        feats = self.model(pixels.to(self.device, non_blocking=True)).float()
+        if self.config.normalize:
+            feats = torch.nn.functional.normalize(feats, p=2, dim=1)
+        return feats
+
+    def encode(self, images: list, batch_size: int = 32) -> np.ndarray:
+        """Encode PIL images in order."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack(
+                [self.preprocess(im.convert("RGB")) for im in images[start : start + batch_size]]
+            )
+            out.append(self.forward(batch).cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)
