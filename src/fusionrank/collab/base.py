@@ -75,8 +75,18 @@ class Recommender(ABC):
                 "config": asdict(self.config) if is_dataclass(self.config) else {},
                 "n_users": self.n_users,
                 "n_items": self.n_items,
+                **self.extra_config(),
             },
         )
+
+    def extra_config(self) -> dict[str, Any]:
+        """More JSON settings to save beside the config (e.g. the training settings)."""
+        return {}
+
+    @classmethod
+    def from_saved(cls, config: Any, meta: dict[str, Any]) -> Recommender:
+        """An unfitted instance from a saved config (hook for models with more settings)."""
+        return cls(config)
 
     @classmethod
     def load(cls, folder: str | Path) -> Recommender:
@@ -91,7 +101,7 @@ class Recommender(ABC):
             raise TypeError(f"{meta['class']} is not a {cls.__name__}")
         known = {f.name for f in fields(model_cls.config_class)}
         config = model_cls.config_class(**{k: _tuple(v) for k, v in meta["config"].items() if k in known})
-        model = model_cls(config)
+        model = model_cls.from_saved(config, meta)
         model.n_users, model.n_items = meta["n_users"], meta["n_items"]
         model.load_state(load_file(str(folder / "weights.safetensors")))
         return model

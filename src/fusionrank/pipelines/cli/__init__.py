@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fusionrank.pipelines.cli import data_fetch, embed, evaluate
+from fusionrank.pipelines.cli import data_fetch, embed, evaluate, train
 
 app = typer.Typer(
     add_completion=False,
@@ -16,6 +16,7 @@ app.add_typer(data_app, name="data")
 data_app.command("fetch")(data_fetch.fetch)
 app.command("evaluate")(evaluate.evaluate)
 app.command("embed")(embed.embed)
+app.command("train")(train.train)
 
 
 def main() -> None:
