@@ -6,7 +6,7 @@ MovieLens-like strings (title year genres) and 2,000 long strings (~200 tokens).
 Images: 2,000 generated 256 px JPEGs, resnet50 and open_clip ViT-B-32 with random weights,
 batch 32; the bare loop runs over tensors decoded and preprocessed before the clock.
 
-    .venv/bin/python benchmarks/embed_throughput.py            # writes benchmarks/results/embed_throughput.{json,md}
+    .venv/bin/python benchmarks/embed_throughput.py          # -> benchmarks/results/embed_throughput.*
     .venv/bin/python benchmarks/embed_throughput.py --quick    # small sizes, for a smoke test
 """
 

@@ -3,6 +3,7 @@ user-item graph, K layers, layer mean; BPR loss with L2 on the ego embeddings.""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ class LightGCNConfig:
     """Size of user and item vectors."""
     layers: int = 2
     """Propagation layers K (the final vector is the mean of layers 0..K)."""
-    reg: float = 1e-4
+    reg: float = 1e-3
     """L2 on the batch's ego (layer-0) embeddings, sum of squares / batch size."""
 
 
@@ -37,12 +38,14 @@ def normalised_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     inv[deg > 0] = deg[deg > 0] ** -0.5
     norm = sp.diags(inv) @ a @ sp.diags(inv)
     norm = sp.csr_matrix(norm, dtype=np.float32)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(norm.indptr.astype(np.int64)),
-        torch.from_numpy(norm.indices.astype(np.int64)),
-        torch.from_numpy(norm.data),
-        size=norm.shape,
-    )
+    with warnings.catch_warnings():  # "beta" and "invariant checks" notices; scipy built a valid CSR
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(norm.indptr.astype(np.int64)),
+            torch.from_numpy(norm.indices.astype(np.int64)),
+            torch.from_numpy(norm.data),
+            size=norm.shape,
+        )
 
 
 class LightGCNModule(nn.Module):
@@ -66,7 +69,7 @@ class LightGCNModule(nn.Module):
 
 class LightGCN(TorchRecommender):
     config_class = LightGCNConfig
-    default_train = TrainConfig(epochs=300, batch_size=2048, learning_rate=5e-3, patience=10)
+    default_train = TrainConfig(epochs=300, batch_size=4096, learning_rate=2e-2, patience=10, num_negatives=4)
 
     def build(self) -> nn.Module:
         module = LightGCNModule(self.n_users, self.n_items, self.config.embedding_dim, self.config.layers)

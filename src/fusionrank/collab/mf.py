@@ -18,22 +18,29 @@ class BPRConfig:
 
     embedding_dim: int = 64
     """Size of user and item vectors."""
-    reg: float = 1e-4
-    """L2 on the embeddings used in a batch (sum of squares / batch size)."""
+    reg: float = 7e-3
+    """L2 on the embeddings and biases used in a batch (sum of squares / batch size)."""
+    init_std: float = 0.01
+    """Standard deviation of the initial embeddings."""
 
 
 class MFModule(nn.Module):
-    """score(u, i) = <p_u, q_i>."""
+    """score(u, i) = <p_u, q_i> + b_i (the item bias carries popularity)."""
 
-    def __init__(self, n_users: int, n_items: int, dim: int) -> None:
+    def __init__(self, n_users: int, n_items: int, dim: int, init_std: float = 0.1) -> None:
         super().__init__()
         self.users = nn.Embedding(n_users, dim)
         self.items = nn.Embedding(n_items, dim)
-        nn.init.normal_(self.users.weight, std=0.1)
-        nn.init.normal_(self.items.weight, std=0.1)
+        self.item_bias = nn.Embedding(n_items, 1)
+        nn.init.normal_(self.users.weight, std=init_std)
+        nn.init.normal_(self.items.weight, std=init_std)
+        nn.init.zeros_(self.item_bias.weight)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (self.users(users).unsqueeze(1) * self.items(items)).sum(-1)  # (batch, k)
+        """Scores of (batch,) users against (batch, k) items -> (batch, k)."""
+        return (self.users(users).unsqueeze(1) * self.items(items)).sum(-1) + self.item_bias(items).squeeze(
+            -1
+        )
 
 
 def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -45,10 +52,10 @@ class BPR(TorchRecommender):
     """MF-BPR with uniformly sampled negatives."""
 
     config_class = BPRConfig
-    default_train = TrainConfig(epochs=200, batch_size=1024, learning_rate=5e-3, patience=10)
+    default_train = TrainConfig(epochs=200, batch_size=2048, learning_rate=1e-2, patience=10, num_negatives=4)
 
     def build(self) -> nn.Module:
-        return MFModule(self.n_users, self.n_items, self.config.embedding_dim)
+        return MFModule(self.n_users, self.n_items, self.config.embedding_dim, self.config.init_std)
 
     def prepare(self, train, interactions) -> None:
         super().prepare(train, interactions)
@@ -67,9 +74,12 @@ class BPR(TorchRecommender):
         users, pos, neg = (t.to(self.device) for t in batch)
         m: MFModule = self.module  # type: ignore[assignment]
         u, p, n = m.users(users), m.items(pos), m.items(neg)  # (b, d), (b, d), (b, k, d)
-        pos_s = (u * p).sum(-1)
-        neg_s = (u.unsqueeze(1) * n).sum(-1)
-        reg = (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()) / len(users)
+        bp, bn = m.item_bias(pos).squeeze(-1), m.item_bias(neg).squeeze(-1)  # (b,), (b, k)
+        pos_s = (u * p).sum(-1) + bp
+        neg_s = (u.unsqueeze(1) * n).sum(-1) + bn
+        reg = (u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum() + bp.pow(2).sum() + bn.pow(2).sum()) / len(
+            users
+        )
         return bpr_loss(pos_s, neg_s) + self.config.reg * reg
 
     def user_embeddings(self) -> np.ndarray:
@@ -78,8 +88,12 @@ class BPR(TorchRecommender):
     def item_embeddings(self) -> np.ndarray:
         return self.module.items.weight.detach().cpu().numpy()
 
+    def item_bias(self) -> np.ndarray:
+        return self.module.item_bias.weight.detach().cpu().numpy().ravel()
+
     @torch.inference_mode()
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)
         m: MFModule = self.module  # type: ignore[assignment]
-        return (m.users.weight[torch.from_numpy(users).to(self.device)] @ m.items.weight.T).cpu().numpy()
+        u = m.users.weight[torch.from_numpy(users).to(self.device)]
+        return (u @ m.items.weight.T + m.item_bias.weight.T).cpu().numpy()

@@ -47,16 +47,25 @@ class NeuMFModule(nn.Module):
         mlp = self.mlp(torch.cat([self.user_mlp(users), self.item_mlp(items)], dim=-1))
         return self.out(torch.cat([gmf, mlp], dim=-1)).squeeze(-1)
 
-    def score_all(self, users: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-        """Logits of every item for each user, (len(users), n_items), by broadcasting."""
-        n_items = self.item_mf.num_embeddings
-        items = torch.arange(n_items, device=users.device)
+    def score_all(self, users: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+        """Logits of every item for each user, (len(users), n_items).
+
+        The first MLP layer acts on [p_u; q_i], so it splits into a user part and an item
+        part computed once each; only the later layers run per (user, item) pair.
+        """
+        first = self.mlp[0]
+        d = self.user_mlp.embedding_dim
+        item_h = self.item_mlp.weight @ first.weight[:, d:].T + first.bias  # (n_items, h1)
+        gmf_items = self.item_mf.weight * self.out.weight[0, : self.item_mf.embedding_dim]  # (n_items, d_mf)
+        w_mlp = self.out.weight[0, self.item_mf.embedding_dim :]
         out = []
         for s in range(0, len(users), chunk):
             u = users[s : s + chunk]
-            uu = u.repeat_interleave(n_items)
-            ii = items.repeat(len(u))
-            out.append(self.forward(uu, ii).view(len(u), n_items))
+            user_h = self.user_mlp(u) @ first.weight[:, :d].T  # (c, h1)
+            h = torch.relu(user_h[:, None, :] + item_h[None, :, :])  # (c, n_items, h1)
+            h = self.mlp[3:](h) if len(self.mlp) > 3 else h  # later layers (dropout is off in eval)
+            gmf = self.user_mf(u) @ gmf_items.T  # (c, n_items)
+            out.append(gmf + h @ w_mlp + self.out.bias)
         return torch.cat(out)
 
 
@@ -64,7 +73,7 @@ class NeuMF(TorchRecommender):
     """No separate user/item vectors: ``score`` runs the network over every item."""
 
     config_class = NeuMFConfig
-    default_train = TrainConfig(epochs=100, batch_size=2048, learning_rate=1e-3, patience=10, num_negatives=4)
+    default_train = TrainConfig(epochs=100, batch_size=4096, learning_rate=2e-3, patience=10, num_negatives=2)
 
     def build(self) -> nn.Module:
         return NeuMFModule(self.n_users, self.n_items, self.config)

@@ -87,7 +87,7 @@ class SASRec(TorchRecommender):
     with :meth:`set_history` before test so that validation items count as history)."""
 
     config_class = SASRecConfig
-    default_train = TrainConfig(epochs=200, batch_size=128, learning_rate=1e-3, patience=10)
+    default_train = TrainConfig(epochs=200, batch_size=16, learning_rate=2e-3, patience=10)
 
     def build(self) -> nn.Module:
         return SASRecModule(self.n_items, self.config)
