@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from fusionrank.resources import peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -63,10 +64,6 @@ def make_images(folder: Path, n: int, seed: int = 0) -> list[str]:
         Image.fromarray(small).resize((256, 256), Image.BICUBIC).save(folder / f"{k}.jpg", quality=90)
         names.append(f"{k}.jpg")
     return names
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- workers: each runs in its own process ------------------------------------------

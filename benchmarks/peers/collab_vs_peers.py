@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from fusionrank.data.dataset import default_root, load_dataset  # noqa: E402
 from fusionrank.data.splits import SplitConfig, prepare_split  # noqa: E402
 from fusionrank.evaluation.table import format_table  # noqa: E402
 from fusionrank.io import write_json  # noqa: E402
+from fusionrank.resources import peak_rss_mb  # noqa: E402
 
 RESULTS = HERE.parent / "results"
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
@@ -43,19 +43,25 @@ def ours_worker(model: str, split_kind: str, seed: int, root: str, train: dict) 
     split = prepare_split(load_dataset("ml-100k", root), SplitConfig(kind=split_kind, seed=seed), root)
     rec = build_collab(model, None, {"progress": False, "seed": seed, **train})
     res = fit_and_evaluate(rec, split, model)
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = peak_rss_mb()
     return res
 
 
-def run_ours(model: str, split_kind: str, seed: int, root: Path, train: dict) -> dict:
-    args = json.dumps(
-        {"model": model, "split_kind": split_kind, "seed": seed, "root": str(root), "train": train}
+def _in_child(job: dict) -> dict:
+    """Run a job in a fresh process so that its time and peak memory are its own."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True
     )
-    done = subprocess.run([sys.executable, __file__, "--worker", args], capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    raise RuntimeError(f"our {model} failed:\n{done.stderr[-3000:]}")
+    raise RuntimeError(f"job {job} failed:\n{done.stderr[-3000:]}")
+
+
+def run_ours(model: str, split_kind: str, seed: int, root: Path, train: dict) -> dict:
+    return _in_child(
+        {"model": model, "split_kind": split_kind, "seed": seed, "root": str(root), "train": train}
+    )
 
 
 def run_cornac(root: Path, seed: int, iterations: tuple[int, ...]) -> dict:
@@ -100,7 +106,7 @@ def run_cornac(root: Path, seed: int, iterations: tuple[int, ...]) -> dict:
         "epochs": it,
         "timings": {"total_s": fit_s, "time_to_best_s": fit_s},
         "tried": tried,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -112,10 +118,17 @@ def main() -> None:
     parser.add_argument("--sasrec-epochs", type=int, default=5)
     parser.add_argument("--models", default="bpr,neumf,lightgcn,sasrec")
     parser.add_argument("--skip-recbole", action="store_true")
+    parser.add_argument(
+        "--keep", type=Path, help="earlier results JSON whose rows are kept for models not rerun"
+    )
     args = parser.parse_args()
     if args.worker:
         job = json.loads(args.worker)
-        print("RESULT " + json.dumps(ours_worker(**job)))
+        if job.pop("cornac", False):
+            out = run_cornac(Path(job["root"]), job["seed"], tuple(job["iterations"]))
+        else:
+            out = ours_worker(**job)
+        print("RESULT " + json.dumps(out))
         return
     root = args.root.resolve()
     split = prepare_split(load_dataset("ml-100k", root), SplitConfig(kind="ratio", seed=args.seed), root)
@@ -168,10 +181,27 @@ def main() -> None:
         add("fusionrank", RECBOLE_NAMES[model], res, protocol)
         if model == "bpr":
             try:
-                res = run_cornac(root, args.seed, (50, 100, 150, 200, 250, 300, 400, 500))
-                add("Cornac 3.0.1", "BPR", res, protocol + f" (iterations chosen on valid: {res['epochs']})")
+                import cornac  # noqa: F401
             except ImportError:
                 print("cornac is not installed; skipping its BPR", file=sys.stderr)
+            else:
+                res = _in_child(
+                    {
+                        "cornac": True,
+                        "root": str(root),
+                        "seed": args.seed,
+                        "iterations": [50, 100, 150, 200, 250, 300, 400, 500],
+                    }
+                )
+                add("Cornac 3.0.1", "BPR", res, protocol + f" (iterations chosen on valid: {res['epochs']})")
+    if args.keep:
+        rerun = {RECBOLE_NAMES[m] for m in args.models.split(",")}
+        kept = [
+            dict(r, kept_from_earlier_run=True)
+            for r in json.loads(args.keep.read_text())["rows"]
+            if r["model"] not in rerun
+        ]
+        rows = sorted(rows + kept, key=lambda r: list(RECBOLE_NAMES.values()).index(r["model"]))
     write(rows, args)
 
 

@@ -26,6 +26,14 @@ import logging  # noqa: E402
 from recbole.quick_start import run_recbole  # noqa: E402
 
 
+def _peak_rss_mb() -> float:
+    """VmHWM (reset at exec; ru_maxrss would report the parent's peak at fork time)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _time_to_best(valids: list, start: float, total: float) -> float:
     if not valids:
         return total
@@ -67,7 +75,7 @@ def main() -> None:
         "valid": {k.lower(): float(v) for k, v in result["best_valid_result"].items()},
         "timings": {"total_s": total, "time_to_best_s": _time_to_best(valids, start, total)},
         "epochs": len(epochs),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": _peak_rss_mb(),
     }
     print("RESULT " + json.dumps(out), flush=True)
 

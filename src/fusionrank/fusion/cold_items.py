@@ -1,0 +1,277 @@
+"""Recommenders that can score items nobody has interacted with, from their content.
+
+All share ``fit(train, content)`` and ``score(users) -> (n, n_items)`` over every item, so
+the same evaluator runs protocol (a) (cold items only) and (b) (all items).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fusionrank.collab.base import Recommender
+from fusionrank.collab.ease import ease_weights
+from fusionrank.collab.trainer import seed_everything
+from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
+from fusionrank.fusion.content import Content
+
+
+class ContentRecommender(Recommender):
+    """Base: ``fit(train, content)``; items are warm when they have a training interaction."""
+
+    def fit(self, train: sp.csr_matrix, content: Content | None = None) -> ContentRecommender:  # type: ignore[override]
+        self.train = sp.csr_matrix(train, dtype=np.float32)
+        self.n_users, self.n_items = train.shape
+        self.warm = np.asarray(self.train.sum(axis=0)).ravel() > 0
+        self.content = content
+        self._fit()
+        return self
+
+    def _fit(self) -> None:
+        """Model-specific fitting after the common set-up."""
+
+
+@dataclass(frozen=True)
+class RandomConfig:
+    seed: int = 2020
+    """Seed of the random scores."""
+
+
+class RandomScores(ContentRecommender):
+    """Uniformly random scores (fixed per user and item by the seed)."""
+
+    config_class = RandomConfig
+
+    def _fit(self) -> None:
+        self._scores = np.random.default_rng(self.config.seed).random(
+            (self.n_users, self.n_items), dtype=np.float32
+        )
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self._scores[self._check_users(users)]
+
+
+@dataclass(frozen=True)
+class GenrePopConfig:
+    pass
+
+
+class GenrePop(ContentRecommender):
+    """score(c) = mean training popularity (interactions per item) of the genres of c."""
+
+    config_class = GenrePopConfig
+
+    def __init__(self, config=None, genres: sp.csr_matrix | None = None) -> None:
+        super().__init__(config)
+        self.genres = genres
+
+    def _fit(self) -> None:
+        if self.genres is None:
+            raise ValueError("GenrePop needs the item x genre matrix (genres=...)")
+        g = sp.csr_matrix(self.genres, dtype=np.float32)
+        item_pop = np.asarray(self.train.sum(axis=0)).ravel()
+        genre_items = np.asarray((g[self.warm]).sum(axis=0)).ravel()
+        genre_pop = (g.T @ item_pop) / np.maximum(genre_items, 1)  # interactions per warm item of the genre
+        n = np.asarray(g.sum(axis=1)).ravel()
+        self._item = ((g @ genre_pop) / np.maximum(n, 1)).astype(np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self._item, (len(self._check_users(users)), self.n_items))
+
+
+@dataclass(frozen=True)
+class ContentKNNConfig:
+    pass
+
+
+class ContentKNN(ContentRecommender):
+    """score(u, c) = cos(mean content of u's history, content of c)."""
+
+    config_class = ContentKNNConfig
+
+    def _fit(self) -> None:
+        x = self.content.vectors
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        self._x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        profile = np.asarray(self.train[self._check_users(users)] @ self._x)
+        profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+        return profile @ self._x.T
+
+
+@dataclass(frozen=True)
+class EASEContentConfig:
+    reg: float = 250.0
+    """EASE lambda (on warm items)."""
+    ridge: float = 10.0
+    """Ridge strength of the map from content to EASE columns."""
+
+
+class EASEContent(ContentRecommender):
+    """EASE on warm items; a cold item's EASE column is predicted from its content by ridge
+    regression (fitted on the warm items' columns), so warm and cold scores share a scale."""
+
+    config_class = EASEContentConfig
+
+    def _fit(self) -> None:
+        warm = np.flatnonzero(self.warm)
+        b = ease_weights(self.train[:, warm], self.config.reg)  # (n_warm, n_warm)
+        x = self.content.vectors[warm].astype(np.float64)  # (n_warm, d)
+        gram = x.T @ x + self.config.ridge * np.eye(x.shape[1])
+        w = np.linalg.solve(gram, x.T @ b.T.astype(np.float64))  # (d, n_warm): content -> column
+        columns = (self.content.vectors.astype(np.float64) @ w).T  # (n_warm, n_items)
+        columns[:, warm] = b
+        self._warm_idx = warm
+        self._columns = columns.astype(np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        x = self.train[self._check_users(users)][:, self._warm_idx]
+        return np.asarray(x @ self._columns, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Two-tower hybrid: a bag-of-items user tower and a content item tower (+ ID dropout)."""
+
+    dim: int = 128
+    """Shared space size."""
+    hidden: int = 512
+    """Content tower hidden width."""
+    dropout: float = 0.2
+    """Dropout in the content tower."""
+    id_dropout: float = 0.5
+    """Probability of hiding a warm item's ID embedding in training (DropoutNet)."""
+    epochs: int = 60
+    """Maximum epochs."""
+    batch_size: int = 1024
+    """(user, item) pairs per step."""
+    learning_rate: float = 2e-3
+    """Adam step size."""
+    weight_decay: float = 1e-5
+    """Adam weight decay."""
+    valid_share: float = 0.1
+    """Share of warm items held out as pseudo-cold items to pick the epoch."""
+    patience: int = 8
+    """Epochs without improvement of the pseudo-cold NDCG@10 before stopping."""
+    seed: int = 2020
+    """Seed."""
+    progress: bool = False
+    """Show a progress bar."""
+
+
+class HybridModule(nn.Module):
+    def __init__(self, n_items: int, content_dim: int, cfg: HybridConfig) -> None:
+        super().__init__()
+        self.bag = nn.Embedding(n_items, cfg.dim)  # user tower: items a user has seen
+        self.ids = nn.Embedding(n_items, cfg.dim)  # warm item ID part
+        nn.init.normal_(self.bag.weight, std=0.05)
+        nn.init.zeros_(self.ids.weight)
+        self.tower = nn.Sequential(
+            nn.Linear(content_dim, cfg.hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.dim + 1),
+        )
+
+    def items(self, content: torch.Tensor, use_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item vectors (n, dim) and biases (n,); ``use_ids`` (n,) bool adds the ID part."""
+        out = self.tower(content)
+        vec, bias = out[:, :-1], out[:, -1]
+        if use_ids is not None:
+            vec = vec + self.ids.weight * use_ids[:, None]
+        return vec, bias
+
+    def users(self, history: torch.Tensor) -> torch.Tensor:
+        """history (batch, n_items) 0/1 -> (batch, dim), a normalised bag of item vectors."""
+        n = history.sum(dim=1, keepdim=True).clamp(min=1)
+        return (history @ self.bag.weight) / n.sqrt()
+
+
+class Hybrid(ContentRecommender):
+    """Content -> CF space, trained with a full softmax over warm items on warm users.
+
+    The user is a bag of the items they saw (the target item removed from its own bag);
+    items are the content tower's output, plus a learned ID vector for warm items that is
+    dropped at random in training, so the tower alone must rank well (cold items).
+    """
+
+    config_class = HybridConfig
+
+    def _fit(self) -> None:
+        cfg = self.config
+        seed_everything(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        warm = np.flatnonzero(self.warm)
+        held = rng.choice(warm, size=max(1, int(cfg.valid_share * len(warm))), replace=False)
+        fit_items = np.setdiff1d(warm, held)
+        train = self.train.tolil(copy=True)
+        train[:, held] = 0
+        train = sp.csr_matrix(train)
+        train.eliminate_zeros()
+        valid = sp.csr_matrix(self.train[:, held])
+        valid_truth = sp.csr_matrix(
+            (valid.data, valid.indices, valid.indptr), shape=(self.n_users, len(held))
+        )
+        self.module = HybridModule(self.n_items, self.content.vectors.shape[1], cfg)
+        x = torch.from_numpy(self.content.vectors.astype(np.float32))
+        opt = torch.optim.Adam(self.module.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        coo = train.tocoo()
+        users, items = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        fit_mask = torch.zeros(self.n_items, dtype=torch.bool)
+        fit_mask[torch.from_numpy(fit_items)] = True
+        best, best_state, since = -1.0, None, 0
+        bar = tqdm(range(cfg.epochs), desc="hybrid", disable=not cfg.progress)
+        for _ in bar:
+            self.module.train()
+            for idx in np.array_split(rng.permutation(len(users)), max(1, len(users) // cfg.batch_size)):
+                u, j = users[idx], items[idx]
+                hist = torch.from_numpy(train[u].toarray())
+                hist[torch.arange(len(idx)), torch.from_numpy(j)] = 0  # the target is not in its own bag
+                keep_ids = (torch.rand(self.n_items) > cfg.id_dropout) & fit_mask
+                vec, bias = self.module.items(x, keep_ids)
+                logits = self.module.users(hist) @ vec.T + bias  # (batch, n_items)
+                logits = logits.masked_fill(~fit_mask, -torch.inf)
+                others = torch.from_numpy(train[u].toarray() > 0)
+                others[torch.arange(len(idx)), torch.from_numpy(j)] = False
+                logits = logits.masked_fill(others, -torch.inf)  # other positives are not negatives
+                loss = nn.functional.cross_entropy(logits, torch.from_numpy(j))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            self._prepare_scoring(train, x, use_ids=fit_mask)
+            score = evaluate_ranking(
+                lambda us: self.score(us)[:, held], valid_truth, None, EvalConfig(ks=(10,))
+            ).metrics["ndcg@10"]
+            bar.set_postfix(valid=f"{score:.4f}")
+            if score > best:
+                best, since = score, 0
+                best_state = {k: v.clone() for k, v in self.module.state_dict().items()}
+            else:
+                since += 1
+                if since >= cfg.patience:
+                    break
+        self.module.load_state_dict(best_state)
+        self.valid_ndcg = best
+        self._prepare_scoring(self.train, x, use_ids=torch.from_numpy(self.warm) & fit_mask)
+
+    @torch.inference_mode()
+    def _prepare_scoring(self, history: sp.csr_matrix, x: torch.Tensor, use_ids: torch.Tensor) -> None:
+        self.module.eval()
+        vec, bias = self.module.items(x, use_ids)
+        self._items, self._bias, self._history = vec, bias, history
+
+    @torch.inference_mode()
+    def score(self, users: np.ndarray) -> np.ndarray:
+        users = self._check_users(users)
+        hist = torch.from_numpy(self._history[users].toarray())
+        return (self.module.users(hist) @ self._items.T + self._bias).numpy()
+
+    def item_vectors(self) -> np.ndarray:
+        """Every item's vector in the shared space (cold items from content alone)."""
+        return self._items.numpy()

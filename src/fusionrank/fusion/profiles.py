@@ -1,0 +1,139 @@
+"""User profiles from side features (cold-start users), blended with history for users
+who have only a few interactions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from fusionrank.collab.base import Recommender
+from fusionrank.collab.mf import BPR
+from fusionrank.collab.trainer import TrainConfig, seed_everything
+
+
+class FeatureRecommender(Recommender):
+    """Base: ``fit(train, features)`` with one-hot user side features ``(n_users, n_features)``."""
+
+    def fit(self, train: sp.csr_matrix, features: np.ndarray | None = None) -> FeatureRecommender:  # type: ignore[override]
+        self.train = sp.csr_matrix(train, dtype=np.float32)
+        self.n_users, self.n_items = train.shape
+        self.features = features
+        self._fit()
+        return self
+
+    def _fit(self) -> None:
+        """Model-specific fitting."""
+
+
+@dataclass(frozen=True)
+class DemographicPopConfig:
+    prior: float = 10.0
+    """Weight of overall popularity (as pseudo-users) mixed into each group's counts."""
+
+
+class DemographicPop(FeatureRecommender):
+    """Popularity among training users with the same side features (age bucket, gender,
+    occupation), smoothed with overall popularity so that small groups stay sensible."""
+
+    config_class = DemographicPopConfig
+
+    def _fit(self) -> None:
+        if self.features is None:
+            raise ValueError("DemographicPop needs user features (features=...)")
+        item_pop = np.asarray(self.train.sum(axis=0)).ravel()
+        prior = self.config.prior * item_pop / max(item_pop.sum(), 1)
+        _, group = np.unique(self.features, axis=0, return_inverse=True)
+        self._group = np.asarray(group).ravel()
+        n_groups = int(self._group.max()) + 1
+        member = sp.csr_matrix(
+            (np.ones(self.n_users, np.float32), (self._group, np.arange(self.n_users))),
+            shape=(n_groups, self.n_users),
+        )
+        self._scores = (np.asarray((member @ self.train).todense()) + prior).astype(np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self._scores[self._group[self._check_users(users)]]
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """Feature tower into a BPR user space, and the history blend."""
+
+    hidden: int = 128
+    """Hidden width of the feature tower."""
+    epochs: int = 30
+    """Tower training epochs."""
+    learning_rate: float = 3e-3
+    """Adam step size."""
+    blend: float = 10.0
+    """A user with n interactions is served alpha * history + (1 - alpha) * features,
+    alpha = n / (n + blend)."""
+    seed: int = 2020
+    """Seed."""
+
+
+class FeatureTower(nn.Module):
+    def __init__(self, n_features: int, hidden: int, dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Profile(FeatureRecommender):
+    """BPR gives the CF space (item vectors and biases, fixed); a feature tower maps side
+    features to a user vector in it, trained with a softmax over items on warm users."""
+
+    config_class = ProfileConfig
+
+    def _fit(self) -> None:
+        if self.features is None:
+            raise ValueError("Profile needs user features (features=...)")
+        cfg = self.config
+        seed_everything(cfg.seed)
+        self.cf = BPR(
+            train_config=TrainConfig(
+                epochs=25,
+                batch_size=2048,
+                learning_rate=1e-2,
+                patience=0,
+                num_negatives=4,
+                seed=cfg.seed,
+                progress=False,
+            )
+        )
+        self.cf.fit(self.train)
+        items = torch.from_numpy(self.cf.item_embeddings())
+        bias = torch.from_numpy(self.cf.item_bias())
+        self.tower = FeatureTower(self.features.shape[1], cfg.hidden, items.shape[1])
+        opt = torch.optim.Adam(self.tower.parameters(), lr=cfg.learning_rate)
+        coo = self.train.tocoo()
+        x = torch.from_numpy(self.features)
+        rng = np.random.default_rng(cfg.seed)
+        for _ in range(cfg.epochs):
+            for idx in np.array_split(rng.permutation(coo.nnz), max(1, coo.nnz // 2048)):
+                logits = self.tower(x[coo.row[idx]]) @ items.T + bias
+                loss = nn.functional.cross_entropy(logits, torch.from_numpy(coo.col[idx].astype(np.int64)))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        self.tower.eval()
+        with torch.no_grad():
+            self._feature_vectors = self.tower(x).numpy()
+        self._n = np.asarray(self.train.sum(axis=1)).ravel()
+
+    def user_vectors(self, users: np.ndarray) -> np.ndarray:
+        """Blend of the CF vector (history) and the feature vector by interaction count."""
+        alpha = (self._n[users] / (self._n[users] + self.config.blend))[:, None]
+        return alpha * self.cf.user_embeddings()[users] + (1 - alpha) * self._feature_vectors[users]
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        users = self._check_users(users)
+        return (self.user_vectors(users) @ self.cf.item_embeddings().T + self.cf.item_bias()).astype(
+            np.float32
+        )
