@@ -31,8 +31,8 @@ class FeatureRecommender(Recommender):
 
 @dataclass(frozen=True)
 class DemographicPopConfig:
-    prior: float = 10.0
-    """Weight of overall popularity (as pseudo-users) mixed into each group's counts."""
+    prior: float = 200.0
+    """Pseudo-interactions of overall popularity added to each group's counts (shrinkage)."""
 
 
 class DemographicPop(FeatureRecommender):
@@ -45,7 +45,7 @@ class DemographicPop(FeatureRecommender):
         if self.features is None:
             raise ValueError("DemographicPop needs user features (features=...)")
         item_pop = np.asarray(self.train.sum(axis=0)).ravel()
-        prior = self.config.prior * item_pop / max(item_pop.sum(), 1)
+        prior = self.config.prior * item_pop / max(item_pop.sum(), 1)  # (c_g(i) + k p(i)) / (N_g + k)
         _, group = np.unique(self.features, axis=0, return_inverse=True)
         self._group = np.asarray(group).ravel()
         n_groups = int(self._group.max()) + 1
@@ -53,7 +53,8 @@ class DemographicPop(FeatureRecommender):
             (np.ones(self.n_users, np.float32), (self._group, np.arange(self.n_users))),
             shape=(n_groups, self.n_users),
         )
-        self._scores = (np.asarray((member @ self.train).todense()) + prior).astype(np.float32)
+        counts = np.asarray((member @ self.train).todense())
+        self._scores = ((counts + prior) / (counts.sum(axis=1, keepdims=True) + self.config.prior)).astype(np.float32)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self._scores[self._group[self._check_users(users)]]
@@ -63,12 +64,14 @@ class DemographicPop(FeatureRecommender):
 class ProfileConfig:
     """Feature tower into a BPR user space, and the history blend."""
 
-    hidden: int = 128
-    """Hidden width of the feature tower."""
-    epochs: int = 30
+    hidden: int = 0
+    """Hidden width of the feature tower; 0 = linear (a vector per feature value, added)."""
+    epochs: int = 5
     """Tower training epochs."""
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     """Adam step size."""
+    weight_decay: float = 0.0
+    """Adam weight decay on the tower."""
     blend: float = 10.0
     """A user with n interactions is served alpha * history + (1 - alpha) * features,
     alpha = n / (n + blend)."""
@@ -79,15 +82,17 @@ class ProfileConfig:
 class FeatureTower(nn.Module):
     def __init__(self, n_features: int, hidden: int, dim: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.net = (nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, dim)) if hidden
+                    else nn.Linear(n_features, dim))  # additive: one vector per feature value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 class Profile(FeatureRecommender):
-    """BPR gives the CF space (item vectors and biases, fixed); a feature tower maps side
-    features to a user vector in it, trained with a softmax over items on warm users."""
+    """BPR gives the CF space (item vectors, fixed); a feature tower maps side features to a
+    user vector in it, trained with a softmax over items on warm users, with item biases
+    that start from log popularity (so the tower learns what demographics add to it)."""
 
     config_class = ProfileConfig
 
@@ -109,15 +114,17 @@ class Profile(FeatureRecommender):
         )
         self.cf.fit(self.train)
         items = torch.from_numpy(self.cf.item_embeddings())
-        bias = torch.from_numpy(self.cf.item_bias())
+        pop = np.asarray(self.train.sum(axis=0)).ravel()
+        self.bias = nn.Parameter(torch.from_numpy(np.log1p(pop).astype(np.float32)))
         self.tower = FeatureTower(self.features.shape[1], cfg.hidden, items.shape[1])
-        opt = torch.optim.Adam(self.tower.parameters(), lr=cfg.learning_rate)
+        opt = torch.optim.Adam([{"params": self.tower.parameters(), "weight_decay": cfg.weight_decay},
+                                {"params": [self.bias], "weight_decay": 0.0}], lr=cfg.learning_rate)
         coo = self.train.tocoo()
         x = torch.from_numpy(self.features)
         rng = np.random.default_rng(cfg.seed)
         for _ in range(cfg.epochs):
             for idx in np.array_split(rng.permutation(coo.nnz), max(1, coo.nnz // 2048)):
-                logits = self.tower(x[coo.row[idx]]) @ items.T + bias
+                logits = self.tower(x[coo.row[idx]]) @ items.T + self.bias
                 loss = nn.functional.cross_entropy(logits, torch.from_numpy(coo.col[idx].astype(np.int64)))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -125,6 +132,7 @@ class Profile(FeatureRecommender):
         self.tower.eval()
         with torch.no_grad():
             self._feature_vectors = self.tower(x).numpy()
+            self._bias = self.bias.detach().numpy().copy()
         self._n = np.asarray(self.train.sum(axis=1)).ravel()
 
     def user_vectors(self, users: np.ndarray) -> np.ndarray:
