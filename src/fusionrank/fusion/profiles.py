@@ -54,7 +54,9 @@ class DemographicPop(FeatureRecommender):
             shape=(n_groups, self.n_users),
         )
         counts = np.asarray((member @ self.train).todense())
-        self._scores = ((counts + prior) / (counts.sum(axis=1, keepdims=True) + self.config.prior)).astype(np.float32)
+        self._scores = ((counts + prior) / (counts.sum(axis=1, keepdims=True) + self.config.prior)).astype(
+            np.float32
+        )
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self._scores[self._group[self._check_users(users)]]
@@ -82,8 +84,11 @@ class ProfileConfig:
 class FeatureTower(nn.Module):
     def __init__(self, n_features: int, hidden: int, dim: int) -> None:
         super().__init__()
-        self.net = (nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, dim)) if hidden
-                    else nn.Linear(n_features, dim))  # additive: one vector per feature value
+        self.net = (
+            nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+            if hidden
+            else nn.Linear(n_features, dim)
+        )  # additive: one vector per feature value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -117,8 +122,13 @@ class Profile(FeatureRecommender):
         pop = np.asarray(self.train.sum(axis=0)).ravel()
         self.bias = nn.Parameter(torch.from_numpy(np.log1p(pop).astype(np.float32)))
         self.tower = FeatureTower(self.features.shape[1], cfg.hidden, items.shape[1])
-        opt = torch.optim.Adam([{"params": self.tower.parameters(), "weight_decay": cfg.weight_decay},
-                                {"params": [self.bias], "weight_decay": 0.0}], lr=cfg.learning_rate)
+        opt = torch.optim.Adam(
+            [
+                {"params": self.tower.parameters(), "weight_decay": cfg.weight_decay},
+                {"params": [self.bias], "weight_decay": 0.0},
+            ],
+            lr=cfg.learning_rate,
+        )
         coo = self.train.tocoo()
         x = torch.from_numpy(self.features)
         rng = np.random.default_rng(cfg.seed)

@@ -14,11 +14,12 @@ from fusionrank.data.dataset import default_root, load_dataset
 from fusionrank.data.side import genre_matrix
 from fusionrank.data.splits import SplitConfig, prepare_split
 from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
-from fusionrank.fusion.cold_items import ContentKNN, EASEContent, GenrePop, Hybrid, RandomScores
+from fusionrank.fusion.cold_items import ContentKNN, EASEContent, GenrePop, Hybrid, RandomScores, TwoTower
 from fusionrank.fusion.content import load_content
 
 COLD_ITEM_MODELS = {
     "hybrid": Hybrid,
+    "two-tower": TwoTower,
     "random": RandomScores,
     "genre-pop": GenrePop,
     "content-knn": ContentKNN,
@@ -63,7 +64,7 @@ def run_cold_items(
     rec = cls(config, **kwargs)
     content = (
         load_content(root, dataset, split.items, modalities)
-        if cls in (ContentKNN, EASEContent, Hybrid)
+        if cls in (ContentKNN, EASEContent, Hybrid, TwoTower)
         else None
     )
     known = split.matrix(TRAIN, VALID)
