@@ -47,6 +47,7 @@ def run_cold_items(
     modalities: tuple[str, ...] = ("text",),
     overrides: dict[str, Any] | None = None,
     eval_config: EvalConfig | None = None,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
     """20% of items held out with all their interactions. Headline metrics: protocol (a),
     ranking only the cold items for users who interacted with them; ``all_items``:
@@ -77,7 +78,7 @@ def run_cold_items(
     t1 = time.perf_counter()
     a = evaluate_ranking(rec.score, truth, None, eval_config, item_mask=cold)
     b = evaluate_ranking(rec.score, truth, known, eval_config)
-    return {
+    result = {
         "dataset": dataset,
         "split": "cold-items",
         "seed": seed,
@@ -90,6 +91,9 @@ def run_cold_items(
         "n_cold_items": int(cold.sum()),
         "timings": {"fit_s": fit_s, "evaluate_s": time.perf_counter() - t1},
     }
+    if out is not None:
+        _save(Path(out), result, split.items.ids, getattr(rec, "_columns", None))
+    return result
 
 
 COLD_USER_MODELS = ("profile", "pop", "demographic-pop")
@@ -149,6 +153,7 @@ def run_cross_domain(
     root: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     eval_config: EvalConfig | None = None,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Users cold in the target domain (B) served from their source-domain (A) history;
     ranking over target-domain items only."""
@@ -182,7 +187,7 @@ def run_cross_domain(
         item_mask=target,
         users=split.test_users,
     )
-    return {
+    result = {
         "dataset": dataset,
         "split": "cross-domain",
         "seed": seed,
@@ -194,3 +199,30 @@ def run_cross_domain(
         "n_target_items": int(target.sum()),
         "timings": {"fit_s": fit_s, "evaluate_s": time.perf_counter() - t1},
     }
+    if out is not None:
+        _save(Path(out), result, None, None)
+    return result
+
+
+def _save(out: Path, metrics: dict[str, Any], item_ids, columns) -> None:
+    """metrics.json, and the model's item vectors (vectors contract) when it has them."""
+    from fusionrank.encoders.vectors import write_vectors
+    from fusionrank.io import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    if columns is not None:
+        vectors = np.ascontiguousarray(columns.T)
+        write_vectors(out / "item_vectors" / "vectors-00000.parquet", item_ids, vectors)
+        write_json(
+            out / "item_vectors" / "manifest.json",
+            {
+                "encoder": f"fusion:{metrics['model']}",
+                "weights": {"source": "trained here"},
+                "dim": int(vectors.shape[1]),
+                "normalised": False,
+                "rows": int(vectors.shape[0]),
+                "errors": 0,
+                "shards": [{"file": "vectors-00000.parquet", "rows": int(vectors.shape[0])}],
+            },
+        )
+    write_json(out / "metrics.json", metrics)

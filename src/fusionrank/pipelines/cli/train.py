@@ -18,7 +18,7 @@ SHOWN = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20")
 
 def train(
     dataset: str = typer.Option("ml-100k", help="Dataset under the data directory."),
-    model: str = typer.Option(..., help=f"Model: {'|'.join(COLLAB_MODELS)}."),
+    model: str = typer.Option(..., help=f"Model: {'|'.join(COLLAB_MODELS)}|hybrid|cross-domain."),
     split: str = typer.Option("ratio", help=f"Split: {'|'.join(SPLIT_KINDS)} (sasrec: leave-last)."),
     seed: int = typer.Option(2020, help="Seed of the split and of training."),
     out: Path = typer.Option(None, help="Folder for the model, embeddings and metrics.json."),
@@ -34,7 +34,30 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     set_: list[str] = typer.Option(None, "--set", help="Model setting KEY=VALUE, e.g. --set reg=0.001."),
 ) -> None:
-    """Train with early stopping on validation NDCG@10, then report test metrics."""
+    """Train with early stopping on validation NDCG@10, then report test metrics.
+
+    ``hybrid`` trains on the cold-items protocol and ``cross-domain`` on the cross-domain
+    protocol (the split is implied); both write metrics.json (and hybrid its item vectors).
+    """
+    if model in ("hybrid", "cross-domain"):
+        from fusionrank.pipelines.cold_start import run_cold_items, run_cross_domain
+
+        try:
+            run = run_cold_items if model == "hybrid" else run_cross_domain
+            metrics = run(dataset, model, seed, root, overrides=parse_overrides(set_), out=out)
+        except (DataError, ValueError, FileNotFoundError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        row = {
+            "model": model,
+            "split": metrics["split"],
+            **{m: metrics["metrics"][m] for m in SHOWN},
+            "fit_s": metrics["timings"]["fit_s"],
+        }
+        typer.echo(format_table([row], list(row)))
+        if json_out:
+            write_json(json_out, metrics)
+        return
     try:
         metrics = run_train(
             dataset,
