@@ -73,8 +73,22 @@ def test_settings_are_checked(tiny_root):
 
 def test_cold_start_protocols_run_from_the_cli_on_ml100k(ml100k_root, tmp_path):
     out = tmp_path / "cold.json"
-    res = runner.invoke(app, ["evaluate", "--split", "cold-items", "--model", "random", "--model", "content-knn",
-                              "--root", str(ml100k_root), "--json", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--split",
+            "cold-items",
+            "--model",
+            "random",
+            "--model",
+            "content-knn",
+            "--root",
+            str(ml100k_root),
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     models = json.loads(out.read_text())["models"]
     assert models["content-knn"]["modalities"] == ["text"]
@@ -82,9 +96,13 @@ def test_cold_start_protocols_run_from_the_cli_on_ml100k(ml100k_root, tmp_path):
     assert models["random"]["metrics"]["ndcg@10"] < models["content-knn"]["metrics"]["ndcg@10"]
     assert "all_items" in models["random"] and models["random"]["n_cold_items"] == 336
     for split, model in (("cross-domain", "pop"), ("cold-users", "demographic-pop")):
-        res = runner.invoke(app, ["evaluate", "--split", split, "--model", model, "--root", str(ml100k_root),
-                                  "--json", str(out)])
+        res = runner.invoke(
+            app,
+            ["evaluate", "--split", split, "--model", model, "--root", str(ml100k_root), "--json", str(out)],
+        )
         assert res.exit_code == 0, res.output
         assert 0.2 < json.loads(out.read_text())["metrics"]["ndcg@10"] < 0.8
-    res = runner.invoke(app, ["evaluate", "--split", "cold-users", "--model", "ease", "--root", str(ml100k_root)])
+    res = runner.invoke(
+        app, ["evaluate", "--split", "cold-users", "--model", "ease", "--root", str(ml100k_root)]
+    )
     assert res.exit_code == 2 and "unknown model 'ease' for --split cold-users" in res.output

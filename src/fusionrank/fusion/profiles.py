@@ -106,10 +106,11 @@ class Profile(FeatureRecommender):
             raise ValueError("Profile needs user features (features=...)")
         cfg = self.config
         seed_everything(cfg.seed)
+        batch = int(min(2048, max(64, self.train.nnz // 20)))  # at least ~20 steps per epoch
         self.cf = BPR(
             train_config=TrainConfig(
                 epochs=25,
-                batch_size=2048,
+                batch_size=batch,
                 learning_rate=1e-2,
                 patience=0,
                 num_negatives=4,
@@ -133,7 +134,7 @@ class Profile(FeatureRecommender):
         x = torch.from_numpy(self.features)
         rng = np.random.default_rng(cfg.seed)
         for _ in range(cfg.epochs):
-            for idx in np.array_split(rng.permutation(coo.nnz), max(1, coo.nnz // 2048)):
+            for idx in np.array_split(rng.permutation(coo.nnz), max(1, coo.nnz // batch)):
                 logits = self.tower(x[coo.row[idx]]) @ items.T + self.bias
                 loss = nn.functional.cross_entropy(logits, torch.from_numpy(coo.col[idx].astype(np.int64)))
                 opt.zero_grad(set_to_none=True)
