@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from fusionrank.collab.mf import bpr_loss
-from fusionrank.collab.torch_base import TorchRecommender, pairs_from_matrix, shuffled_batches
+from fusionrank.collab.torch_base import PairwiseRecommender
 from fusionrank.collab.trainer import TrainConfig
 
 
@@ -67,7 +67,7 @@ class LightGCNModule(nn.Module):
         return final[: self.n_users], final[self.n_users :]
 
 
-class LightGCN(TorchRecommender):
+class LightGCN(PairwiseRecommender):
     config_class = LightGCNConfig
     default_train = TrainConfig(epochs=300, batch_size=4096, learning_rate=2e-2, patience=10, num_negatives=4)
 
@@ -78,17 +78,7 @@ class LightGCN(TorchRecommender):
 
     def prepare(self, train, interactions) -> None:
         super().prepare(train, interactions)
-        self._users, self._items = pairs_from_matrix(train)
         self._cache = None
-
-    def training_batches(self, rng: np.random.Generator, config: TrainConfig):
-        negs = self.sampler.sample(self._users, rng, config.num_negatives)
-        for idx in shuffled_batches(len(self._users), config.batch_size, rng):
-            yield (
-                torch.from_numpy(self._users[idx]),
-                torch.from_numpy(self._items[idx]),
-                torch.from_numpy(negs[idx]),
-            )
 
     def batch_loss(self, batch) -> torch.Tensor:
         users, pos, neg = (t.to(self.device) for t in batch)

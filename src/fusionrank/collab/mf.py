@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fusionrank.collab.torch_base import TorchRecommender, pairs_from_matrix, shuffled_batches
+from fusionrank.collab.torch_base import PairwiseRecommender
 from fusionrank.collab.trainer import TrainConfig
 
 
@@ -48,7 +48,7 @@ def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return -torch.nn.functional.logsigmoid(pos.unsqueeze(-1) - neg).mean()
 
 
-class BPR(TorchRecommender):
+class BPR(PairwiseRecommender):
     """MF-BPR with uniformly sampled negatives."""
 
     config_class = BPRConfig
@@ -56,19 +56,6 @@ class BPR(TorchRecommender):
 
     def build(self) -> nn.Module:
         return MFModule(self.n_users, self.n_items, self.config.embedding_dim, self.config.init_std)
-
-    def prepare(self, train, interactions) -> None:
-        super().prepare(train, interactions)
-        self._users, self._items = pairs_from_matrix(train)
-
-    def training_batches(self, rng: np.random.Generator, config: TrainConfig):
-        negs = self.sampler.sample(self._users, rng, config.num_negatives)
-        for idx in shuffled_batches(len(self._users), config.batch_size, rng):
-            yield (
-                torch.from_numpy(self._users[idx]),
-                torch.from_numpy(self._items[idx]),
-                torch.from_numpy(negs[idx]),
-            )
 
     def batch_loss(self, batch) -> torch.Tensor:
         users, pos, neg = (t.to(self.device) for t in batch)

@@ -123,3 +123,21 @@ def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator):
     order = rng.permutation(n)
     for s in range(0, n, batch_size):
         yield order[s : s + batch_size]
+
+
+class PairwiseRecommender(TorchRecommender):
+    """Base of the models trained on (user, positive item, sampled negatives) triples."""
+
+    def prepare(self, train: sp.csr_matrix, interactions: pd.DataFrame | None) -> None:
+        super().prepare(train, interactions)
+        self._users, self._items = pairs_from_matrix(train)
+
+    def training_batches(self, rng: np.random.Generator, config: TrainConfig):
+        """One epoch: every training pair once, shuffled, with fresh negatives (b,), (b,), (b, k)."""
+        negs = self.sampler.sample(self._users, rng, config.num_negatives)
+        for idx in shuffled_batches(len(self._users), config.batch_size, rng):
+            yield (
+                torch.from_numpy(self._users[idx]),
+                torch.from_numpy(self._items[idx]),
+                torch.from_numpy(negs[idx]),
+            )
