@@ -29,6 +29,11 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=default_root())
     parser.add_argument("--seeds", default="2020,7")
     parser.add_argument("--skip", default="", help="protocols to skip: cold-items,cold-users,cross-domain")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the committed rows of skipped protocols (rerun only the others)",
+    )
     args = parser.parse_args()
     rows: list[dict] = []
     skip = set(args.skip.split(",")) - {""}
@@ -46,6 +51,11 @@ def main() -> None:
             for model in ("pop", "emcdr", "cross-domain"):
                 rows.append(_row(run_cross_domain("ml-100k", model, seed, args.root)))
         print(format_table([r for r in rows if r["seed"] == seed], list(rows[0])), flush=True)
+    if args.keep and (RESULTS / "cold_start.json").exists():
+        from fusionrank.io import read_json
+
+        kept = [r for r in read_json(RESULTS / "cold_start.json")["rows"] if r["protocol"] in skip]
+        rows = kept + rows
     write_json(RESULTS / "cold_start.json", {"rows": rows})
     md = [
         "# Cold start on ml-100k (CPU)",

@@ -144,7 +144,10 @@ def test_cold_users_are_served_from_side_features():
 
     pop = ndcg(Pop().fit(train))
     demo = ndcg(DemographicPop().fit(train, features))
-    profile = ndcg(Profile(ProfileConfig(epochs=10)).fit(train, features))
+    fitted = Profile(ProfileConfig(epochs=10)).fit(train, features)
+    profile = ndcg(fitted)
+    # a user without history is served from side features alone
+    np.testing.assert_allclose(fitted.score(cold[:3]), fitted.score_features(features[cold[:3]]), rtol=1e-5)
     assert demo > pop + 0.2 and profile > pop + 0.2, (pop, demo, profile)
 
 

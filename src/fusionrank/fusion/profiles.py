@@ -151,8 +151,18 @@ class Profile(FeatureRecommender):
         alpha = (self._n[users] / (self._n[users] + self.config.blend))[:, None]
         return alpha * self.cf.user_embeddings()[users] + (1 - alpha) * self._feature_vectors[users]
 
+    @torch.inference_mode()
+    def score_features(self, features: np.ndarray) -> np.ndarray:
+        """Scores for users known only by their side features, (n, n_features) -> (n, n_items)."""
+        vectors = self.tower(torch.from_numpy(np.asarray(features, dtype=np.float32))).numpy()
+        return (vectors @ self.cf.item_embeddings().T + self._bias).astype(np.float32)
+
     def score(self, users: np.ndarray) -> np.ndarray:
+        """History scores (BPR) and feature scores (tower + its item bias), blended by the
+        user's number of interactions; a user without any gets the feature scores alone."""
         users = self._check_users(users)
-        return (self.user_vectors(users) @ self.cf.item_embeddings().T + self.cf.item_bias()).astype(
-            np.float32
-        )
+        alpha = (self._n[users] / (self._n[users] + self.config.blend))[:, None]
+        items = self.cf.item_embeddings()
+        history = self.cf.user_embeddings()[users] @ items.T + self.cf.item_bias()
+        features = self._feature_vectors[users] @ items.T + self._bias
+        return (alpha * history + (1 - alpha) * features).astype(np.float32)
