@@ -106,3 +106,56 @@ def test_cold_start_protocols_run_from_the_cli_on_ml100k(ml100k_root, tmp_path):
         app, ["evaluate", "--split", "cold-users", "--model", "ease", "--root", str(ml100k_root)]
     )
     assert res.exit_code == 2 and "unknown model 'ease' for --split cold-users" in res.output
+
+
+def test_recommend_from_history_and_from_side_features(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            "tiny",
+            "--model",
+            "bpr",
+            "--root",
+            str(tiny_root),
+            "--out",
+            str(run),
+            "--epochs",
+            "2",
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    from fusionrank.pipelines.recommend import recommend
+
+    known = recommend(run, "u3", 5, tiny_root)
+    assert known.attrs["source"] == "history" and len(known) == 5
+    inter = (tiny_root / "tiny" / "tiny.inter").read_text().splitlines()[1:]
+    seen = {line.split("\t")[1] for line in inter if line.startswith("u3\t")}
+    assert not seen & set(known["item_id"])  # training items are never recommended
+    res = runner.invoke(
+        app,
+        [
+            "recommend",
+            "--run",
+            str(run),
+            "--user",
+            "newcomer",
+            "-k",
+            "3",
+            "--root",
+            str(tiny_root),
+            "--age",
+            "31",
+            "--gender",
+            "F",
+            "--occupation",
+            "writer",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "side features" in res.output and "title" in res.output
+    res = runner.invoke(app, ["recommend", "--run", str(run), "--user", "ghost", "--root", str(tiny_root)])
+    assert res.exit_code == 2 and "--age" in res.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fusionrank.pipelines.cli import data_fetch, embed, evaluate, train
+from fusionrank.pipelines.cli import data_fetch, embed, evaluate, recommend, train
 
 app = typer.Typer(
     add_completion=False,
@@ -17,6 +17,7 @@ data_app.command("fetch")(data_fetch.fetch)
 app.command("evaluate")(evaluate.evaluate)
 app.command("embed")(embed.embed)
 app.command("train")(train.train)
+app.command("recommend")(recommend.recommend)
 
 
 def main() -> None:
