@@ -48,6 +48,20 @@ def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return -torch.nn.functional.logsigmoid(pos.unsqueeze(-1) - neg).mean()
 
 
+def fixed_schedule(seed: int, batch_size: int = 2048) -> TrainConfig:
+    """25 epochs at learning rate 1e-2 with 4 negatives and no validation: the BPR that
+    fusion models fit inside themselves as their collaborative space."""
+    return TrainConfig(
+        epochs=25,
+        batch_size=batch_size,
+        learning_rate=1e-2,
+        patience=0,
+        num_negatives=4,
+        seed=seed,
+        progress=False,
+    )
+
+
 class BPR(PairwiseRecommender):
     """MF-BPR with uniformly sampled negatives."""
 

@@ -3,7 +3,6 @@ validation metric (full ranking), restore of the best epoch, seeds, threads, pro
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from dataclasses import dataclass, field
@@ -68,6 +67,11 @@ class TrainHistory:
     epochs: int = 0
     time_to_best_s: float = 0.0
     total_s: float = 0.0
+
+
+def copy_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of a module's weights (to restore the best epoch later)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 def seed_everything(seed: int) -> None:
@@ -136,7 +140,7 @@ def train_loop(
             if value > history.best_valid:
                 history.best_valid, history.best_epoch = value, epoch
                 history.time_to_best_s = time.perf_counter() - t0
-                best_state = copy.deepcopy(model.module.state_dict())
+                best_state = copy_state(model.module)
                 since_best = 0
             else:
                 since_best += 1

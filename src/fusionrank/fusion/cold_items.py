@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from fusionrank.collab.base import Recommender
 from fusionrank.collab.ease import ease_weights
-from fusionrank.collab.trainer import seed_everything
+from fusionrank.collab.trainer import copy_state, seed_everything
 from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
 from fusionrank.fusion.content import Content
 
@@ -251,7 +251,7 @@ class TwoTower(ContentRecommender):
             bar.set_postfix(valid=f"{score:.4f}")
             if score > best:
                 best, since = score, 0
-                best_state = {k: v.clone() for k, v in self.module.state_dict().items()}
+                best_state = copy_state(self.module)
             else:
                 since += 1
                 if since >= cfg.patience:
@@ -414,7 +414,3 @@ class Hybrid(ContentRecommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         x = self.train[self._check_users(users)][:, self._items_idx]
         return np.asarray(x @ self._columns, dtype=np.float32)
-
-
-def copy_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}

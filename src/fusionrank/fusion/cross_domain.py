@@ -16,8 +16,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from fusionrank.collab.mf import BPR
-from fusionrank.collab.trainer import TrainConfig, seed_everything
+from fusionrank.collab.mf import BPR, fixed_schedule
+from fusionrank.collab.trainer import copy_state, seed_everything
 from fusionrank.columns import ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.idmap import IdMap
@@ -124,21 +124,15 @@ class EMCDR:
     """EMCDR (Man et al., 2017): BPR in each domain; an MLP learns to map the source vectors
     of users active in both domains to their target vectors; a cold user gets the mapped one."""
 
+    config_class = EMCDRConfig
+
     def __init__(self, config: EMCDRConfig | None = None) -> None:
         self.config = config or EMCDRConfig()
 
     def fit(self, split: CrossDomainSplit) -> EMCDR:
         cfg = self.config
         seed_everything(cfg.seed)
-        train_cfg = TrainConfig(
-            epochs=25,
-            batch_size=2048,
-            learning_rate=1e-2,
-            patience=0,
-            num_negatives=4,
-            seed=cfg.seed,
-            progress=False,
-        )
+        train_cfg = fixed_schedule(cfg.seed)
         src = split.matrix(split.train, split.source)
         tgt = split.matrix(split.train, split.target)
         self.src_mf = BPR(train_config=train_cfg).fit(src)
@@ -219,6 +213,8 @@ class CrossDomain:
     target items (softmax over target items), and InfoNCE pulls a user's two profiles
     together. A user cold in the target domain is served from the source profile."""
 
+    config_class = CrossDomainConfig
+
     def __init__(self, config: CrossDomainConfig | None = None) -> None:
         self.config = config or CrossDomainConfig()
 
@@ -276,7 +272,7 @@ class CrossDomain:
             ).metrics["ndcg@10"]
             if score > best:
                 best, since = score, 0
-                best_state = {k: v.clone() for k, v in self.module.state_dict().items()}
+                best_state = copy_state(self.module)
             else:
                 since += 1
                 if since >= cfg.patience:

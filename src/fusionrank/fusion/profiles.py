@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from fusionrank.collab.base import Recommender
-from fusionrank.collab.mf import BPR
-from fusionrank.collab.trainer import TrainConfig, seed_everything
+from fusionrank.collab.mf import BPR, fixed_schedule
+from fusionrank.collab.trainer import seed_everything
 
 
 class FeatureRecommender(Recommender):
@@ -107,17 +107,7 @@ class Profile(FeatureRecommender):
         cfg = self.config
         seed_everything(cfg.seed)
         batch = int(min(2048, max(64, self.train.nnz // 20)))  # at least ~20 steps per epoch
-        self.cf = BPR(
-            train_config=TrainConfig(
-                epochs=25,
-                batch_size=batch,
-                learning_rate=1e-2,
-                patience=0,
-                num_negatives=4,
-                seed=cfg.seed,
-                progress=False,
-            )
-        )
+        self.cf = BPR(train_config=fixed_schedule(cfg.seed, batch))
         self.cf.fit(self.train)
         items = torch.from_numpy(self.cf.item_embeddings())
         pop = np.asarray(self.train.sum(axis=0)).ravel()
@@ -145,11 +135,6 @@ class Profile(FeatureRecommender):
             self._feature_vectors = self.tower(x).numpy()
             self._bias = self.bias.detach().numpy().copy()
         self._n = np.asarray(self.train.sum(axis=1)).ravel()
-
-    def user_vectors(self, users: np.ndarray) -> np.ndarray:
-        """Blend of the CF vector (history) and the feature vector by interaction count."""
-        alpha = (self._n[users] / (self._n[users] + self.config.blend))[:, None]
-        return alpha * self.cf.user_embeddings()[users] + (1 - alpha) * self._feature_vectors[users]
 
     @torch.inference_mode()
     def score_features(self, features: np.ndarray) -> np.ndarray:

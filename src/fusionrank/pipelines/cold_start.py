@@ -173,8 +173,7 @@ def run_cross_domain(
         rec, config = TargetPop().fit(split), {}
     else:
         cls = CrossDomain if model == "cross-domain" else EMCDR
-        cfg_cls = type(cls().config)
-        cfg = dataclasses.replace(cfg_cls(), **{"seed": seed, **(overrides or {})})
+        cfg = _config(cls, overrides, seed)
         rec, config = cls(cfg).fit(split), dataclasses.asdict(cfg)
     fit_s = time.perf_counter() - t0
     target = split.domain == split.target
