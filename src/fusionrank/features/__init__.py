@@ -1,1 +1,1 @@
-"""fusionrank.features"""
+"""fusionrank.features: the (user, candidate) feature table, from training data only."""

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fusionrank.collab.base import Recommender
+from fusionrank.collab.base import Recommender, csr_from_arrays, csr_to_arrays
 from fusionrank.collab.ease import ease_weights
 from fusionrank.collab.trainer import copy_state, seed_everything
 from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
@@ -414,3 +414,10 @@ class Hybrid(ContentRecommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         x = self.train[self._check_users(users)][:, self._items_idx]
         return np.asarray(x @ self._columns, dtype=np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"items": self._items_idx, "columns": self._columns, **csr_to_arrays("train", self.train)}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._items_idx, self._columns = arrays["items"], arrays["columns"]
+        self.train = csr_from_arrays("train", arrays)

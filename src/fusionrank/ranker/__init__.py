@@ -1,1 +1,1 @@
-"""fusionrank.ranker"""
+"""fusionrank.ranker: LightGBM lambdarank with early stopping, importances and explanations."""

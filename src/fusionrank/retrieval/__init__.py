@@ -1,1 +1,1 @@
-"""fusionrank.retrieval"""
+"""fusionrank.retrieval: top-N candidates per source (exact or FAISS) and their union."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fusionrank.pipelines.cli import data_fetch, embed, evaluate, recommend, train
+from fusionrank.pipelines.cli import data_fetch, embed, evaluate, recommend, run, train
 
 app = typer.Typer(
     add_completion=False,
@@ -18,6 +18,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("embed")(embed.embed)
 app.command("train")(train.train)
 app.command("recommend")(recommend.recommend)
+app.command("run")(run.run)
 
 
 def main() -> None:

@@ -1,0 +1,181 @@
+"""LightGBM lambdarank over the candidate feature table.
+
+Query groups are users. Early stopping watches NDCG@``eval_at`` on a held-out share of
+the *label* users (the validation split's users in the run pipeline), so neither the
+fit nor the stopping decision sees test interactions. Explanations are LightGBM's own
+per-row contributions (``pred_contrib``, SHAP values for trees).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from fusionrank.columns import USER_IDX
+from fusionrank.io import atomic_path, read_json, write_json
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """LightGBM lambdarank settings; the defaults suit ~100 candidates per user."""
+
+    n_estimators: int = 2000
+    learning_rate: float = 0.03
+    num_leaves: int = 15
+    min_child_samples: int = 100
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    truncation_level: int = 30
+    """lambdarank_truncation_level: pairs below this rank do not contribute."""
+    early_stopping_rounds: int = 100
+    stop_share: float = 0.2
+    """Share of label users held out to decide when to stop."""
+    eval_at: int = 10
+    refit: bool = True
+    """After early stopping picks the tree count, refit on all label users with that count."""
+    seed: int = 2020
+    threads: int = 0
+    """LightGBM threads (0: its default)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.stop_share < 1:
+            raise ValueError(f"stop_share must be in (0, 1), got {self.stop_share}")
+
+
+def groups_of(users: np.ndarray) -> np.ndarray:
+    """Group sizes of a user-sorted key column (LightGBM's ``group``)."""
+    users = np.asarray(users)
+    if len(users) and np.any(np.diff(users) < 0):
+        raise ValueError("rows must be sorted by user so that each user's rows are contiguous")
+    _, counts = np.unique(users, return_counts=True)
+    return counts
+
+
+class LTRRanker:
+    """``fit(features, labels)`` then ``predict``; importances and contributions."""
+
+    def __init__(self, config: RankerConfig | None = None) -> None:
+        self.config = config or RankerConfig()
+        self.booster: lgb.Booster | None = None
+        self.features: list[str] = []
+        self.best_iteration = 0
+        self.stop_score = float("nan")
+
+    def fit(self, table: pd.DataFrame, features: list[str], label: str = "label") -> LTRRanker:
+        """Fit on a user-sorted table; a seeded share of its users decides early stopping."""
+        cfg = self.config
+        if not features:
+            raise ValueError("no feature columns to fit on")
+        missing = [c for c in [*features, label, USER_IDX] if c not in table.columns]
+        if missing:
+            raise KeyError(f"feature table has no column(s) {missing}")
+        users = table[USER_IDX].to_numpy()
+        positives = table.groupby(USER_IDX)[label].sum()
+        with_pos = positives.index[positives.to_numpy() > 0].to_numpy()
+        if len(with_pos) < 2:
+            raise ValueError("need at least two users with a positive label to fit and stop")
+        table = table[np.isin(users, with_pos)]  # groups without a positive carry no gradient
+        users = table[USER_IDX].to_numpy()
+        rng = np.random.default_rng(cfg.seed)
+        stop_users = rng.choice(
+            with_pos, size=max(1, int(round(cfg.stop_share * len(with_pos)))), replace=False
+        )
+        held = np.isin(users, stop_users)
+        model = lgb.LGBMRanker(
+            objective="lambdarank",
+            n_estimators=cfg.n_estimators,
+            learning_rate=cfg.learning_rate,
+            num_leaves=cfg.num_leaves,
+            min_child_samples=cfg.min_child_samples,
+            subsample=cfg.subsample,
+            subsample_freq=1,
+            colsample_bytree=cfg.colsample_bytree,
+            reg_lambda=cfg.reg_lambda,
+            lambdarank_truncation_level=cfg.truncation_level,
+            random_state=cfg.seed,
+            n_jobs=cfg.threads or None,
+            verbose=-1,
+        )
+        fit_rows, stop_rows = table[~held], table[held]
+        with warnings.catch_warnings():  # LightGBM >= 4.7 renames eval_set; >= 4.3 is supported
+            warnings.filterwarnings("ignore", message=".*eval_set.*")
+            model.fit(
+                fit_rows[features],
+                fit_rows[label].to_numpy(),
+                group=groups_of(fit_rows[USER_IDX].to_numpy()),
+                eval_set=[(stop_rows[features], stop_rows[label].to_numpy())],
+                eval_group=[groups_of(stop_rows[USER_IDX].to_numpy())],
+                eval_at=[cfg.eval_at],
+                callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+            )
+        self.features = list(features)
+        self.best_iteration = int(model.best_iteration_ or model.n_estimators)
+        self.stop_score = float(model.best_score_["valid_0"][f"ndcg@{cfg.eval_at}"])
+        if cfg.refit:
+            model.set_params(n_estimators=self.best_iteration)
+            model.fit(table[features], table[label].to_numpy(), group=groups_of(users))
+        self.booster = model.booster_
+        return self
+
+    def _check(self) -> lgb.Booster:
+        if self.booster is None:
+            raise RuntimeError("LTRRanker is not fitted; call fit() or load() first")
+        return self.booster
+
+    def predict(self, table: pd.DataFrame) -> np.ndarray:
+        return self._check().predict(table[self.features], num_iteration=self.best_iteration)
+
+    def contributions(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Per-row additive contributions of each feature (and ``bias``) to the score."""
+        values = self._check().predict(
+            table[self.features], num_iteration=self.best_iteration, pred_contrib=True
+        )
+        return pd.DataFrame(values, columns=[*self.features, "bias"], index=table.index)
+
+    def importance(self) -> pd.DataFrame:
+        """Total gain and split count per feature, largest gain first."""
+        b = self._check()
+        return (
+            pd.DataFrame(
+                {
+                    "feature": self.features,
+                    "gain": b.feature_importance("gain", iteration=self.best_iteration),
+                    "splits": b.feature_importance("split", iteration=self.best_iteration),
+                }
+            )
+            .sort_values("gain", ascending=False)
+            .reset_index(drop=True)
+        )
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "model.txt") as tmp:
+            self._check().save_model(str(tmp), num_iteration=self.best_iteration)
+        write_json(
+            folder / "ranker.json",
+            {
+                "config": dataclasses.asdict(self.config),
+                "features": self.features,
+                "best_iteration": self.best_iteration,
+                "stop_score": self.stop_score,
+            },
+        )
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LTRRanker:
+        folder = Path(folder)
+        meta = read_json(folder / "ranker.json")
+        ranker = cls(RankerConfig(**meta["config"]))
+        ranker.booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        ranker.features = meta["features"]
+        ranker.best_iteration = meta["best_iteration"]
+        ranker.stop_score = meta["stop_score"]
+        return ranker

@@ -1,0 +1,198 @@
+"""Retrieval, the feature table and the LightGBM ranker on small planted data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
+from fusionrank.features.table import (
+    FeatureConfig,
+    FeatureContext,
+    attach_labels,
+    build_features,
+    feature_columns,
+    feature_group,
+)
+from fusionrank.ranker.lgbm import LTRRanker, RankerConfig, groups_of
+from fusionrank.retrieval.candidates import (
+    candidate_recall,
+    candidate_recall_by_source,
+    source_candidates,
+    union_candidates,
+)
+from fusionrank.retrieval.index import IndexConfig, VectorIndex, faiss_available, mips_vectors
+
+
+def _scores(seed=0, n_users=6, n_items=9):
+    return np.random.default_rng(seed).random((n_users, n_items)).astype(np.float32)
+
+
+def test_source_candidates_exclude_known_items_and_rank_by_score():
+    s = _scores()
+    known = sp.csr_matrix(np.eye(6, 9, dtype=np.float32))
+    c = source_candidates(lambda u: s[u], np.arange(6), 3, known)
+    for u, rows in c.groupby(USER_IDX):
+        masked = s[u].copy()
+        masked[u] = -np.inf
+        assert rows[ITEM_IDX].tolist() == np.argsort(-masked)[:3].tolist()
+        assert rows["rank"].tolist() == [1, 2, 3]
+        assert u not in rows[ITEM_IDX].tolist()
+
+
+def test_union_keeps_each_sources_rank_and_recall_counts_pairs():
+    a = pd.DataFrame({USER_IDX: [0, 0, 1], ITEM_IDX: [1, 2, 3], "rank": [1, 2, 1]})
+    b = pd.DataFrame({USER_IDX: [0, 1], ITEM_IDX: [2, 4], "rank": [1, 1]})
+    u = union_candidates({"a": a, "b": b})
+    assert list(zip(u[USER_IDX], u[ITEM_IDX])) == [(0, 1), (0, 2), (1, 3), (1, 4)]
+    assert u["n_sources"].tolist() == [1, 2, 1, 1]
+    assert u.loc[1, "rank_a"] == 2 and u.loc[1, "rank_b"] == 1 and np.isnan(u.loc[0, "rank_b"])
+    truth = sp.csr_matrix(([1, 1, 1, 1], ([0, 0, 1, 1], [2, 5, 4, 0])), shape=(2, 6))
+    assert candidate_recall(u, truth) == 0.5
+    rec = candidate_recall_by_source({"a": a, "b": b}, truth)
+    assert rec == {"a": 0.25, "b": 0.5, "union": 0.5}
+
+
+def test_exact_index_matches_brute_force_with_bias_and_exclusions():
+    rng = np.random.default_rng(1)
+    users, items, bias = rng.normal(size=(20, 8)), rng.normal(size=(50, 8)), rng.normal(size=50)
+    uq, iq = mips_vectors(users, items, bias)
+    full = users @ items.T + bias
+    known = sp.random(20, 50, density=0.2, random_state=1, format="csr")
+    idx, vals = VectorIndex(iq).search(uq, 5, known)
+    full[known.nonzero()] = -np.inf
+    assert (idx == np.argsort(-full, axis=1)[:, :5]).all()
+    np.testing.assert_allclose(vals, np.sort(full, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+
+
+@pytest.mark.skipif(not faiss_available(), reason="FAISS is an optional extra")
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_faiss_indexes_agree_with_exact_search(kind):
+    rng = np.random.default_rng(2)
+    users, items = (
+        rng.normal(size=(30, 16)).astype(np.float32),
+        rng.normal(size=(2000, 16)).astype(np.float32),
+    )
+    known = sp.random(30, 2000, density=0.01, random_state=2, format="csr")
+    exact, _ = VectorIndex(items).search(users, 10, known)
+    got, _ = VectorIndex(items, IndexConfig(kind=kind, ivf_lists=16, nprobe=16)).search(users, 10, known)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, got)])
+    assert overlap == 1.0 if kind == "flat" else overlap >= 0.9
+    for r in range(30):
+        assert not set(got[r]) & set(known[r].indices)
+
+
+def _ctx():
+    # 3 users, 5 items; item 4 is never in training
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 1, 1, 0, 0], [1, 0, 0, 1, 0]], np.float32))
+    inter = pd.DataFrame(
+        {
+            USER_IDX: [0, 0, 1, 1, 2, 2],
+            ITEM_IDX: [0, 1, 1, 2, 0, 3],
+            TIMESTAMP: [0.0, 86400.0, 2 * 86400.0, 40 * 86400.0, 41 * 86400.0, 45 * 86400.0],
+        }
+    )
+    text = np.array([[1, 0], [0, 1], [1, 1], [1, 0], [0, 0]], np.float32)
+    genres = sp.csr_matrix(np.array([[1, 0], [0, 1], [1, 1], [1, 0], [0, 1]], np.float32))
+    scores = np.arange(15, dtype=np.float32).reshape(3, 5)
+    side = pd.DataFrame(
+        {"age": np.array([20, 30, 40], np.float32), "gender": pd.Categorical(["F", "M", "F"])}
+    )
+    return FeatureContext(
+        train=train,
+        sources={"s": lambda u: scores[u]},
+        interactions=inter,
+        content={"text": text},
+        genres=genres,
+        user_side=side,
+        domains=np.array(["A", "B", "A", "", "B"]),
+        item_item=np.ones((5, 5), np.float32) - np.eye(5, dtype=np.float32),
+    )
+
+
+def test_feature_table_values_by_hand():
+    ctx = _ctx()
+    cands = pd.DataFrame({USER_IDX: [0, 0, 1], ITEM_IDX: [4, 2, 0]})
+    f = build_features(cands, ctx, ctx.train, FeatureConfig(window_days=10))
+    assert f[[USER_IDX, ITEM_IDX]].values.tolist() == [[0, 2], [0, 4], [1, 0]]  # sorted by user, item
+    # user 0 knows items 0, 1: item 4 has the highest free score (rank 1), item 2 is rank 3
+    assert f["rank_s"].tolist() == [3, 1, 3]
+    free = np.array([2.0, 3.0, 4.0])
+    assert f.loc[0, "z_s"] == pytest.approx((2 - free.mean()) / free.std(), rel=1e-5)
+    # profile of user 0 = (1,0) + (0,1) -> cos with item 2 (1,1) is 1; item 4 has no vector;
+    # user 1 = (0,1) + (1,1)/sqrt(2) -> cos with item 0 (1,0) = 0.7071 / |(0.7071, 1.7071)|
+    assert f["cos_text"].tolist() == pytest.approx([1.0, 0.0, 0.70711 / np.hypot(0.70711, 1.70711)], rel=1e-4)
+    assert f["pop_log"].tolist() == pytest.approx(np.log1p([1, 0, 2]))
+    # last 10 days of training hold items 2, 0, 3
+    assert f["pop_recent_log"].tolist() == pytest.approx(np.log1p([1, 0, 1]))
+    # user 0's last interaction is day 1; item 2 first seen on day 40
+    assert f.loc[0, "item_age_days"] == pytest.approx(-39.0)
+    assert np.isnan(f.loc[1, "item_age_days"])
+    # user 0 history genres: item0 g0, item1 g1 -> shares (0.5, 0.5); item 2 has both -> 0.5
+    assert f["genre_overlap"].tolist() == pytest.approx([0.5, 0.5, 0.5])
+    # item 2 is domain B; user 0's history: item 0 (A), item 1 (B) -> share 0.5;
+    # transfer from the other domain (A: item 0) with all-ones weights = 1
+    assert f.loc[0, "domain_share"] == 0.5 and f.loc[0, "domain_transfer"] == 1.0
+    assert f["user_age"].tolist() == [20, 20, 30]
+    assert str(f["user_gender"].dtype) == "category"
+    assert {feature_group(c) for c in feature_columns(f)} == {
+        "sources",
+        "content",
+        "popularity",
+        "user",
+        "genre",
+        "cross_domain",
+    }
+    labelled = attach_labels(f, sp.csr_matrix(([1], ([0], [4])), shape=(3, 5)))
+    assert labelled["label"].tolist() == [0, 1, 0]
+
+
+def test_feature_groups_can_be_switched_off():
+    ctx = _ctx()
+    cands = pd.DataFrame({USER_IDX: [0], ITEM_IDX: [2]})
+    f = build_features(cands, ctx, ctx.train, FeatureConfig(groups=("popularity",)))
+    assert {feature_group(c) for c in feature_columns(f)} == {"popularity"}
+    with pytest.raises(ValueError, match="unknown feature groups"):
+        FeatureConfig(groups=("nope",))
+
+
+def _planted(n_users=300, n_items=30, seed=0):
+    """One informative feature (signal) and one pure-noise feature."""
+    rng = np.random.default_rng(seed)
+    u = np.repeat(np.arange(n_users), n_items)
+    signal = rng.normal(size=len(u))
+    label = (signal + 0.3 * rng.normal(size=len(u)) > 1.5).astype(int)
+    return pd.DataFrame({USER_IDX: u, "signal": signal, "noise": rng.normal(size=len(u)), "label": label})
+
+
+def test_ranker_learns_the_planted_feature_and_round_trips(tmp_path):
+    table = _planted()
+    ranker = LTRRanker(RankerConfig(n_estimators=200, min_child_samples=20, seed=1)).fit(
+        table, ["signal", "noise"]
+    )
+    assert ranker.importance().loc[0, "feature"] == "signal"
+    assert ranker.stop_score > 0.8
+    test = _planted(seed=5)
+    pred = ranker.predict(test)
+    # contributions add up to the prediction
+    contrib = ranker.contributions(test.head(50))
+    np.testing.assert_allclose(contrib.sum(axis=1), pred[:50], rtol=1e-6, atol=1e-6)
+    assert contrib["signal"].abs().mean() > contrib["noise"].abs().mean()
+    ranker.save(tmp_path / "r")
+    again = LTRRanker.load(tmp_path / "r")
+    np.testing.assert_allclose(again.predict(test), pred)
+
+
+def test_ranker_same_seed_same_model_and_clear_errors():
+    table = _planted(n_users=100)
+    a = LTRRanker(RankerConfig(n_estimators=50, seed=3)).fit(table, ["signal", "noise"]).predict(table)
+    b = LTRRanker(RankerConfig(n_estimators=50, seed=3)).fit(table, ["signal", "noise"]).predict(table)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(KeyError, match="nope"):
+        LTRRanker().fit(table, ["nope"])
+    with pytest.raises(ValueError, match="sorted by user"):
+        groups_of(np.array([1, 0, 1]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LTRRanker().predict(table)

@@ -1,0 +1,126 @@
+"""``fusionrank run`` end to end on a small dataset: stages, cache, report, protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from fusionrank.columns import ITEM_IDX, PART, TEST, USER_IDX
+from fusionrank.data.splits import SplitConfig
+from fusionrank.io import read_json
+from fusionrank.pipelines.cli import app
+from fusionrank.pipelines.config import ConfigError, load_run_config, parse_run_config
+from fusionrank.pipelines.run import run_pipeline
+
+runner = CliRunner()
+
+
+def _config(tiny_root, tmp_path, **extra):
+    raw = {
+        "name": "t",
+        "dataset": "tiny",
+        "root": str(tiny_root),
+        "out": str(tmp_path / "runs"),
+        "modalities": [],
+        "models": {
+            "pop": {},
+            "itemknn": {"settings": {"k": 10}},
+            "ease": {"settings": {"reg": 10.0}},
+            "bpr": {"train": {"epochs": 3}},
+        },
+        "retrieval": {"n": 15, "sources": ["ease", "itemknn", "bpr"]},
+        "ranker": {"n_estimators": 40, "min_child_samples": 5, "early_stopping_rounds": 10},
+        "evaluation": {"ks": [5, 10]},
+        "ablation": True,
+        **extra,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_run_writes_metrics_report_plots_and_reuses_stages(tiny_root, tmp_path):
+    path = _config(tiny_root, tmp_path)
+    lines: list[str] = []
+    out = run_pipeline(load_run_config(path), log=lines.append)
+    folder = tmp_path / "runs" / "t"
+    metrics = read_json(folder / "metrics.json")
+    assert set(metrics["models"]) == {"pop", "itemknn", "ease", "bpr", "ltr"}
+    assert 0 <= metrics["models"]["ltr"]["metrics"]["ndcg@10"] <= 1
+    assert 0 < metrics["candidate_recall"]["test"]["union"] <= 1
+    assert any(r["variant"] == "without group sources" for r in metrics["ablation"])
+    for name in (
+        "report.md",
+        "report.html",
+        "plots/metrics_by_model.png",
+        "plots/ndcg_at_k.png",
+        "plots/warm_vs_cold.png",
+        "plots/feature_importance.png",
+        "ranker/model.txt",
+    ):
+        assert (folder / name).stat().st_size > 0, name
+    report = (folder / "report.md").read_text()
+    assert "## Protocol" in report and "Ablation" in report
+    assert (folder / "plots/metrics_by_model.png").read_bytes()[:4] == b"\x89PNG"
+    assert out.importance["gain"].sum() > 0
+    # a rerun reuses every stage; a ranker change redoes only the ranker
+    lines.clear()
+    run_pipeline(load_run_config(path), log=lines.append)
+    assert sum("cached" in line for line in lines) == 6  # 4 models, features, ranker
+    lines.clear()
+    again = run_pipeline(load_run_config(path, {"ranker.learning_rate": 0.1}), log=lines.append)
+    assert sum("cached" in line for line in lines) == 5
+    assert again.metrics["models"]["ease"] == out.metrics["models"]["ease"]
+
+
+def test_test_interactions_never_reach_features_or_ranker(tiny_root, tmp_path):
+    """Moving test interactions to other items changes nothing but the test metrics."""
+    cfg = parse_run_config(yaml.safe_load(_config(tiny_root, tmp_path).read_text()) | {"ablation": False})
+    first = run_pipeline(cfg, log=lambda m: None)
+    folder = tiny_root / "tiny" / "splits" / SplitConfig().name
+    table = pd.read_parquet(folder / "split.parquet")
+    test = table[PART] == TEST
+    items = sorted(table["item_id"].unique())
+    table.loc[test, "item_id"] = [
+        items[(items.index(i) + 7) % len(items)] for i in table.loc[test, "item_id"]
+    ]
+    table.to_parquet(folder / "split.parquet", index=False)
+    cfg2 = dataclasses.replace(cfg, out=str(tmp_path / "runs2"))
+    second = run_pipeline(cfg2, log=lambda m: None)
+    f1 = pd.read_parquet(first.folder / "features" / "features_test.parquet")
+    f2 = pd.read_parquet(second.folder / "features" / "features_test.parquet")
+    pd.testing.assert_frame_equal(f1, f2)
+    v1 = pd.read_parquet(first.folder / "features" / "features_valid.parquet")
+    v2 = pd.read_parquet(second.folder / "features" / "features_valid.parquet")
+    pd.testing.assert_frame_equal(v1, v2)
+    assert (first.folder / "ranker" / "model.txt").read_text() == (
+        second.folder / "ranker" / "model.txt"
+    ).read_text()
+    assert first.metrics["models"]["ltr"]["metrics"] != second.metrics["models"]["ltr"]["metrics"]
+    assert {USER_IDX, ITEM_IDX} <= set(f1.columns) and "label" not in f1.columns
+
+
+def test_config_errors_name_the_file_and_key(tmp_path, tiny_root):
+    path = _config(tiny_root, tmp_path, ranker={"learnig_rate": 0.1})
+    with pytest.raises(ConfigError, match=r"run.yaml: ranker.learnig_rate: unknown key"):
+        load_run_config(path)
+    path = _config(tiny_root, tmp_path, retrieval={"sources": ["lightgcn"]})
+    with pytest.raises(ConfigError, match="retrieval.sources: 'lightgcn' is not among models"):
+        load_run_config(path)
+    with pytest.raises(ConfigError, match="models.nope: unknown model"):
+        parse_run_config({"name": "x", "models": {"nope": {}}})
+    with pytest.raises(ConfigError, match="expected a number"):
+        parse_run_config({"name": "x", "models": {"pop": {}}, "retrieval": {"n": "many", "sources": []}})
+    res = runner.invoke(app, ["run", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 2 and "no such config file" in res.output
+
+
+def test_cli_run_prints_the_table(tiny_root, tmp_path):
+    path = _config(tiny_root, tmp_path, ablation=False)
+    res = runner.invoke(app, ["run", str(path), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "ltr" in res.output and "vs " in res.output and "report:" in res.output
