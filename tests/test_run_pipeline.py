@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from fusionrank.columns import ITEM_IDX, PART, TEST, USER_IDX
+from fusionrank.data.idmap import IdMap
 from fusionrank.data.splits import SplitConfig
 from fusionrank.io import read_json
 from fusionrank.pipelines.cli import app
@@ -124,3 +126,43 @@ def test_cli_run_prints_the_table(tiny_root, tmp_path):
     res = runner.invoke(app, ["run", str(path), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "ltr" in res.output and "vs " in res.output and "report:" in res.output
+
+
+def test_recommend_from_a_run_explains_with_ranker_contributions(tiny_root, tmp_path):
+    from fusionrank.pipelines.recommend import recommend
+    from fusionrank.ranker.lgbm import LTRRanker
+
+    out = run_pipeline(load_run_config(_config(tiny_root, tmp_path, ablation=False)), log=lambda m: None)
+    table = recommend(out.folder, "u3", 5, tiny_root, explain=True)
+    assert table.attrs["source"] == "LightGBM ranker" and len(table) == 5
+    assert table["score"].is_monotonic_decreasing
+    # the reasons are the largest contributions of that row
+    ranker = LTRRanker.load(out.folder / "ranker")
+    rows = pd.read_parquet(out.folder / "features" / "features_test.parquet")
+    u = IdMap.load(out.folder / "users.parquet").to_index(["u3"])[0]
+    mine = rows[rows[USER_IDX] == u].reset_index(drop=True)
+    best = int(np.argmax(ranker.predict(mine)))
+    contrib = ranker.contributions(mine.iloc[[best]]).drop(columns="bias").iloc[0]
+    top_feature = contrib.abs().idxmax()
+    assert table.loc[0, "why"].startswith(f"{top_feature} ")
+    res = runner.invoke(
+        app, ["recommend", "--run", str(out.folder), "--user", "u3", "--root", str(tiny_root), "--explain"]
+    )
+    assert res.exit_code == 0 and "why" in res.output
+
+
+def test_recommend_new_items_from_text(tiny_root, tmp_path):
+    from fusionrank.data.errors import DataError
+    from fusionrank.pipelines.recommend import recommend
+
+    out = run_pipeline(load_run_config(_config(tiny_root, tmp_path, ablation=False)), log=lambda m: None)
+    path = tmp_path / "new.csv"
+    path.write_text("item_id,movie_title,class\nn1,Film number 3 again,Drama Sci-Fi\nn2,Another one,Comedy\n")
+    table = recommend(out.folder, "u3", 2, tiny_root, new_items=path)
+    assert set(table["item_id"]) == {"n1", "n2"} and "ease-content" in table.attrs["source"]
+    assert table["title"].tolist()[0] in {"Film number 3 again", "Another one"}
+    path.write_text("item_id,movie_title\nn1,Fine\nn2,\n")
+    with pytest.raises(DataError, match=r"row 2"):
+        recommend(out.folder, "u3", 2, tiny_root, new_items=path)
+    with pytest.raises(ValueError, match="no history"):
+        recommend(out.folder, "ghost", 2, tiny_root, new_items=tmp_path / "new.csv")
