@@ -22,8 +22,7 @@ $(ML100K): | $(STAMP)
 	$(BIN)/fusionrank data fetch ml-100k --root $(DATA)
 
 demo: install data
-	$(BIN)/fusionrank evaluate --dataset ml-100k --model pop --model itemknn --model ease \
-		--split ratio --seed 2020 --root $(DATA) --json runs/demo/metrics.json
+	FUSIONRANK_DATA=$(abspath $(DATA)) $(BIN)/fusionrank run configs/ml100k.yaml
 
 test: install data
 	FUSIONRANK_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q

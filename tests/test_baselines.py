@@ -7,11 +7,18 @@ import scipy.sparse as sp
 from fusionrank.collab.base import Recommender
 from fusionrank.collab.ease import EASE, EASEConfig
 from fusionrank.collab.itemknn import ItemKNN, ItemKNNConfig
+from fusionrank.collab.neighbours import RP3beta, RP3betaConfig, UserKNN, UserKNNConfig
 from fusionrank.collab.pop import Pop
 from fusionrank.data.splits import SplitConfig, make_split
 from fusionrank.pipelines.evaluate import evaluate_model_on_split
 
-MODELS = [Pop, lambda: ItemKNN(ItemKNNConfig(k=5, shrink=1.0)), lambda: EASE(EASEConfig(reg=10))]
+MODELS = [
+    Pop,
+    lambda: ItemKNN(ItemKNNConfig(k=5, shrink=1.0)),
+    lambda: EASE(EASEConfig(reg=10)),
+    lambda: UserKNN(UserKNNConfig(k=5)),
+    lambda: RP3beta(RP3betaConfig(k=10)),
+]
 
 
 def _train(seed=0, n_users=25, n_items=18):
@@ -78,3 +85,27 @@ def test_ml100k_baselines_order_and_ranges(ml100k):
     assert 0.11 < ndcg["pop"] < 0.16
     assert 0.26 < ndcg["itemknn"] < 0.31  # RecBole ItemKNN: 0.283 on the same protocol
     assert 0.31 < ndcg["ease"] < 0.36
+
+
+def test_userknn_and_rp3beta_match_their_formulas():
+    rng = np.random.default_rng(3)
+    x = (rng.random((25, 30)) < 0.3).astype(np.float32)
+    x[0] = 0
+    x[0, :3] = 1
+    train = sp.csr_matrix(x)
+    users = np.arange(25)
+    # user KNN with k >= all users: every other user weighs by cosine
+    norms = np.linalg.norm(x, axis=1)
+    cos = (x @ x.T) / (np.outer(norms, norms) + 1e-6)
+    np.fill_diagonal(cos, 0)
+    got = UserKNN(UserKNNConfig(k=24)).fit(train).score(users)
+    np.testing.assert_allclose(got, cos @ x, rtol=1e-4, atol=1e-5)
+    # RP3beta with k >= all items
+    pop = np.maximum(x.sum(0), 1)
+    w = ((x.T / pop[:, None]) @ (x / np.maximum(x.sum(1, keepdims=True), 1))) ** 0.8 / pop[None, :] ** 0.4
+    np.fill_diagonal(w, 0)
+    got = RP3beta(RP3betaConfig(alpha=0.8, beta=0.4, k=29)).fit(train).score(users)
+    np.testing.assert_allclose(got, x @ w, rtol=1e-4, atol=1e-6)
+    # a smaller k keeps only the strongest weights
+    small = RP3beta(RP3betaConfig(k=5)).fit(train)
+    assert (np.diff(small.weights.indptr) <= 5).all()

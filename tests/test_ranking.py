@@ -196,3 +196,23 @@ def test_ranker_same_seed_same_model_and_clear_errors():
         groups_of(np.array([1, 0, 1]))
     with pytest.raises(RuntimeError, match="not fitted"):
         LTRRanker().predict(table)
+
+
+def test_bagged_ranker_averages_its_boosters(tmp_path):
+    table = _planted(n_users=150)
+    bagged = LTRRanker(RankerConfig(n_estimators=60, min_child_samples=20, bags=3, seed=4)).fit(
+        table, ["signal", "noise"]
+    )
+    singles = [
+        LTRRanker(RankerConfig(n_estimators=60, min_child_samples=20, seed=4 + b)).fit(
+            table, ["signal", "noise"]
+        )
+        for b in range(3)
+    ]
+    np.testing.assert_allclose(bagged.predict(table), np.mean([r.predict(table) for r in singles], axis=0))
+    contrib = bagged.contributions(table.head(20))
+    np.testing.assert_allclose(contrib.sum(axis=1), bagged.predict(table.head(20)), atol=1e-6)
+    bagged.save(tmp_path / "bag")
+    np.testing.assert_allclose(LTRRanker.load(tmp_path / "bag").predict(table), bagged.predict(table))
+    with pytest.raises(ValueError, match="bags"):
+        RankerConfig(bags=0)

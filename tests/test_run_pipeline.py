@@ -62,7 +62,7 @@ def test_run_writes_metrics_report_plots_and_reuses_stages(tiny_root, tmp_path):
         "plots/ndcg_at_k.png",
         "plots/warm_vs_cold.png",
         "plots/feature_importance.png",
-        "ranker/model.txt",
+        "ranker/model-0.txt",
     ):
         assert (folder / name).stat().st_size > 0, name
     report = (folder / "report.md").read_text()
@@ -99,8 +99,8 @@ def test_test_interactions_never_reach_features_or_ranker(tiny_root, tmp_path):
     v1 = pd.read_parquet(first.folder / "features" / "features_valid.parquet")
     v2 = pd.read_parquet(second.folder / "features" / "features_valid.parquet")
     pd.testing.assert_frame_equal(v1, v2)
-    assert (first.folder / "ranker" / "model.txt").read_text() == (
-        second.folder / "ranker" / "model.txt"
+    assert (first.folder / "ranker" / "model-0.txt").read_text() == (
+        second.folder / "ranker" / "model-0.txt"
     ).read_text()
     assert first.metrics["models"]["ltr"]["metrics"] != second.metrics["models"]["ltr"]["metrics"]
     assert {USER_IDX, ITEM_IDX} <= set(f1.columns) and "label" not in f1.columns

@@ -20,7 +20,7 @@ from fusionrank.fusion.content import MODALITIES
 from fusionrank.ranker.lgbm import RankerConfig
 from fusionrank.retrieval.index import IndexConfig
 
-RUN_MODELS = ("pop", "itemknn", "ease", "bpr", "neumf", "lightgcn", "sasrec", "hybrid")
+RUN_MODELS = ("pop", "itemknn", "userknn", "rp3beta", "ease", "bpr", "neumf", "lightgcn", "sasrec", "hybrid")
 """Single models a run can fit (each is also a candidate source and a feature)."""
 
 

@@ -13,13 +13,20 @@ import yaml
 from fusionrank.collab.base import Recommender
 from fusionrank.collab.ease import EASE
 from fusionrank.collab.itemknn import ItemKNN
+from fusionrank.collab.neighbours import RP3beta, UserKNN
 from fusionrank.collab.pop import Pop
 from fusionrank.columns import TEST, TRAIN, VALID
 from fusionrank.data.dataset import default_root, load_dataset
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
 from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
 
-BASELINES: dict[str, type[Recommender]] = {"pop": Pop, "itemknn": ItemKNN, "ease": EASE}
+BASELINES: dict[str, type[Recommender]] = {
+    "pop": Pop,
+    "itemknn": ItemKNN,
+    "userknn": UserKNN,
+    "rp3beta": RP3beta,
+    "ease": EASE,
+}
 """The CLI's ``--model`` choices for the fit-and-score baselines."""
 
 

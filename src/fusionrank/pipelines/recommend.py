@@ -85,7 +85,7 @@ def recommend(
 
 
 def is_ltr_run(run: Path) -> bool:
-    return (run / "ranker" / "model.txt").exists() and (run / "features" / "features_test.parquet").exists()
+    return (run / "ranker" / "ranker.json").exists() and (run / "features" / "features_test.parquet").exists()
 
 
 def _with_titles(out: pd.DataFrame, data, titles_of: pd.DataFrame | None = None) -> pd.DataFrame:

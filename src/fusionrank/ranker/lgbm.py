@@ -38,6 +38,8 @@ class RankerConfig:
     stop_share: float = 0.2
     """Share of label users held out to decide when to stop."""
     eval_at: int = 10
+    bags: int = 1
+    """Boosters averaged, each with its own seed and stopping users."""
     refit: bool = True
     """After early stopping picks the tree count, refit on all label users with that count."""
     seed: int = 2020
@@ -45,6 +47,8 @@ class RankerConfig:
     """LightGBM threads (0: its default)."""
 
     def __post_init__(self) -> None:
+        if self.bags < 1:
+            raise ValueError(f"bags must be >= 1, got {self.bags}")
         if not 0 < self.stop_share < 1:
             raise ValueError(f"stop_share must be in (0, 1), got {self.stop_share}")
 
@@ -59,14 +63,23 @@ def groups_of(users: np.ndarray) -> np.ndarray:
 
 
 class LTRRanker:
-    """``fit(features, labels)`` then ``predict``; importances and contributions."""
+    """``fit(features, labels)`` then ``predict``; importances and contributions.
+
+    With ``bags > 1`` the ranker is the mean of that many boosters, each with its own seed
+    and its own held-out stopping users; predictions, contributions and importances are
+    averaged (contributions stay additive)."""
 
     def __init__(self, config: RankerConfig | None = None) -> None:
         self.config = config or RankerConfig()
-        self.booster: lgb.Booster | None = None
+        self.boosters: list[lgb.Booster] = []
+        self.iterations: list[int] = []
         self.features: list[str] = []
-        self.best_iteration = 0
         self.stop_score = float("nan")
+
+    @property
+    def best_iteration(self) -> int:
+        """Trees per booster (the mean when bagged)."""
+        return int(round(np.mean(self.iterations))) if self.iterations else 0
 
     def fit(self, table: pd.DataFrame, features: list[str], label: str = "label") -> LTRRanker:
         """Fit on a user-sorted table; a seeded share of its users decides early stopping."""
@@ -82,8 +95,22 @@ class LTRRanker:
         if len(with_pos) < 2:
             raise ValueError("need at least two users with a positive label to fit and stop")
         table = table[np.isin(users, with_pos)]  # groups without a positive carry no gradient
+        self.features = list(features)
+        self.boosters, self.iterations, scores = [], [], []
+        for bag in range(cfg.bags):
+            booster, iterations, score = self._fit_one(table, with_pos, label, cfg.seed + bag)
+            self.boosters.append(booster)
+            self.iterations.append(iterations)
+            scores.append(score)
+        self.stop_score = float(np.mean(scores))
+        return self
+
+    def _fit_one(
+        self, table: pd.DataFrame, with_pos: np.ndarray, label: str, seed: int
+    ) -> tuple[lgb.Booster, int, float]:
+        cfg = self.config
         users = table[USER_IDX].to_numpy()
-        rng = np.random.default_rng(cfg.seed)
+        rng = np.random.default_rng(seed)
         stop_users = rng.choice(
             with_pos, size=max(1, int(round(cfg.stop_share * len(with_pos)))), replace=False
         )
@@ -99,10 +126,11 @@ class LTRRanker:
             colsample_bytree=cfg.colsample_bytree,
             reg_lambda=cfg.reg_lambda,
             lambdarank_truncation_level=cfg.truncation_level,
-            random_state=cfg.seed,
+            random_state=seed,
             n_jobs=cfg.threads or None,
             verbose=-1,
         )
+        features = self.features
         fit_rows, stop_rows = table[~held], table[held]
         with warnings.catch_warnings():  # LightGBM >= 4.7 renames eval_set; >= 4.3 is supported
             warnings.filterwarnings("ignore", message=".*eval_set.*")
@@ -115,39 +143,45 @@ class LTRRanker:
                 eval_at=[cfg.eval_at],
                 callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
             )
-        self.features = list(features)
-        self.best_iteration = int(model.best_iteration_ or model.n_estimators)
-        self.stop_score = float(model.best_score_["valid_0"][f"ndcg@{cfg.eval_at}"])
+        iterations = int(model.best_iteration_ or model.n_estimators)
+        score = float(model.best_score_["valid_0"][f"ndcg@{cfg.eval_at}"])
         if cfg.refit:
-            model.set_params(n_estimators=self.best_iteration)
+            model.set_params(n_estimators=iterations)
             model.fit(table[features], table[label].to_numpy(), group=groups_of(users))
-        self.booster = model.booster_
-        return self
+        return model.booster_, iterations, score
 
-    def _check(self) -> lgb.Booster:
-        if self.booster is None:
+    def _check(self) -> list[lgb.Booster]:
+        if not self.boosters:
             raise RuntimeError("LTRRanker is not fitted; call fit() or load() first")
-        return self.booster
+        return self.boosters
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:
-        return self._check().predict(table[self.features], num_iteration=self.best_iteration)
+        x = table[self.features]
+        return np.mean(
+            [b.predict(x, num_iteration=n) for b, n in zip(self._check(), self.iterations)], axis=0
+        )
 
     def contributions(self, table: pd.DataFrame) -> pd.DataFrame:
         """Per-row additive contributions of each feature (and ``bias``) to the score."""
-        values = self._check().predict(
-            table[self.features], num_iteration=self.best_iteration, pred_contrib=True
+        x = table[self.features]
+        values = np.mean(
+            [
+                b.predict(x, num_iteration=n, pred_contrib=True)
+                for b, n in zip(self._check(), self.iterations)
+            ],
+            axis=0,
         )
         return pd.DataFrame(values, columns=[*self.features, "bias"], index=table.index)
 
     def importance(self) -> pd.DataFrame:
-        """Total gain and split count per feature, largest gain first."""
-        b = self._check()
+        """Total gain and split count per feature (mean over boosters), largest gain first."""
+        pairs = list(zip(self._check(), self.iterations))
         return (
             pd.DataFrame(
                 {
                     "feature": self.features,
-                    "gain": b.feature_importance("gain", iteration=self.best_iteration),
-                    "splits": b.feature_importance("split", iteration=self.best_iteration),
+                    "gain": np.mean([b.feature_importance("gain", iteration=n) for b, n in pairs], axis=0),
+                    "splits": np.mean([b.feature_importance("split", iteration=n) for b, n in pairs], axis=0),
                 }
             )
             .sort_values("gain", ascending=False)
@@ -157,14 +191,15 @@ class LTRRanker:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / "model.txt") as tmp:
-            self._check().save_model(str(tmp), num_iteration=self.best_iteration)
+        for k, (booster, n) in enumerate(zip(self._check(), self.iterations)):
+            with atomic_path(folder / f"model-{k}.txt") as tmp:
+                booster.save_model(str(tmp), num_iteration=n)
         write_json(
             folder / "ranker.json",
             {
                 "config": dataclasses.asdict(self.config),
                 "features": self.features,
-                "best_iteration": self.best_iteration,
+                "iterations": self.iterations,
                 "stop_score": self.stop_score,
             },
         )
@@ -174,8 +209,10 @@ class LTRRanker:
         folder = Path(folder)
         meta = read_json(folder / "ranker.json")
         ranker = cls(RankerConfig(**meta["config"]))
-        ranker.booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        ranker.iterations = list(meta["iterations"])
+        ranker.boosters = [
+            lgb.Booster(model_file=str(folder / f"model-{k}.txt")) for k in range(len(ranker.iterations))
+        ]
         ranker.features = meta["features"]
-        ranker.best_iteration = meta["best_iteration"]
         ranker.stop_score = meta["stop_score"]
         return ranker
