@@ -56,11 +56,26 @@ def main() -> None:
 
         kept = [r for r in read_json(RESULTS / "cold_start.json")["rows"] if r["protocol"] in skip]
         rows = kept + rows
+    write_results(rows, args.seeds)
+
+
+NOTES = "## Against the targets"
+
+
+def write_results(rows: list[dict], seeds: str) -> None:
+    """``cold_start.json`` and the markdown tables; the hand-written notes section of the
+    existing markdown (from ``## Against the targets`` on) is kept."""
+    path = RESULTS / "cold_start.md"
+    old = path.read_text() if path.exists() else ""
+    notes = old[old.index(NOTES) :] if NOTES in old else ""
     write_json(RESULTS / "cold_start.json", {"rows": rows})
     md = [
         "# Cold start on ml-100k (CPU)",
         "",
-        "`.venv/bin/python benchmarks/cold_start.py --seeds " + args.seeds + "` — all rows from one run. "
+        "`.venv/bin/python benchmarks/cold_start.py --seeds "
+        + seeds
+        + "` — all fusionrank rows from one run; "
+        "the Cornac VBPR peer rows from `benchmarks/peers/cornac_cold_items.py` on the same splits. "
         "cold-items: NDCG/Recall@10 of protocol (a), cold items only, and (b), all items. "
         "cold-users and cross-domain: NDCG/Recall@10 of the held-out users.",
         "",
@@ -69,7 +84,7 @@ def main() -> None:
         part = [r for r in rows if r["protocol"] == protocol]
         if part:
             md += [f"## {protocol}", "", format_table(part, list(part[0]), markdown=True), ""]
-    (RESULTS / "cold_start.md").write_text("\n".join(md))
+    path.write_text("\n".join(md) + ("\n" + notes if notes else ""))
 
 
 def _row(res: dict) -> dict:
@@ -86,7 +101,7 @@ def _row(res: dict) -> dict:
         row["(b) recall@10"] = res["all_items"]["recall@10"]
     else:
         row["(b) ndcg@10"] = row["(b) recall@10"] = "-"
-    row["users"] = res["n_users"]
+    row["users"] = res.get("n_users", "-")
     row["fit_s"] = res["timings"]["fit_s"]
     print(row, flush=True)
     return row
