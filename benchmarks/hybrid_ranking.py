@@ -23,6 +23,7 @@ from fusionrank.pipelines.report import peer_rows
 from fusionrank.pipelines.run import LTR, run_pipeline
 
 RESULTS = Path(__file__).parent / "results"
+NOTES = "## Against the target"
 
 
 def main() -> None:
@@ -113,7 +114,10 @@ def main() -> None:
             "",
             format_table(first["ablation"], list(first["ablation"][0]), markdown=True),
         ]
-    (RESULTS / "hybrid_ranking.md").write_text("\n".join(lines) + "\n")
+    path = RESULTS / "hybrid_ranking.md"
+    old = path.read_text() if path.exists() else ""
+    notes = old[old.index(NOTES) :] if NOTES in old else ""  # the hand-written notes are kept
+    path.write_text("\n".join(lines) + "\n" + ("\n" + notes if notes else ""))
     print("\n".join(lines))
 
 

@@ -27,7 +27,8 @@ COLD_ITEM_MODELS = {
 }
 
 
-def _config(cls, overrides: dict[str, Any] | None, seed: int):
+def config_with_overrides(cls, overrides: dict[str, Any] | None, seed: int):
+    """``cls.config_class()`` with ``overrides`` (unknown names refused) and the seed set."""
     cfg = cls.config_class()
     fields = {f.name for f in dataclasses.fields(cfg)}
     overrides = dict(overrides or {})
@@ -58,7 +59,7 @@ def run_cold_items(
     data = load_dataset(dataset, root)
     split = prepare_split(data, SplitConfig(kind="cold-items", seed=seed), root)
     cls = COLD_ITEM_MODELS[model]
-    config = _config(cls, overrides, seed)
+    config = config_with_overrides(cls, overrides, seed)
     kwargs = {}
     if cls is GenrePop:
         kwargs["genres"] = genre_matrix(data.items, split.items)[0]
@@ -126,7 +127,7 @@ def run_cold_users(
         rec, config = Pop().fit(known), {}
     else:
         cls = Profile if model == "profile" else DemographicPop
-        cfg = _config(cls, overrides, seed)
+        cfg = config_with_overrides(cls, overrides, seed)
         rec, config = cls(cfg).fit(known, features), dataclasses.asdict(cfg)
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -173,7 +174,7 @@ def run_cross_domain(
         rec, config = TargetPop().fit(split), {}
     else:
         cls = CrossDomain if model == "cross-domain" else EMCDR
-        cfg = _config(cls, overrides, seed)
+        cfg = config_with_overrides(cls, overrides, seed)
         rec, config = cls(cfg).fit(split), dataclasses.asdict(cfg)
     fit_s = time.perf_counter() - t0
     target = split.domain == split.target

@@ -73,19 +73,19 @@ class RunOutput:
 # --- single models -------------------------------------------------------------------
 def build_run_model(name: str, settings: dict[str, Any], train: dict[str, Any], seed: int) -> Recommender:
     """A single model of the run by name (the names of :data:`~fusionrank.pipelines.config.RUN_MODELS`)."""
-    from fusionrank.pipelines.cold_start import _config
+    from fusionrank.pipelines.cold_start import config_with_overrides
     from fusionrank.pipelines.evaluate import BASELINES
     from fusionrank.pipelines.train import COLLAB_MODELS, build_collab
 
     if name in BASELINES:
         cls = BASELINES[name]
-        return cls(_config(cls, settings, seed))
+        return cls(config_with_overrides(cls, settings, seed))
     if name in COLLAB_MODELS:
         return build_collab(name, settings, {"seed": seed, "progress": False, **train})
     if name == "hybrid":
         from fusionrank.fusion.cold_items import Hybrid
 
-        return Hybrid(_config(Hybrid, settings, seed))
+        return Hybrid(config_with_overrides(Hybrid, settings, seed))
     raise ValueError(f"unknown run model {name!r}")
 
 
