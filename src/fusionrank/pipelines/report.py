@@ -13,7 +13,7 @@ import pandas as pd
 
 from fusionrank.columns import TRAIN, USER_IDX
 from fusionrank.evaluation.table import format_table
-from fusionrank.io import read_json
+from fusionrank.io import atomic_path, read_json
 
 if TYPE_CHECKING:
     from fusionrank.data.splits import Split
@@ -217,7 +217,8 @@ def write_report(output: RunOutput, config: RunConfig, split: Split, peers_dir: 
     for head, body in sections:
         md += [f"## {head}", "", body, ""]
     md += ["## Plots", ""] + [f"![{k}]({v})" for k, v in plots.items()] + [""]
-    (output.folder / "report.md").write_text("\n".join(md))
+    with atomic_path(output.folder / "report.md") as tmp:
+        tmp.write_text("\n".join(md))
     parts = [f"<h1>{html.escape(title)}</h1>"]
     frames = {
         "Results (test)": summary,
@@ -247,7 +248,8 @@ def write_report(output: RunOutput, config: RunConfig, split: Split, peers_dir: 
         "img{max-width:100%}</style>"
         f"</head><body>{''.join(parts)}</body></html>"
     )
-    (output.folder / "report.html").write_text(page)
+    with atomic_path(output.folder / "report.html") as tmp:
+        tmp.write_text(page)
 
 
 def print_summary(metrics: dict[str, Any], peers_dir: Path = PEERS_DIR) -> str:

@@ -44,7 +44,7 @@ from fusionrank.features.table import (
 )
 from fusionrank.fusion.cold_items import ContentRecommender
 from fusionrank.fusion.content import Content, align, ensure_vectors
-from fusionrank.io import read_json, sha256_file, write_json
+from fusionrank.io import atomic_path, read_json, sha256_file, write_json
 from fusionrank.pipelines.cache import is_fresh, mark_done, stage_key
 from fusionrank.pipelines.config import RunConfig
 from fusionrank.ranker.lgbm import LTRRanker
@@ -68,6 +68,12 @@ class RunOutput:
     importance: pd.DataFrame
     ablation: list[dict[str, Any]]
     recall: dict[str, dict[str, float]]
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write a table under a temporary name, then rename it into place."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 # --- single models -------------------------------------------------------------------
@@ -149,7 +155,7 @@ def model_stage(
     if isinstance(model, TorchRecommender):
         metrics["best_epoch"] = model.history.best_epoch
     model.save(out / "model")
-    result.per_user.to_parquet(out / "per_user.parquet", index=False)
+    write_parquet(result.per_user, out / "per_user.parquet")
     write_json(out / "metrics.json", metrics)
     mark_done(out, key)
     return model, metrics, result.per_user, key
@@ -261,8 +267,8 @@ def candidates_and_features(
     for m in models.values():
         _set_stage(m, split, TEST)
     out.mkdir(parents=True, exist_ok=True)
-    tables[VALID].to_parquet(out / "features_valid.parquet", index=False)
-    tables[TEST].to_parquet(out / "features_test.parquet", index=False)
+    write_parquet(tables[VALID], out / "features_valid.parquet")
+    write_parquet(tables[TEST], out / "features_test.parquet")
     write_json(out / "candidate_recall.json", recall)
     mark_done(out, key)
     return tables[VALID], tables[TEST], recall
