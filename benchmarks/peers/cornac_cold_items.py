@@ -45,7 +45,11 @@ def run_vbpr(seed: int, root: Path, epochs: int, k: int, lr: float) -> dict:
     feats = content.vectors[split.items.to_index(warm_ids)]
     t0 = time.perf_counter()
     train_set = cornac.data.Dataset.build(triplets, fmt="UIR", seed=seed)
-    train_set.add_modalities(item_image=ImageModality(features=feats, ids=warm_ids, normalized=True))
+    image = ImageModality(features=feats, ids=warm_ids, normalized=False)  # vectors are L2-normalised
+    image.build(id_map=train_set.iid_map)  # reorders the rows to Cornac's item index
+    train_set.add_modalities(item_image=image)
+    check = [train_set.iid_map[i] for i in warm_ids[:50]]
+    assert np.allclose(image.features[check], feats[:50]), "feature rows are not aligned with Cornac's items"
     model = cornac.models.VBPR(
         k=k,
         k2=k,
