@@ -65,13 +65,6 @@ class RunConfig:
     ablation: bool = True
     """Refit the ranker without each feature group and without each source (report table)."""
 
-    def section(self, name: str) -> Any:
-        return (
-            dataclasses.asdict(getattr(self, name))
-            if dataclasses.is_dataclass(getattr(self, name))
-            else getattr(self, name)
-        )
-
 
 def _build(cls: type, raw: Any, where: str, source: str) -> Any:
     """A (frozen) dataclass from a mapping, with nested dataclasses and tuples; clear errors."""

@@ -30,7 +30,7 @@ from fusionrank.collab.base import Recommender
 from fusionrank.collab.ease import EASE
 from fusionrank.collab.sasrec import SASRec
 from fusionrank.collab.torch_base import TorchRecommender
-from fusionrank.columns import ITEM_ID, TEST, TRAIN, USER_ID, USER_IDX, VALID
+from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_ID, USER_IDX, VALID
 from fusionrank.data.dataset import Dataset, default_root, load_dataset
 from fusionrank.data.side import genre_matrix, item_domains
 from fusionrank.data.splits import Split, prepare_split
@@ -175,7 +175,7 @@ def _retrieve(
         return pd.DataFrame(
             {
                 USER_IDX: np.repeat(users, idx.shape[1])[keep.ravel()],
-                "item_idx": idx[keep],
+                ITEM_IDX: idx[keep],
                 "rank": ranks[keep],
             }
         )
@@ -247,8 +247,9 @@ def candidates_and_features(
     exclude = {VALID: train, TEST: split.matrix(TRAIN, VALID)}
     truth = {VALID: split.matrix(VALID), TEST: split.matrix(TEST)}
     tables, recall = {}, {}
+    users = np.flatnonzero(np.diff(train.indptr) > 0)
+    ctx = feature_context(split, data, models, content)
     for stage in (VALID, TEST):
-        users = np.flatnonzero(np.diff(train.indptr) > 0)
         for m in models.values():
             _set_stage(m, split, stage)
         per_source = {
@@ -257,7 +258,6 @@ def candidates_and_features(
         }
         recall[stage] = candidate_recall_by_source(per_source, truth[stage])
         cands = union_candidates(per_source)
-        ctx = feature_context(split, data, models, content)
         log(
             f"  {stage}: {len(cands):,} candidates for {len(users):,} users,"
             f" recall {recall[stage]['union']:.3f}"
@@ -278,7 +278,7 @@ def candidates_and_features(
 def dense_scores(table: pd.DataFrame, scores: np.ndarray, shape: tuple[int, int]) -> ScoreFn:
     """A score function over all items: candidates get the ranker score, others -inf."""
     full = np.full(shape, -np.inf, np.float32)
-    full[table[USER_IDX].to_numpy(), table["item_idx"].to_numpy()] = scores
+    full[table[USER_IDX].to_numpy(), table[ITEM_IDX].to_numpy()] = scores
     return lambda users: full[users]
 
 
@@ -314,10 +314,9 @@ def ablation_rows(
         mine = {f"score_{source}", f"z_{source}", f"rank_{source}"}
         if mine & set(columns):
             variants.append((f"without source {source}", source, [c for c in columns if c not in mine]))
-    for name in config.models:
-        only = [c for c in columns if c in {f"score_{name}", f"z_{name}", f"rank_{name}"}]
-        if name == "ease" and only:
-            variants.append(("EASE features only", "all but ease", only))
+    ease_only = [c for c in columns if c in {"score_ease", "z_ease", "rank_ease"}]
+    if ease_only:
+        variants.append(("EASE features only", "all but ease", ease_only))
     shape = (split.n_users, split.n_items)
     for label, dropped, cols in variants:
         if not cols:
@@ -432,16 +431,3 @@ def run_pipeline(config: RunConfig, force: bool = False, log: Log = print) -> Ru
     output = RunOutput(folder, payload, per_user, ranker.importance(), ablation, recall)
     write_report(output, config, split)
     return output
-
-
-def history_sizes(split: Split) -> pd.Series:
-    """Training-history size per user index."""
-    return pd.Series(np.diff(split.matrix(TRAIN).indptr), name="history")
-
-
-def item_titles(data: Dataset) -> dict[str, str]:
-    if data.items is None or "movie_title" not in data.items.columns:
-        return {}
-    from fusionrank.encoders.templates import field_text
-
-    return {str(i): field_text(t) for i, t in zip(data.items[ITEM_ID], data.items["movie_title"])}
