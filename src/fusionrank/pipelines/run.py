@@ -77,7 +77,9 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 # --- single models -------------------------------------------------------------------
-def build_run_model(name: str, settings: dict[str, Any], train: dict[str, Any], seed: int) -> Recommender:
+def build_run_model(
+    name: str, settings: dict[str, Any], train: dict[str, Any], seed: int, progress: bool = False
+) -> Recommender:
     """A single model of the run by name (the names of :data:`~fusionrank.pipelines.config.RUN_MODELS`)."""
     from fusionrank.pipelines.cold_start import config_with_overrides
     from fusionrank.pipelines.evaluate import BASELINES
@@ -87,11 +89,11 @@ def build_run_model(name: str, settings: dict[str, Any], train: dict[str, Any], 
         cls = BASELINES[name]
         return cls(config_with_overrides(cls, settings, seed))
     if name in COLLAB_MODELS:
-        return build_collab(name, settings, {"seed": seed, "progress": False, **train})
+        return build_collab(name, settings, {"seed": seed, "progress": progress, **train})
     if name == "hybrid":
         from fusionrank.fusion.cold_items import Hybrid
 
-        return Hybrid(config_with_overrides(Hybrid, settings, seed))
+        return Hybrid(config_with_overrides(Hybrid, {"progress": progress, **settings}, seed))
     raise ValueError(f"unknown run model {name!r}")
 
 
@@ -136,6 +138,7 @@ def model_stage(
     folder: Path,
     force: bool,
     log: Log,
+    progress: bool = False,
 ) -> tuple[Recommender, dict[str, Any], pd.DataFrame, str]:
     spec = config.models[name]
     key = stage_key("model", name, spec, split_key, content_key if name == "hybrid" else "")
@@ -145,7 +148,7 @@ def model_stage(
         model = Recommender.load(out / "model")
         return model, read_json(out / "metrics.json"), pd.read_parquet(out / "per_user.parquet"), key
     log(f"  {name}: fitting")
-    model = build_run_model(name, spec.settings, spec.train, config.split.seed)
+    model = build_run_model(name, spec.settings, spec.train, config.split.seed, progress)
     t0 = time.perf_counter()
     _fit(model, split, content)
     fit_s = time.perf_counter() - t0
@@ -348,8 +351,11 @@ def load_modalities(
     return out, stage_key(modalities, shas)
 
 
-def run_pipeline(config: RunConfig, force: bool = False, log: Log = print) -> RunOutput:
-    """Run (or reuse) every stage of ``config``; writes ``<out>/<name>/`` and returns its results."""
+def run_pipeline(
+    config: RunConfig, force: bool = False, log: Log = print, progress: bool = False
+) -> RunOutput:
+    """Run (or reuse) every stage of ``config``; writes ``<out>/<name>/`` and returns its results.
+    ``log`` gets one line per stage; ``progress`` shows the models' training bars."""
     from fusionrank.pipelines.report import write_report
 
     t_start = time.perf_counter()
@@ -378,7 +384,7 @@ def run_pipeline(config: RunConfig, force: bool = False, log: Log = print) -> Ru
     models, metrics, per_user, keys = {}, {}, {}, {}
     for name in config.models:
         models[name], metrics[name], per_user[name], keys[name] = model_stage(
-            name, config, split, split_key, hybrid_content, content_key, folder, force, log
+            name, config, split, split_key, hybrid_content, content_key, folder, force, log, progress
         )
     log("candidates and features:")
     feat_key = stage_key("features", keys, config.retrieval, config.features, content_key)

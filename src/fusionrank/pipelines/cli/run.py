@@ -15,7 +15,7 @@ def run(
     config: Path = typer.Argument(..., help="YAML run config, e.g. configs/ml100k.yaml."),
     force: bool = typer.Option(False, "--force", help="Recompute every stage, ignoring the cache."),
     set_: list[str] = typer.Option(None, "--set", help="Override a config key: --set ranker.seed=7."),
-    quiet: bool = typer.Option(False, "--quiet", help="Only the final table."),
+    quiet: bool = typer.Option(False, "--quiet", help="Only the final table (no stage lines, no bars)."),
 ) -> None:
     """Fit the single models, build candidates and features, train the LightGBM ranker,
     evaluate everything on test and write runs/<name>/ (metrics.json, report.md/.html,
@@ -25,7 +25,9 @@ def run(
 
     try:
         cfg = load_run_config(config, parse_overrides(set_))
-        output = run_pipeline(cfg, force=force, log=(lambda m: None) if quiet else typer.echo)
+        output = run_pipeline(
+            cfg, force=force, log=(lambda m: None) if quiet else typer.echo, progress=not quiet
+        )
     except (ConfigError, DataError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
