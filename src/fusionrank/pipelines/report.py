@@ -178,6 +178,15 @@ def _plots(output: RunOutput, config: RunConfig, history: np.ndarray) -> dict[st
     return files
 
 
+def _bucket_table(wc: pd.DataFrame) -> pd.DataFrame:
+    """Models as columns, history buckets as rows in cold-to-warm order, with user counts."""
+    order = [b[2] for b in HISTORY_BUCKETS]
+    table = wc.pivot(index="history", columns="model", values="ndcg@10")
+    users = wc.drop_duplicates("history").set_index("history")["users"]
+    table.insert(0, "users", users)
+    return table.reindex([o for o in order if o in table.index]).reset_index()
+
+
 def _md_table(frame: pd.DataFrame) -> str:
     return format_table(frame.to_dict("records"), list(frame.columns), markdown=True)
 
@@ -206,9 +215,7 @@ def write_report(output: RunOutput, config: RunConfig, split: Split, peers_dir: 
         ("Feature importance (gain, top 20)", _md_table(output.importance.head(20))),
         (
             "Cold vs warm users (test NDCG@10 by training-history size)",
-            _md_table(wc.pivot(index="history", columns="model", values="ndcg@10").reset_index())
-            if len(wc)
-            else "",
+            _md_table(_bucket_table(wc)) if len(wc) else "",
         ),
     ]
     split_name = f"{config.split.kind} seed {config.split.seed}"
