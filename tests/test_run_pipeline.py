@@ -10,13 +10,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from fusionrank.columns import ITEM_IDX, PART, TEST, USER_IDX
+from fusionrank.collab.mf import BPR
+from fusionrank.columns import ITEM_IDX, PART, TEST, TRAIN, USER_IDX
 from fusionrank.data.idmap import IdMap
-from fusionrank.data.splits import SplitConfig
+from fusionrank.data.splits import Split, SplitConfig
 from fusionrank.io import read_json
 from fusionrank.pipelines.cli import app
 from fusionrank.pipelines.config import ConfigError, load_run_config, parse_run_config
-from fusionrank.pipelines.run import run_pipeline
+from fusionrank.pipelines.run import retrieve_source, run_pipeline
+from fusionrank.retrieval.index import faiss_available
 
 runner = CliRunner()
 
@@ -166,3 +168,20 @@ def test_recommend_new_items_from_text(tiny_root, tmp_path):
         recommend(out.folder, "u3", 2, tiny_root, new_items=path)
     with pytest.raises(ValueError, match="no history"):
         recommend(out.folder, "ghost", 2, tiny_root, new_items=tmp_path / "new.csv")
+
+
+@pytest.mark.skipif(not faiss_available(), reason="FAISS is an optional extra")
+def test_faiss_retrieval_in_the_pipeline_matches_exact(tiny_root, tmp_path):
+    """BPR's candidates through a FAISS flat index (bias folded in) equal exact top-k."""
+    cfg = load_run_config(_config(tiny_root, tmp_path))
+    out = run_pipeline(dataclasses.replace(cfg, ablation=False), log=lambda m: None)
+    bpr = BPR.load(out.folder / "models" / "bpr" / "model")
+    split = Split.load(tiny_root / "tiny" / "splits" / SplitConfig().name)
+    train = split.matrix(TRAIN)
+    users = np.arange(split.n_users)
+    exact = retrieve_source(bpr, users, 10, train, cfg)
+    flat_cfg = load_run_config(_config(tiny_root, tmp_path), {"retrieval.index": {"kind": "flat"}})
+    flat = retrieve_source(bpr, users, 10, train, flat_cfg)
+    pd.testing.assert_frame_equal(
+        exact.reset_index(drop=True), flat.astype(exact.dtypes.to_dict()).reset_index(drop=True)
+    )

@@ -165,7 +165,7 @@ def model_stage(
 
 
 # --- candidates and features ---------------------------------------------------------
-def _retrieve(
+def retrieve_source(
     model: Recommender, users: np.ndarray, n: int, exclude: sp.csr_matrix, config: RunConfig
 ) -> pd.DataFrame:
     """Top-n of one source; embedding models go through the vector index when one is set."""
@@ -256,7 +256,7 @@ def candidates_and_features(
         for m in models.values():
             _set_stage(m, split, stage)
         per_source = {
-            s: _retrieve(models[s], users, config.retrieval.n, exclude[stage], config)
+            s: retrieve_source(models[s], users, config.retrieval.n, exclude[stage], config)
             for s in config.retrieval.sources
         }
         recall[stage] = candidate_recall_by_source(per_source, truth[stage])
