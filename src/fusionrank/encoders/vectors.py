@@ -13,6 +13,12 @@ from fusionrank.columns import ITEM_ID, VECTOR
 from fusionrank.io import atomic_path, read_json
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (cosine = dot product); all-zero rows stay zero."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
 def vectors_table(ids: list[str] | np.ndarray, vectors: np.ndarray) -> pa.Table:
     """An Arrow table in the vectors contract."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 import torch
 
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
+from fusionrank.encoders.vectors import unit_rows
 from fusionrank.evaluation.ranking import ScoreFn, mask_rows
 
 FEATURE_GROUPS = ("sources", "content", "popularity", "user", "genre", "cross_domain")
@@ -183,12 +184,8 @@ def _source_columns(
 
 
 def _profile_cosine(train: sp.csr_matrix, vecs: np.ndarray, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-    v = np.asarray(vecs, np.float32)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
-    profile = np.asarray(train @ v)
-    pn = np.linalg.norm(profile, axis=1, keepdims=True)
-    profile = np.divide(profile, pn, out=np.zeros_like(profile), where=pn > 0)
+    v = unit_rows(np.asarray(vecs, np.float32))
+    profile = unit_rows(np.asarray(train @ v))
     return np.einsum("nd,nd->n", profile[u], v[i]).astype(np.float32)
 
 

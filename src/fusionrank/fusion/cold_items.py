@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from fusionrank.collab.base import Recommender, csr_from_arrays, csr_to_arrays
 from fusionrank.collab.ease import ease_weights
 from fusionrank.collab.trainer import copy_state, seed_everything
+from fusionrank.encoders.vectors import unit_rows
 from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
 from fusionrank.fusion.content import Content
 
@@ -95,13 +96,10 @@ class ContentKNN(ContentRecommender):
     config_class = ContentKNNConfig
 
     def _fit(self) -> None:
-        x = self.content.vectors
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        self._x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+        self._x = unit_rows(self.content.vectors)
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        profile = np.asarray(self.train[self._check_users(users)] @ self._x)
-        profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+        profile = unit_rows(np.asarray(self.train[self._check_users(users)] @ self._x))
         return profile @ self._x.T
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fusionrank.data.idmap import IdMap
-from fusionrank.encoders.vectors import read_vectors
+from fusionrank.encoders.vectors import read_vectors, unit_rows
 
 MODALITIES = ("text", "kg")
 TEXT_FIELDS = ("movie_title", "release_year", "class")
@@ -74,7 +74,12 @@ def load_content(
     blocks, present = [], np.zeros(len(items), dtype=bool)
     for m in modalities:
         vecs, has = align(ensure_vectors(root, dataset, m), items)
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        blocks.append(np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0))
+        blocks.append(vecs)
         present |= has
-    return Content(np.concatenate(blocks, axis=1) / np.sqrt(len(blocks)), present, tuple(modalities))
+    return Content(fuse_modalities(blocks), present, tuple(modalities))
+
+
+def fuse_modalities(blocks: list[np.ndarray]) -> np.ndarray:
+    """Concatenate the blocks, each L2-normalised per row and scaled by 1/sqrt(#blocks) so
+    that every modality weighs the same and a fully present row has unit norm."""
+    return np.concatenate([unit_rows(b) for b in blocks], axis=1) / np.sqrt(len(blocks))

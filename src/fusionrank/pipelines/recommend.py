@@ -141,8 +141,7 @@ def _new_items(train, data, items: IdMap, user: int, path: Path, k: int, root) -
         raise DataError("item has no text", file=path, row=empty[0] + 1, column=fields[0])
     root = Path(root) if root is not None else default_root()
     old = load_content(root, data.name, items, ("text",))
-    new = TextEncoder().encode(texts)
-    new /= np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12)
+    new = TextEncoder().encode(texts)  # L2-normalised, like the dataset's text vectors
     vectors = np.vstack([old.vectors, new.astype(old.vectors.dtype)])
     padded = sp.hstack([train, sp.csr_matrix((train.shape[0], len(new)), dtype=np.float32)]).tocsr()
     model = EASEContent().fit(padded, Content(vectors, np.ones(len(vectors), bool), ("text",)))

@@ -43,7 +43,7 @@ from fusionrank.features.table import (
     feature_group,
 )
 from fusionrank.fusion.cold_items import ContentRecommender
-from fusionrank.fusion.content import Content, align, ensure_vectors
+from fusionrank.fusion.content import Content, align, ensure_vectors, fuse_modalities
 from fusionrank.io import atomic_path, read_json, sha256_file, write_json
 from fusionrank.pipelines.cache import is_fresh, mark_done, stage_key
 from fusionrank.pipelines.config import RunConfig
@@ -373,13 +373,7 @@ def run_pipeline(
     )
     log(f"content: {', '.join(config.modalities) or 'none'}")
     content, content_key = load_modalities(root, config.dataset, split, config.modalities)
-    hybrid_content = None
-    if content:
-        blocks = []
-        for v in content.values():
-            n = np.linalg.norm(v, axis=1, keepdims=True)
-            blocks.append(np.divide(v, n, out=np.zeros_like(v), where=n > 0))
-        hybrid_content = np.concatenate(blocks, axis=1) / np.sqrt(len(blocks))
+    hybrid_content = fuse_modalities(list(content.values())) if content else None
     log("models:")
     models, metrics, per_user, keys = {}, {}, {}, {}
     for name in config.models:
