@@ -50,6 +50,7 @@ from fusionrank.pipelines.config import RunConfig
 from fusionrank.ranker.lgbm import LTRRanker
 from fusionrank.retrieval.candidates import (
     candidate_recall_by_source,
+    candidates_frame,
     source_candidates,
     union_candidates,
 )
@@ -173,15 +174,7 @@ def retrieve_source(
     if index_cfg.kind != "exact" and isinstance(model, TorchRecommender) and hasattr(model, "item_bias"):
         u_vec, i_vec = mips_vectors(model.user_embeddings(), model.item_embeddings(), model.item_bias())
         idx, _ = VectorIndex(i_vec, index_cfg).search(u_vec[users], n, exclude[users])
-        keep = idx >= 0
-        ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1), idx.shape)
-        return pd.DataFrame(
-            {
-                USER_IDX: np.repeat(users, idx.shape[1])[keep.ravel()],
-                ITEM_IDX: idx[keep],
-                "rank": ranks[keep],
-            }
-        )
+        return candidates_frame(users, idx)
     return source_candidates(model.score, users, n, exclude)
 
 

@@ -30,6 +30,12 @@ def source_candidates(
         raise ValueError(f"n must be >= 1, got {n}")
     users = np.asarray(users, dtype=np.int64)
     idx, _ = top_k(score_fn, users, n, exclude, chunk_size=chunk_size)
+    return candidates_frame(users, idx)
+
+
+def candidates_frame(users: np.ndarray, idx: np.ndarray) -> pd.DataFrame:
+    """``user_idx, item_idx, rank`` from a top-k matrix (row r belongs to ``users[r]``;
+    -1 pads short rows and is dropped)."""
     ranks = np.broadcast_to(np.arange(1, idx.shape[1] + 1), idx.shape)
     keep = idx >= 0
     return pd.DataFrame(
