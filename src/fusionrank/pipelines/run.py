@@ -383,22 +383,22 @@ def run_pipeline(
     rank_key = stage_key("ranker", feat_key, config.ranker, config.evaluation, config.ablation)
     rdir = folder / "ranker"
     shape = (split.n_users, split.n_items)
-    if not force and is_fresh(rdir, rank_key):
+    cached = not force and is_fresh(rdir, rank_key)
+    if cached:
         log("  cached")
         ranker = LTRRanker.load(rdir)
         ablation = read_json(rdir / "ablation.json")
     else:
         ranker = fit_ranker(config, valid, columns)
         ranker.save(rdir)
-        ablation = []
     result = _evaluate(dense_scores(test, ranker.predict(test), shape), split, config)
     log(
         f"  {len(columns)} features, {ranker.best_iteration} trees,"
         f" test ndcg@10 {result.metrics['ndcg@10']:.4f}"
     )
-    if config.ablation and not ablation:
-        ablation = ablation_rows(config, split, valid, test, ranker, result.metrics["ndcg@10"], log)
-    if not is_fresh(rdir, rank_key) or force:
+    if not cached:
+        ndcg = result.metrics["ndcg@10"]
+        ablation = ablation_rows(config, split, valid, test, ranker, ndcg, log) if config.ablation else []
         write_json(rdir / "ablation.json", ablation)
         mark_done(rdir, rank_key)
     metrics[LTR] = {
