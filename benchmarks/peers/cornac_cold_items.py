@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from fusionrank.columns import ITEM_ID, TEST, TRAIN, USER_ID, VALID
 from fusionrank.data.dataset import default_root, load_dataset
@@ -39,7 +40,7 @@ def run_vbpr(seed: int, root: Path, epochs: int, k: int, lr: float) -> dict:
     data = load_dataset("ml-100k", root)
     split = prepare_split(data, SplitConfig(kind="cold-items", seed=seed), root)
     content = load_content(root, "ml-100k", split.items, ("text",))
-    known = __import__("pandas").concat([split.train, split.valid])
+    known = pd.concat([split.train, split.valid])
     triplets = list(zip(known[USER_ID].astype(str), known[ITEM_ID].astype(str), np.ones(len(known))))
     warm_ids = sorted(set(known[ITEM_ID].astype(str)))
     feats = content.vectors[split.items.to_index(warm_ids)]
