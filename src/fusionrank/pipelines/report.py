@@ -37,31 +37,27 @@ PROTOCOL = """\
 
 def peer_rows(peers_dir: Path = PEERS_DIR) -> list[dict[str, Any]]:
     """RecBole's ml-100k figures from the committed peer tables (identical split rows)."""
+    tables = (
+        ("collab_vs_peers.json", lambda r: str(r.get("system", "")).startswith("RecBole")),
+        (
+            "recbole_calibration.json",
+            lambda r: r.get("system") == "RecBole" and "identical" in str(r.get("split", "")),
+        ),
+    )
     rows = []
-    path = peers_dir / "collab_vs_peers.json"
-    if path.exists():
-        for r in read_json(path)["rows"]:
-            if str(r.get("system", "")).startswith("RecBole"):
-                rows.append(
-                    {
-                        "model": f"RecBole {r['model']}",
-                        "ndcg@10": r["ndcg@10"],
-                        "recall@10": r["recall@10"],
-                        "source": path.name,
-                    }
-                )
-    path = peers_dir / "recbole_calibration.json"
-    if path.exists():
-        for r in read_json(path)["rows"]:
-            if r.get("system") == "RecBole" and "identical" in str(r.get("split", "")):
-                rows.append(
-                    {
-                        "model": f"RecBole {r['model']}",
-                        "ndcg@10": r["ndcg@10"],
-                        "recall@10": r["recall@10"],
-                        "source": path.name,
-                    }
-                )
+    for name, wanted in tables:
+        path = peers_dir / name
+        if not path.exists():
+            continue
+        for r in filter(wanted, read_json(path)["rows"]):
+            rows.append(
+                {
+                    "model": f"RecBole {r['model']}",
+                    "ndcg@10": r["ndcg@10"],
+                    "recall@10": r["recall@10"],
+                    "source": name,
+                }
+            )
     return rows
 
 
