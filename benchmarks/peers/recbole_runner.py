@@ -58,8 +58,10 @@ def run_job(model: str, dataset: str, data_path: Path, config: dict, timeout: in
     """Run one RecBole job in its venv; returns the child's result dict."""
     if not recbole_available():
         raise RuntimeError(f"RecBole venv missing at {VENV_PYTHON}; run `make recbole-venv`")
-    job = {"model": model, "dataset": dataset, "data_path": str(data_path), "config": config}
+    job = {"model": model, "dataset": dataset, "data_path": str(Path(data_path).resolve()), "config": config}
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
+    workdir = HERE.parent / ".work" / "recbole-cwd"  # RecBole writes log/ and log_tensorboard/ into its cwd
+    workdir.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [str(VENV_PYTHON), str(HERE / "recbole_child.py")],
         input=json.dumps(job),
@@ -67,6 +69,7 @@ def run_job(model: str, dataset: str, data_path: Path, config: dict, timeout: in
         text=True,
         timeout=timeout,
         env=env,
+        cwd=workdir,
     )
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
