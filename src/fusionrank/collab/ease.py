@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fusionrank.collab.base import Recommender, csr_from_arrays, csr_to_arrays
+from fusionrank.columns import TRAIN
+from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
+
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
 
 
 @dataclass(frozen=True)
@@ -38,16 +43,17 @@ class EASE(Recommender):
 
     config_class = EASEConfig
 
-    def fit(self, train: sp.csr_matrix) -> EASE:
-        train = sp.csr_matrix(train, dtype=np.float32)
-        self.n_users, self.n_items = train.shape
-        self.train = train
-        self.weights = ease_weights(train, self.config.reg)
-        return self
+    def _fit(self, split: Split) -> None:
+        self.train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
+        self.weights = ease_weights(self.train, self.config.reg)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)
         return np.asarray(self.train[users] @ self.weights, dtype=np.float32)
+
+    def item_similarity(self) -> np.ndarray:
+        """EASE's item-item weights B (zero diagonal)."""
+        return self.weights
 
     def state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights, **csr_to_arrays("train", self.train)}

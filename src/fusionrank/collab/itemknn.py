@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrank.collab.base import Recommender, csr_from_arrays, csr_to_arrays
+from fusionrank.columns import TRAIN
+from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
+
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
 
 
 @dataclass(frozen=True)
@@ -66,16 +71,19 @@ class ItemKNN(Recommender):
 
     config_class = ItemKNNConfig
 
-    def fit(self, train: sp.csr_matrix) -> ItemKNN:
-        train = sp.csr_matrix(train, dtype=np.float32)
-        self.n_users, self.n_items = train.shape
-        self.train = train
-        self.similarity = knn_similarity(train, self.config.k, self.config.shrink, self.config.block_size)
-        return self
+    def _fit(self, split: Split) -> None:
+        self.train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
+        self.similarity = knn_similarity(
+            self.train, self.config.k, self.config.shrink, self.config.block_size
+        )
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)
         return np.asarray((self.train[users] @ self.similarity).todense(), dtype=np.float32)
+
+    def item_similarity(self) -> sp.csr_matrix:
+        """The kept neighbour similarities (column j: the items most similar to j)."""
+        return self.similarity
 
     def state(self) -> dict[str, np.ndarray]:
         return {**csr_to_arrays("train", self.train), **csr_to_arrays("similarity", self.similarity)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -13,12 +14,15 @@ from torch import nn
 
 from fusionrank.collab.mf import bpr_loss
 from fusionrank.collab.torch_base import PairwiseRecommender
-from fusionrank.collab.trainer import TrainConfig
+from fusionrank.collab.trainer import SampledTrainConfig
+
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
 
 
 @dataclass(frozen=True)
-class LightGCNConfig:
-    """Embedding size, propagation depth and L2 strength."""
+class LightGCNConfig(SampledTrainConfig):
+    """Embedding size, propagation depth, L2 strength, and the training loop."""
 
     embedding_dim: int = 64
     """Size of user and item vectors."""
@@ -26,6 +30,12 @@ class LightGCNConfig:
     """Propagation layers K (the final vector is the mean of layers 0..K)."""
     reg: float = 1e-3
     """L2 on the batch's ego (layer-0) embeddings, sum of squares / batch size."""
+    epochs: int = 300
+    batch_size: int = 4096
+    learning_rate: float = 2e-2
+    num_negatives: int = 4
+
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {"dim": ("embedding_dim",)}
 
 
 def normalised_adjacency(train: sp.csr_matrix) -> torch.Tensor:
@@ -68,19 +78,20 @@ class LightGCNModule(nn.Module):
 
 
 class LightGCN(PairwiseRecommender):
+    """LightGCN: score(u, i) = <e_u, e_i> of the propagated embeddings."""
+
     config_class = LightGCNConfig
-    default_train = TrainConfig(epochs=300, batch_size=4096, learning_rate=2e-2, patience=10, num_negatives=4)
 
     def build(self) -> nn.Module:
         module = LightGCNModule(self.n_users, self.n_items, self.config.embedding_dim, self.config.layers)
         module.adjacency = normalised_adjacency(self.train_matrix).to(self.device)
         return module
 
-    def prepare(self, train, interactions) -> None:
-        super().prepare(train, interactions)
-        self._cache = None
+    def prepare(self, split: Split) -> None:
+        super().prepare(split)
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def batch_loss(self, batch) -> torch.Tensor:
+    def batch_loss(self, batch: Any) -> torch.Tensor:
         users, pos, neg = (t.to(self.device) for t in batch)
         m: LightGCNModule = self.module  # type: ignore[assignment]
         u_all, i_all = m.propagate()
@@ -96,9 +107,10 @@ class LightGCN(PairwiseRecommender):
         self._cache = None
 
     def _final(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._cache is None:
+        if getattr(self, "_cache", None) is None:
             with torch.inference_mode():
-                self._cache = self.module.propagate()
+                self._cache = self.module.propagate()  # type: ignore[union-attr,operator]
+        assert self._cache is not None  # noqa: S101
         return self._cache
 
     def user_embeddings(self) -> np.ndarray:
@@ -106,6 +118,12 @@ class LightGCN(PairwiseRecommender):
 
     def item_embeddings(self) -> np.ndarray:
         return self._final()[1].cpu().numpy()
+
+    def user_vectors(self) -> np.ndarray:
+        return self.user_embeddings()
+
+    def item_vectors(self) -> np.ndarray:
+        return self.item_embeddings()
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from fusionrank.collab.torch_base import PairwiseRecommender
-from fusionrank.collab.trainer import TrainConfig
+from fusionrank.collab.trainer import SampledTrainConfig
 
 
 @dataclass(frozen=True)
-class BPRConfig:
-    """Embedding size and L2 strength."""
+class BPRConfig(SampledTrainConfig):
+    """Embedding size, L2 strength, and the training loop (defaults tuned on ml-100k)."""
 
     embedding_dim: int = 64
     """Size of user and item vectors."""
@@ -22,6 +23,11 @@ class BPRConfig:
     """L2 on the embeddings and biases used in a batch (sum of squares / batch size)."""
     init_std: float = 0.01
     """Standard deviation of the initial embeddings."""
+    epochs: int = 200
+    learning_rate: float = 1e-2
+    num_negatives: int = 4
+
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {"dim": ("embedding_dim",)}
 
 
 class MFModule(nn.Module):
@@ -48,30 +54,21 @@ def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return -torch.nn.functional.logsigmoid(pos.unsqueeze(-1) - neg).mean()
 
 
-def fixed_schedule(seed: int, batch_size: int = 2048) -> TrainConfig:
+def fixed_schedule(seed: int, batch_size: int = 2048) -> BPRConfig:
     """25 epochs at learning rate 1e-2 with 4 negatives and no validation: the BPR that
     fusion models fit inside themselves as their collaborative space."""
-    return TrainConfig(
-        epochs=25,
-        batch_size=batch_size,
-        learning_rate=1e-2,
-        patience=0,
-        num_negatives=4,
-        seed=seed,
-        progress=False,
-    )
+    return BPRConfig(epochs=25, batch_size=batch_size, validation=False, seed=seed, progress=False)
 
 
 class BPR(PairwiseRecommender):
     """MF-BPR with uniformly sampled negatives."""
 
     config_class = BPRConfig
-    default_train = TrainConfig(epochs=200, batch_size=2048, learning_rate=1e-2, patience=10, num_negatives=4)
 
     def build(self) -> nn.Module:
         return MFModule(self.n_users, self.n_items, self.config.embedding_dim, self.config.init_std)
 
-    def batch_loss(self, batch) -> torch.Tensor:
+    def batch_loss(self, batch: Any) -> torch.Tensor:
         users, pos, neg = (t.to(self.device) for t in batch)
         m: MFModule = self.module  # type: ignore[assignment]
         u, p, n = m.users(users), m.items(pos), m.items(neg)  # (b, d), (b, d), (b, k, d)
@@ -84,13 +81,22 @@ class BPR(PairwiseRecommender):
         return bpr_loss(pos_s, neg_s) + self.config.reg * reg
 
     def user_embeddings(self) -> np.ndarray:
-        return self.module.users.weight.detach().cpu().numpy()
+        return self.module.users.weight.detach().cpu().numpy()  # type: ignore[union-attr]
 
     def item_embeddings(self) -> np.ndarray:
-        return self.module.items.weight.detach().cpu().numpy()
+        return self.module.items.weight.detach().cpu().numpy()  # type: ignore[union-attr]
 
     def item_bias(self) -> np.ndarray:
-        return self.module.item_bias.weight.detach().cpu().numpy().ravel()
+        return self.module.item_bias.weight.detach().cpu().numpy().ravel()  # type: ignore[union-attr]
+
+    def user_vectors(self) -> np.ndarray:
+        """User embeddings with a last column of ones (it meets the item bias)."""
+        u = self.user_embeddings()
+        return np.hstack([u, np.ones((len(u), 1), u.dtype)])
+
+    def item_vectors(self) -> np.ndarray:
+        """Item embeddings with the item bias as the last column: score = user · item."""
+        return np.hstack([self.item_embeddings(), self.item_bias()[:, None]])
 
     @torch.inference_mode()
     def score(self, users: np.ndarray) -> np.ndarray:

@@ -5,16 +5,23 @@ user -> item with a popularity penalty, Paudel et al. 2017 / Dacrema et al. 2019
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrank.collab.base import Recommender, csr_from_arrays, csr_to_arrays
 from fusionrank.collab.itemknn import knn_similarity
+from fusionrank.columns import TRAIN
+from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
+
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
 
 
 @dataclass(frozen=True)
 class UserKNNConfig:
+    """Neighbourhood size and shrinkage of the user-user cosine."""
+
     k: int = 50
     """Neighbours kept per user."""
     shrink: float = 0.0
@@ -30,12 +37,10 @@ class UserKNN(Recommender):
 
     config_class = UserKNNConfig
 
-    def fit(self, train: sp.csr_matrix) -> UserKNN:
-        self.train = sp.csr_matrix(train, dtype=np.float32)
-        self.n_users, self.n_items = train.shape
+    def _fit(self, split: Split) -> None:
+        self.train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
         # column v of knn_similarity(train.T) holds v's neighbours; transpose to rows
         self.neighbours = knn_similarity(self.train.T.tocsr(), self.config.k, self.config.shrink).T.tocsr()
-        return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)
@@ -51,6 +56,8 @@ class UserKNN(Recommender):
 
 @dataclass(frozen=True)
 class RP3betaConfig:
+    """Random-walk exponent, popularity penalty and neighbourhood size."""
+
     alpha: float = 1.0
     """Exponent on the transition probabilities."""
     beta: float = 0.5
@@ -58,6 +65,7 @@ class RP3betaConfig:
     k: int = 200
     """Weights kept per source item."""
     block_size: int = 512
+    """Source items whose walks are computed at once (memory: block_size x n_items)."""
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -70,10 +78,9 @@ class RP3beta(Recommender):
 
     config_class = RP3betaConfig
 
-    def fit(self, train: sp.csr_matrix) -> RP3beta:
-        x = sp.csr_matrix(train, dtype=np.float32)
+    def _fit(self, split: Split) -> None:
+        x = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
         self.train = x
-        self.n_users, self.n_items = x.shape
         cfg = self.config
         user_deg = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1)
         pop = np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1)
@@ -103,11 +110,14 @@ class RP3beta(Recommender):
             shape=(self.n_items, self.n_items),
             dtype=np.float32,
         )
-        return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)
         return np.asarray((self.train[users] @ self.weights).todense(), dtype=np.float32)
+
+    def item_similarity(self) -> sp.csr_matrix:
+        """The random-walk weights W (top-k per source item)."""
+        return self.weights
 
     def state(self) -> dict[str, np.ndarray]:
         return {**csr_to_arrays("train", self.train), **csr_to_arrays("weights", self.weights)}

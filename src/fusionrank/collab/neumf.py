@@ -3,19 +3,24 @@ trained pointwise with binary cross-entropy on sampled negatives."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from fusionrank.collab.torch_base import TorchRecommender, pairs_from_matrix, shuffled_batches
-from fusionrank.collab.trainer import TrainConfig
+from fusionrank.collab.trainer import SampledTrainConfig
+
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
 
 
 @dataclass(frozen=True)
-class NeuMFConfig:
-    """Sizes of both branches and dropout of the MLP."""
+class NeuMFConfig(SampledTrainConfig):
+    """Sizes of both branches, dropout of the MLP, and the training loop."""
 
     mf_dim: int = 64
     """GMF embedding size."""
@@ -25,6 +30,12 @@ class NeuMFConfig:
     """MLP hidden layer sizes."""
     dropout: float = 0.1
     """Dropout after each MLP layer."""
+    epochs: int = 100
+    batch_size: int = 4096
+    learning_rate: float = 2e-3
+    num_negatives: int = 2
+
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {"dim": ("mf_dim", "mlp_dim")}
 
 
 class NeuMFModule(nn.Module):
@@ -73,16 +84,15 @@ class NeuMF(TorchRecommender):
     """No separate user/item vectors: ``score`` runs the network over every item."""
 
     config_class = NeuMFConfig
-    default_train = TrainConfig(epochs=100, batch_size=4096, learning_rate=2e-3, patience=10, num_negatives=2)
 
     def build(self) -> nn.Module:
         return NeuMFModule(self.n_users, self.n_items, self.config)
 
-    def prepare(self, train, interactions) -> None:
-        super().prepare(train, interactions)
-        self._users, self._items = pairs_from_matrix(train)
+    def prepare(self, split: Split) -> None:
+        super().prepare(split)
+        self._users, self._items = pairs_from_matrix(self.train_matrix)
 
-    def training_batches(self, rng: np.random.Generator, config: TrainConfig):
+    def training_batches(self, rng: np.random.Generator, config: Any) -> Iterator[tuple[torch.Tensor, ...]]:
         k = config.num_negatives
         negs = self.sampler.sample(self._users, rng, k)
         for idx in shuffled_batches(len(self._users), config.batch_size, rng):
@@ -91,11 +101,11 @@ class NeuMF(TorchRecommender):
             labels = np.concatenate([np.ones(len(idx)), np.zeros(len(idx) * k)]).astype(np.float32)
             yield torch.from_numpy(users), torch.from_numpy(items), torch.from_numpy(labels)
 
-    def batch_loss(self, batch) -> torch.Tensor:
+    def batch_loss(self, batch: Any) -> torch.Tensor:
         users, items, labels = (t.to(self.device) for t in batch)
         return nn.functional.binary_cross_entropy_with_logits(self.module(users, items), labels)
 
     @torch.inference_mode()
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)
-        return self.module.score_all(torch.from_numpy(users).to(self.device)).cpu().numpy()
+        return self.module.score_all(torch.from_numpy(users).to(self.device)).cpu().numpy()  # type: ignore[union-attr,operator]

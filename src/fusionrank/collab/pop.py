@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
-from fusionrank.collab.base import Recommender
+from fusionrank.columns import TRAIN
+from fusionrank.recommender import Recommender
+
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
 
 
 @dataclass(frozen=True)
@@ -20,11 +24,8 @@ class Pop(Recommender):
 
     config_class = PopConfig
 
-    def fit(self, train: sp.csr_matrix) -> Pop:
-        train = sp.csr_matrix(train)
-        self.n_users, self.n_items = train.shape
-        self.counts = np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
-        return self
+    def _fit(self, split: Split) -> None:
+        self.counts = np.asarray(split.matrix(TRAIN).sum(axis=0), dtype=np.float32).ravel()
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)

@@ -4,23 +4,27 @@ cross-entropy over all items (or sampled negatives)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from torch import nn
 
 from fusionrank.collab.torch_base import TorchRecommender, shuffled_batches
-from fusionrank.collab.trainer import TrainConfig
+from fusionrank.collab.trainer import SampledTrainConfig
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
+
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
+    from fusionrank.recommender import Stage
 
 
 @dataclass(frozen=True)
-class SASRecConfig:
-    """Transformer sizes, sequence length and loss."""
+class SASRecConfig(SampledTrainConfig):
+    """Transformer sizes, sequence length, loss, and the training loop."""
 
     max_len: int = 50
     """Items of history used (the most recent)."""
@@ -36,6 +40,10 @@ class SASRecConfig:
     """Dropout on embeddings, attention and feed-forward."""
     loss: Literal["ce", "sampled"] = "ce"
     """``ce``: softmax over all items; ``sampled``: BCE against one sampled negative."""
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {"dim": ("hidden",)}
 
 
 class SASRecModule(nn.Module):
@@ -83,23 +91,29 @@ class SASRecModule(nn.Module):
 
 
 class SASRec(TorchRecommender):
-    """Scores a user from their most recent ``max_len`` items (training history, updated
-    with :meth:`set_history` before test so that validation items count as history)."""
+    """Scores a user from their most recent ``max_len`` items: training history at the
+    ``valid`` stage, training + validation history at the ``test`` stage (after ``fit``)."""
 
     config_class = SASRecConfig
-    default_train = TrainConfig(epochs=200, batch_size=16, learning_rate=2e-3, patience=10)
 
     def build(self) -> nn.Module:
         return SASRecModule(self.n_items, self.config)
 
-    def prepare(self, train: sp.csr_matrix, interactions: pd.DataFrame | None) -> None:
-        if interactions is None or TIMESTAMP not in interactions.columns:
-            raise ValueError("SASRec needs the training interactions with timestamps (interactions=...)")
-        super().prepare(train, interactions)
-        self.set_history(interactions)
+    def prepare(self, split: Split) -> None:
+        if TIMESTAMP not in split.train.columns:
+            raise ValueError("SASRec needs interactions with timestamps (map a timestamp column)")
+        super().prepare(split)
+        self._stages = {
+            "valid": self.sequences(split.train),
+            "test": self.sequences(pd.concat([split.train, split.valid])),
+        }
+        self.at_stage("valid")
         self._train_users = np.flatnonzero((self._sequences > 0).sum(axis=1) >= 2)
 
-    def set_history(self, interactions: pd.DataFrame) -> None:
+    def at_stage(self, stage: Stage) -> None:
+        self._sequences = self._stages[stage]
+
+    def sequences(self, interactions: pd.DataFrame) -> np.ndarray:
         """Users' item sequences (time order, most recent ``max_len + 1``), left-padded with 0."""
         length = self.config.max_len + 1
         frame = interactions.sort_values([USER_IDX, TIMESTAMP], kind="stable")
@@ -111,15 +125,16 @@ class SASRec(TorchRecommender):
         for s, e in zip(starts, ends):
             tail = items[max(s, e - length) : e]
             seqs[users[s], length - len(tail) :] = tail
-        self._sequences = seqs
+        return seqs
 
     def extra_state(self) -> dict[str, np.ndarray]:
-        return {**super().extra_state(), "sequences": self._sequences}
+        return {**super().extra_state(), **{f"sequences.{k}": v for k, v in self._stages.items()}}
 
     def load_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self._sequences = arrays["sequences"]
+        self._stages = {k: arrays[f"sequences.{k}"] for k in ("valid", "test")}
+        self.at_stage("test")
 
-    def training_batches(self, rng: np.random.Generator, config: TrainConfig):
+    def training_batches(self, rng: np.random.Generator, config: Any) -> Iterator[tuple[Any, ...]]:
         for idx in shuffled_batches(len(self._train_users), config.batch_size, rng):
             seq = self._sequences[self._train_users[idx]]
             inputs, targets = seq[:, :-1], seq[:, 1:]
@@ -129,7 +144,7 @@ class SASRec(TorchRecommender):
                 negs = self.sampler.sample(users, rng, 1).reshape(targets.shape) + 1
             yield torch.from_numpy(inputs), torch.from_numpy(targets), negs
 
-    def batch_loss(self, batch) -> torch.Tensor:
+    def batch_loss(self, batch: Any) -> torch.Tensor:
         inputs, targets, negs = batch
         inputs, targets = inputs.to(self.device), targets.to(self.device)
         states = self.module(inputs)

@@ -1,81 +1,79 @@
-"""Base for the neural recommenders: holds the module, runs the shared trainer, saves
-weights as safetensors and exports user/item embeddings."""
+"""Base of the neural recommenders: holds the module, runs the shared training loop with
+full-ranking validation on ``split.valid``, saves weights as safetensors."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from fusionrank.collab.base import Recommender
 from fusionrank.collab.negatives import NegativeSampler
-from fusionrank.collab.trainer import Trainable, TrainConfig, TrainHistory, seed_everything, train_loop
+from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, train_loop
+from fusionrank.columns import TRAIN, VALID
+from fusionrank.recommender import Recommender
+
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
+
+
+def ranking_validator(model: Recommender, split: Split, metric: str) -> Callable[[], float] | None:
+    """``metric`` (e.g. ``ndcg@10``) of ``model.score`` on ``split.valid`` by full ranking,
+    training items excluded; None when the split has no validation rows."""
+    from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
+
+    if not len(split.valid):
+        return None
+    valid, train = split.matrix(VALID), split.matrix(TRAIN)
+    config = EvalConfig(ks=(int(metric.split("@")[1]),))
+    return lambda: evaluate_ranking(model.score, valid, train, config).metrics[metric]
 
 
 class TorchRecommender(Recommender, Trainable):
     """A recommender trained by :func:`fusionrank.collab.trainer.train_loop`.
 
-    Subclasses set ``default_train`` (good settings on ml-100k), build their module in
-    :meth:`build`, and implement ``training_batches`` / ``batch_loss`` / ``score``.
+    Subclasses give a config class that inherits :class:`TrainConfig` (with good defaults
+    on ml-100k), build their module in :meth:`build`, and implement ``training_batches``,
+    ``batch_loss`` and ``score``.
     """
 
-    default_train: ClassVar[TrainConfig] = TrainConfig()
+    config: Any
 
-    def __init__(self, config: Any = None, train_config: TrainConfig | None = None) -> None:
+    def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        self.train_config = train_config or self.default_train
-        self.history: TrainHistory | None = None
-        self.module: torch.nn.Module | None = None
+        self.module: torch.nn.Module | None = None  # type: ignore[assignment]
 
     @property
     def device(self) -> torch.device:
-        return torch.device(self.train_config.device)
+        return torch.device(self.config.device)
 
     def build(self) -> torch.nn.Module:  # pragma: no cover - each model builds its own
         raise NotImplementedError
 
-    def prepare(self, train: sp.csr_matrix, interactions: pd.DataFrame | None) -> None:
+    def prepare(self, split: Split) -> None:
         """Per-model data preparation before training (graphs, sequences...)."""
-        self.train_matrix = train
-        self.sampler = NegativeSampler(train, self.train_config.negatives)
+        self.train_matrix = split.matrix(TRAIN)
+        self.sampler = NegativeSampler(self.train_matrix, getattr(self.config, "negatives", "uniform"))
 
-    def fit(
-        self,
-        train: sp.csr_matrix,
-        valid: sp.csr_matrix | None = None,
-        interactions: pd.DataFrame | None = None,
-    ) -> TorchRecommender:
-        """Train on ``train`` (users x items); with ``valid``, stop early on the validation
-        metric and restore the best epoch. ``interactions`` (with ``user_idx``, ``item_idx``,
-        ``timestamp``) is needed by sequential models."""
-        train = sp.csr_matrix(train, dtype=np.float32)
-        self.n_users, self.n_items = train.shape
-        seed_everything(self.train_config.seed)
-        self.prepare(train, interactions)
+    def _fit(self, split: Split) -> None:
+        cfg: TrainConfig = self.config
+        seed_everything(cfg.seed)
+        self.prepare(split)
         self.module = self.build().to(self.device)
-        self.history = train_loop(
-            self, self.train_config, valid, train if valid is not None else None, desc=type(self).__name__
-        )
-        return self
+        validate = ranking_validator(self, split, cfg.valid_metric) if cfg.validation else None
+        self.history = train_loop(self, cfg, validate, desc=type(self).__name__).as_dict()
+        self.at_stage("test")
 
     def _check_fitted(self) -> None:
         if self.module is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
-
-    # embeddings for fusion and retrieval
-    def user_embeddings(self) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} has no user embeddings; use score()")
-
-    def item_embeddings(self) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} has no item embeddings; use score()")
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(split) first")
 
     # persistence: module weights + whatever the model needs to score
     def state(self) -> dict[str, np.ndarray]:
         self._check_fitted()
+        assert self.module is not None  # noqa: S101
         arrays = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
         arrays.update(self.extra_state())
         return arrays
@@ -104,22 +102,13 @@ class TorchRecommender(Recommender, Trainable):
     def load_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Hook for models whose scoring needs more than the training matrix."""
 
-    def extra_config(self) -> dict[str, Any]:
-        return {"train_config": dataclasses.asdict(self.train_config)}
-
-    @classmethod
-    def from_saved(cls, config: Any, meta: dict[str, Any]) -> TorchRecommender:
-        train = meta.get("train_config", {})
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        return cls(config, TrainConfig(**{k: v for k, v in train.items() if k in known}))
-
 
 def pairs_from_matrix(train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     coo = sp.coo_matrix(train)
     return coo.row.astype(np.int64), coo.col.astype(np.int64)
 
 
-def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator):
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     order = rng.permutation(n)
     for s in range(0, n, batch_size):
         yield order[s : s + batch_size]
@@ -128,11 +117,11 @@ def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator):
 class PairwiseRecommender(TorchRecommender):
     """Base of the models trained on (user, positive item, sampled negatives) triples."""
 
-    def prepare(self, train: sp.csr_matrix, interactions: pd.DataFrame | None) -> None:
-        super().prepare(train, interactions)
-        self._users, self._items = pairs_from_matrix(train)
+    def prepare(self, split: Split) -> None:
+        super().prepare(split)
+        self._users, self._items = pairs_from_matrix(self.train_matrix)
 
-    def training_batches(self, rng: np.random.Generator, config: TrainConfig):
+    def training_batches(self, rng: np.random.Generator, config: Any) -> Iterator[tuple[torch.Tensor, ...]]:
         """One epoch: every training pair once, shuffled, with fresh negatives (b,), (b,), (b, k)."""
         negs = self.sampler.sample(self._users, rng, config.num_negatives)
         for idx in shuffled_batches(len(self._users), config.batch_size, rng):

@@ -1,24 +1,31 @@
-"""One training loop for every neural model: minibatches, Adam, early stopping on the
-validation metric (full ranking), restore of the best epoch, seeds, threads, progress."""
+"""One training loop for every neural model: minibatches, Adam, early stopping through a
+validation callback, restore of the best epoch, seeds, threads, progress.
+
+A model supplies its module, one epoch of batches and a loss (:class:`Trainable`); the
+caller supplies ``validate`` (a function returning the metric to maximise, e.g. full-
+ranking NDCG@10 on valid, or NDCG on pseudo-cold items). Every model's config inherits
+:class:`TrainConfig`, so the loop's settings are written once.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
 from fusionrank.collab.negatives import NegativeKind
-from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of the shared training loop (each model gives its own defaults)."""
+    """Settings of the shared training loop (each model's config redeclares its defaults)."""
 
     epochs: int = 200
     """Maximum epochs."""
@@ -28,16 +35,14 @@ class TrainConfig:
     """Adam step size."""
     weight_decay: float = 0.0
     """Adam weight decay (models add their own L2 terms to the loss)."""
+    validation: bool = True
+    """Evaluate every ``eval_every`` epochs and keep the best epoch (False: train exactly ``epochs``)."""
     patience: int = 10
     """Stop after this many evaluations without improvement (0: never stop early)."""
     eval_every: int = 1
-    """Evaluate on validation every this many epochs."""
+    """Evaluate every this many epochs."""
     valid_metric: str = "ndcg@10"
     """Metric that picks the best epoch (full ranking, training items excluded)."""
-    negatives: NegativeKind = "uniform"
-    """Negative sampling distribution."""
-    num_negatives: int = 1
-    """Negatives per positive."""
     seed: int = 2020
     """Seeds torch, numpy and random."""
     threads: int | None = None
@@ -47,13 +52,27 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar with the loss and the validation metric."""
 
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {}
+
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.patience < 0:
             raise ValueError("epochs, batch_size and eval_every must be >= 1 and patience >= 0")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be > 0")
+        if "@" not in self.valid_metric:
+            raise ValueError(f"valid_metric must look like ndcg@10, got {self.valid_metric!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("device cuda was asked for but no CUDA device is available")
+
+
+@dataclass(frozen=True)
+class SampledTrainConfig(TrainConfig):
+    """The training loop with sampled negatives (collaborative models)."""
+
+    negatives: NegativeKind = "uniform"
+    """Negative sampling distribution."""
+    num_negatives: int = 1
+    """Negatives per positive."""
 
 
 @dataclass
@@ -68,6 +87,12 @@ class TrainHistory:
     time_to_best_s: float = 0.0
     total_s: float = 0.0
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON values (the model's ``history``)."""
+        out = dataclasses.asdict(self)
+        out["best_valid"] = None if not self.valid else self.best_valid
+        return out
+
 
 def copy_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of a module's weights (to restore the best epoch later)."""
@@ -81,18 +106,19 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainable:
-    """What a model supplies to the loop: its module, an epoch of batches, a loss, scores."""
+    """What a model supplies to the loop: its module, an epoch of batches and a loss."""
 
     module: torch.nn.Module
 
-    def training_batches(self, rng: np.random.Generator, config: TrainConfig):  # pragma: no cover
+    def training_batches(self, rng: np.random.Generator, config: Any) -> Iterable[Any]:  # pragma: no cover
         raise NotImplementedError
 
-    def batch_loss(self, batch) -> torch.Tensor:  # pragma: no cover
+    def batch_loss(self, batch: Any) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def score(self, users: np.ndarray) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    def parameter_groups(self, config: TrainConfig) -> list[dict[str, Any]]:
+        """Adam's parameter groups (default: every module parameter with the config's decay)."""
+        return [{"params": list(self.module.parameters()), "weight_decay": config.weight_decay}]
 
     def on_epoch_end(self) -> None:
         """Hook: drop caches that depend on the weights."""
@@ -101,23 +127,43 @@ class Trainable:
 def train_loop(
     model: Trainable,
     config: TrainConfig,
-    valid: sp.csr_matrix | None,
-    exclude: sp.csr_matrix | None,
+    validate: Callable[[], float] | None = None,
+    *,
+    epochs: int | None = None,
+    validate_first: bool = False,
     desc: str = "train",
 ) -> TrainHistory:
-    """Run the loop; with ``valid`` the best epoch by ``valid_metric`` is restored at the end."""
+    """Train ``model.module``; with ``validate`` the best epoch by its value is restored at
+    the end (``validate_first`` also scores the untrained start, which may win: epoch 0).
+    ``epochs`` overrides the config's count (e.g. a refit with the chosen count)."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    n_epochs = config.epochs if epochs is None else epochs
     rng = np.random.default_rng(config.seed)
-    optimiser = torch.optim.Adam(
-        model.module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    optimiser = torch.optim.Adam(model.parameter_groups(config), lr=config.learning_rate)
     history = TrainHistory()
     best_state = None
-    eval_config = EvalConfig(ks=(int(config.valid_metric.split("@")[1]),))
     since_best = 0
     t0 = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), desc=desc, disable=not config.progress, dynamic_ncols=True)
+
+    def check(epoch: int) -> bool:
+        """Validate; returns True when patience has run out."""
+        nonlocal best_state, since_best
+        model.module.eval()
+        value = float(validate())  # type: ignore[misc]
+        history.valid.append((epoch, value))
+        if value > history.best_valid:
+            history.best_valid, history.best_epoch = value, epoch
+            history.time_to_best_s = time.perf_counter() - t0
+            best_state = copy_state(model.module)
+            since_best = 0
+        else:
+            since_best += 1
+        return bool(config.patience and since_best >= config.patience)
+
+    if validate is not None and validate_first:
+        check(0)
+    bar = tqdm(range(1, n_epochs + 1), desc=desc, disable=not config.progress, dynamic_ncols=True)
     for epoch in bar:
         model.module.train()
         total, count = 0.0, 0
@@ -132,22 +178,13 @@ def train_loop(
         history.losses.append(total / max(count, 1))
         history.epochs = epoch
         postfix = {"loss": f"{history.losses[-1]:.4f}"}
-        if valid is not None and epoch % config.eval_every == 0:
-            model.module.eval()
-            value = evaluate_ranking(model.score, valid, exclude, eval_config).metrics[config.valid_metric]
-            history.valid.append((epoch, value))
-            postfix[config.valid_metric] = f"{value:.4f}"
-            if value > history.best_valid:
-                history.best_valid, history.best_epoch = value, epoch
-                history.time_to_best_s = time.perf_counter() - t0
-                best_state = copy_state(model.module)
-                since_best = 0
-            else:
-                since_best += 1
-            if config.patience and since_best >= config.patience:
-                bar.set_postfix(postfix)
-                break
+        stop = False
+        if validate is not None and epoch % config.eval_every == 0:
+            stop = check(epoch)
+            postfix[config.valid_metric] = f"{history.valid[-1][1]:.4f}"
         bar.set_postfix(postfix)
+        if stop:
+            break
     bar.close()
     if best_state is not None:
         model.module.load_state_dict(best_state)

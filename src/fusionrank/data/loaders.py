@@ -36,14 +36,35 @@ class InteractionColumns:
     item: str = ITEM_ID
     """Column with the item id."""
     timestamp: str | None = None
-    """Column with a numeric timestamp (seconds), if any."""
+    """Column with a timestamp, if any: numbers (seconds), ISO-8601 text or datetimes."""
     rating: str | None = None
     """Column with a rating or weight, if any; absent means every row weighs 1."""
     domain: str | None = None
     """Column with the interaction's domain (for cross-domain protocols), if any."""
 
+    @classmethod
+    def from_mapping(cls, columns: dict[str, str] | None, source: str = "columns") -> InteractionColumns:
+        """From ``{"user": "uid", "item": "sku", "timestamp": "ts"}``; unknown keys are refused.
 
-def read_table(path: str | Path) -> pd.DataFrame:
+        >>> InteractionColumns.from_mapping({"user": "uid", "item": "sku"}).user
+        'uid'
+        """
+        from fusionrank.settings import build_settings
+
+        return build_settings(cls, dict(columns or {}), owner=source)
+
+
+def read_table(path: str | Path | pd.DataFrame, what: str = "table") -> tuple[pd.DataFrame, str]:
+    """A table and the name errors use for it: a file read by :func:`read_file`, or a
+    DataFrame given directly (named ``<what DataFrame>``)."""
+    if isinstance(path, pd.DataFrame):
+        if path.empty:
+            raise DataError(f"the {what} DataFrame has no rows", file=f"<{what} DataFrame>")
+        return path.reset_index(drop=True), f"<{what} DataFrame>"
+    return read_file(path), str(path)
+
+
+def read_file(path: str | Path) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet/JSONL file with HF ``datasets`` into a DataFrame.
 
     Delimited files are read with every column as a string so that type problems are
@@ -121,6 +142,29 @@ def _numbers(frame: pd.DataFrame, col: str, path: Path) -> pd.Series:
     return numeric.astype("float64")
 
 
+def _timestamps(frame: pd.DataFrame, col: str, path: Path) -> pd.Series:
+    """Seconds since the epoch from numbers, datetimes or ISO-8601 text; bad cells name their row."""
+    values = frame[col]
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = pd.to_datetime(values, utc=True)
+    else:
+        numeric = pd.to_numeric(values.replace("", np.nan), errors="coerce")
+        if numeric.notna().all():
+            return numeric.astype("float64")
+        stamps = pd.to_datetime(values.astype(str), errors="coerce", utc=True, format="ISO8601")
+        stamps = stamps.where(numeric.isna(), pd.to_datetime(numeric, unit="s", utc=True))
+    bad = stamps.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"value {values.iloc[row]!r} is not a timestamp (seconds, ISO-8601 text or a datetime)",
+            file=path,
+            row=row + 1,
+            column=col,
+        )
+    return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype("float64")
+
+
 def normalise_interactions(
     frame: pd.DataFrame, columns: InteractionColumns, path: str | Path
 ) -> pd.DataFrame:
@@ -147,42 +191,49 @@ def normalise_interactions(
     out = pd.DataFrame({USER_ID: _ids(frame, columns.user, path), ITEM_ID: _ids(frame, columns.item, path)})
     out[RATING] = _numbers(frame, columns.rating, path) if columns.rating else np.ones(len(frame))
     if columns.timestamp:
-        out[TIMESTAMP] = _numbers(frame, columns.timestamp, path)
+        out[TIMESTAMP] = _timestamps(frame, columns.timestamp, path)
     if columns.domain:
         out[DOMAIN] = _ids(frame, columns.domain, path)
     return out.reset_index(drop=True)
 
 
-def load_interactions(path: str | Path, columns: InteractionColumns | None = None) -> pd.DataFrame:
-    """Load and validate an interaction file (CSV/TSV/Parquet/JSONL)."""
-    return normalise_interactions(read_table(path), columns or InteractionColumns(), path)
+def load_interactions(
+    path: str | Path | pd.DataFrame, columns: InteractionColumns | None = None
+) -> pd.DataFrame:
+    """Load and validate an interaction file (CSV/TSV/Parquet/JSONL) or DataFrame."""
+    frame, name = read_table(path, "interactions")
+    return normalise_interactions(frame, columns or InteractionColumns(), name)
 
 
-def normalise_catalogue(frame: pd.DataFrame, id_column: str, path: str | Path) -> pd.DataFrame:
-    """Validate a catalogue: the id column exists, ids are non-empty and unique."""
+def normalise_catalogue(
+    frame: pd.DataFrame, id_column: str, path: str | Path, id_name: str = ITEM_ID
+) -> pd.DataFrame:
+    """Validate a catalogue (or user table): the id column exists, ids are non-empty and
+    unique; it is renamed to ``id_name`` and moved first."""
     path = Path(path)
     if frame.empty:
-        raise DataError("catalogue has no rows", file=path)
-    _require_columns(frame, {"item": id_column}, path)
+        raise DataError("table has no rows", file=path)
+    _require_columns(frame, {id_name.removesuffix("_id"): id_column}, path)
     ids = _ids(frame, id_column, path)
     dup = ids.duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
         first = int(np.flatnonzero((ids == ids.iloc[row]).to_numpy())[0])
         raise DataError(
-            f"duplicate item id {ids.iloc[row]!r} (first seen at row {first + 1})",
+            f"duplicate {id_name.removesuffix('_id')} id {ids.iloc[row]!r} (first seen at row {first + 1})",
             file=path,
             row=row + 1,
             column=id_column,
         )
     out = frame.drop(columns=[id_column]).copy()
-    out.insert(0, ITEM_ID, ids.to_numpy())
+    out.insert(0, id_name, ids.to_numpy())
     return out.reset_index(drop=True)
 
 
-def load_catalogue(path: str | Path, id_column: str = ITEM_ID) -> pd.DataFrame:
-    """Load and validate an item catalogue (CSV/TSV/Parquet/JSONL)."""
-    return normalise_catalogue(read_table(path), id_column, path)
+def load_catalogue(path: str | Path | pd.DataFrame, id_column: str = ITEM_ID) -> pd.DataFrame:
+    """Load and validate an item catalogue (CSV/TSV/Parquet/JSONL, or a DataFrame)."""
+    frame, name = read_table(path, "items")
+    return normalise_catalogue(frame, id_column, name)
 
 
 def check_known_items(interactions: pd.DataFrame, catalogue: pd.DataFrame, path: str | Path) -> None:

@@ -1,7 +1,9 @@
-"""Side information derived from catalogue and user tables: genre matrices, age buckets,
-one-hot user features, and the two-domain rule of the cross-domain protocol."""
+"""Side information derived from catalogue and user tables, driven by the dataset profile:
+category (genre) matrices, one-hot user side features, and item domains from a rule."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -9,18 +11,17 @@ import scipy.sparse as sp
 
 from fusionrank.columns import ITEM_ID, USER_ID
 from fusionrank.data.idmap import IdMap
-from fusionrank.encoders.templates import field_text
-
-AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
-"""Upper bounds of MovieLens' age groups: <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+."""
-
-DOMAIN_RULE = {"A": ("Drama", "Romance", "Comedy"), "B": ("Action", "Adventure", "Sci-Fi", "Thriller")}
-"""Cross-domain rule on ml-100k genres: an item goes to the first domain (A, then B) that
-one of its genres matches; items matching neither are left out of the protocol."""
+from fusionrank.data.text import field_text
 
 
-def genre_matrix(items: pd.DataFrame, index: IdMap, column: str = "class") -> tuple[sp.csr_matrix, list[str]]:
-    """(n_items, n_genres) 0/1 matrix in ``index`` order, and the genre names."""
+def genre_matrix(items: pd.DataFrame, index: IdMap, column: str) -> tuple[sp.csr_matrix, list[str]]:
+    """(n_items, n_genres) 0/1 matrix in ``index`` order, and the genre names.
+
+    >>> items = pd.DataFrame({"item_id": ["a", "b"], "genres": [["Drama"], ["Drama", "War"]]})
+    >>> m, names = genre_matrix(items, IdMap(["b", "a"]), "genres")
+    >>> names, m.toarray().tolist()
+    (['Drama', 'War'], [[1.0, 1.0], [1.0, 0.0]])
+    """
     genres_of = {str(i): field_text(g).split() for i, g in zip(items[ITEM_ID], items[column])}
     names = sorted({g for gs in genres_of.values() for g in gs})
     col = {g: k for k, g in enumerate(names)}
@@ -33,31 +34,66 @@ def genre_matrix(items: pd.DataFrame, index: IdMap, column: str = "class") -> tu
     return m, names
 
 
-def age_bucket(age: float) -> int:
-    """Index of the MovieLens age group of ``age``."""
-    return int(np.searchsorted(AGE_BUCKETS, age, side="right"))
+def bucket(value: float, bounds: Sequence[float]) -> int:
+    """Index of the bucket of ``value`` given ascending upper bounds (``len(bounds) + 1`` buckets).
+
+    >>> [bucket(a, (18, 25, 35)) for a in (10, 18, 30, 60)]
+    [0, 1, 2, 3]
+    """
+    return int(np.searchsorted(bounds, value, side="right"))
 
 
-def user_features(users: pd.DataFrame, index: IdMap) -> tuple[np.ndarray, list[str]]:
-    """One-hot (age bucket, gender, occupation) per user in ``index`` order; unknown users are zero."""
-    table = users.assign(**{USER_ID: users[USER_ID].astype(str)}).set_index(USER_ID)
-    buckets = table["age"].astype(float).map(age_bucket).astype(str).radd("age")
-    gender = table["gender"].astype(str).radd("gender=")
-    occupation = table["occupation"].astype(str).radd("occupation=")
-    names = sorted(set(buckets) | set(gender) | set(occupation))
+def feature_values(
+    table: pd.DataFrame, columns: Sequence[str], buckets: Mapping[str, Sequence[float]]
+) -> pd.DataFrame:
+    """The one-hot value names of each user's side features: ``col=value`` for categories,
+    ``col<bucket>`` for bucketed numbers (e.g. ``age2``), indexed by user id."""
+    table = table.assign(**{USER_ID: table[USER_ID].astype(str)}).set_index(USER_ID)
+    out = pd.DataFrame(index=table.index)
+    for col in columns:
+        if col in buckets:
+            numbers = pd.to_numeric(table[col], errors="coerce")
+            out[col] = [f"{col}{bucket(v, buckets[col])}" if pd.notna(v) else None for v in numbers]
+        else:
+            out[col] = [f"{col}={v}" if pd.notna(v) and str(v) != "" else None for v in table[col]]
+    return out
+
+
+def feature_names(values: pd.DataFrame) -> list[str]:
+    """Sorted one-hot names seen in a :func:`feature_values` table."""
+    return sorted({v for col in values.columns for v in values[col] if v is not None})
+
+
+def one_hot(values: pd.DataFrame, ids: Sequence[str], names: Sequence[str]) -> np.ndarray:
+    """(len(ids), len(names)) 0/1 rows for ``ids`` (unknown ids and unseen values are zero)."""
     col = {n: k for k, n in enumerate(names)}
-    out = np.zeros((len(index), len(names)), dtype=np.float32)
-    for r, user in enumerate(index.ids):
-        if user in table.index:
-            for n in (buckets[user], gender[user], occupation[user]):
-                out[r, col[n]] = 1.0
-    return out, names
+    out = np.zeros((len(ids), len(names)), dtype=np.float32)
+    for r, user in enumerate(ids):
+        if user in values.index:
+            for v in values.loc[user]:
+                if v is not None and v in col:
+                    out[r, col[v]] = 1.0
+    return out
 
 
-def item_domains(
-    items: pd.DataFrame, rule: dict[str, tuple[str, ...]] = DOMAIN_RULE, column: str = "class"
-) -> pd.Series:
-    """Domain per item id by the rule; items in no domain are absent from the result."""
+def user_features(
+    users: pd.DataFrame, index: IdMap, columns: Sequence[str], buckets: Mapping[str, Sequence[float]]
+) -> tuple[np.ndarray, list[str]]:
+    """One-hot side features per user in ``index`` order, and their names; users missing
+    from the table are all zero."""
+    values = feature_values(users, columns, buckets)
+    names = feature_names(values)
+    return one_hot(values, [str(u) for u in index.ids], names), names
+
+
+def item_domains(items: pd.DataFrame, rule: Mapping[str, Sequence[str]], column: str) -> pd.Series:
+    """Domain per item id by the rule (first domain whose categories match); items in no
+    domain are absent from the result.
+
+    >>> items = pd.DataFrame({"item_id": ["a", "b", "c"], "g": [["Drama"], ["Action", "Drama"], ["War"]]})
+    >>> item_domains(items, {"A": ("Drama",), "B": ("Action",)}, "g").to_dict()
+    {'a': 'A', 'b': 'A'}
+    """
     out = {}
     for item, g in zip(items[ITEM_ID].astype(str), items[column]):
         genres = set(field_text(g).split())
@@ -65,4 +101,4 @@ def item_domains(
             if genres & set(wanted):
                 out[item] = domain
                 break
-    return pd.Series(out, name="domain")
+    return pd.Series(out, name="domain", dtype=object)

@@ -13,6 +13,11 @@ Split kinds (``SplitConfig.kind``):
 - ``cold-items``: a seeded share of items is held out with all its interactions (test);
   the remaining interactions are split per user at random into train and valid (9:1).
 - ``cold-users``: the same with a seeded share of users (default 10%; items default 20%).
+- ``cross-domain``: items get a domain from the dataset profile (a rule over genres) or
+  the interactions' domain column; interactions with items in no domain are left out. A
+  seeded share of the users active in both the source and the target domain (default
+  20%) lose their target-domain interactions (test); ``valid_users_share`` more (10%) are
+  held out the same way for validation. Models are served from the source domain.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ from fusionrank.data.dataset import Dataset
 from fusionrank.data.idmap import IdMap
 from fusionrank.io import atomic_path, read_json, write_json
 
-SplitKind = Literal["ratio", "temporal-ratio", "leave-last", "global-temporal", "cold-items", "cold-users"]
+SplitKind = Literal[
+    "ratio", "temporal-ratio", "leave-last", "global-temporal", "cold-items", "cold-users", "cross-domain"
+]
 SPLIT_KINDS: tuple[str, ...] = SplitKind.__args__  # type: ignore[attr-defined]
 _PART_CODE = {0: TRAIN, 1: VALID, 2: TEST}
 
@@ -57,9 +64,16 @@ class SplitConfig:
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     """train:valid:test shares for ``ratio``, ``temporal-ratio`` and ``global-temporal``."""
     cold_share: float | None = None
-    """Share held out for test: items for ``cold-items`` (default 0.2), users for ``cold-users`` (0.1)."""
+    """Share held out for test: items for ``cold-items`` (default 0.2), users for ``cold-users``
+    (0.1), users active in both domains for ``cross-domain`` (0.2)."""
     cold_valid_ratio: float = 0.1
     """Share of each warm user's interactions that goes to valid in the cold protocols."""
+    valid_users_share: float = 0.1
+    """``cross-domain``: share of the users active in both domains held out for validation."""
+    source: str | None = None
+    """``cross-domain``: the domain users are served from (default: the dataset profile's)."""
+    target: str | None = None
+    """``cross-domain``: the domain users are cold in (default: the dataset profile's)."""
 
     def __post_init__(self) -> None:
         if self.kind not in SPLIT_KINDS:
@@ -70,6 +84,10 @@ class SplitConfig:
             object.__setattr__(self, "cold_share", 0.1 if self.kind == "cold-users" else 0.2)
         if not 0 < self.cold_share < 1:
             raise ValueError(f"cold_share must be in (0, 1), got {self.cold_share}")
+        if not 0 <= self.valid_users_share < 1 - self.cold_share:
+            raise ValueError(
+                f"valid_users_share must be in [0, 1 - cold_share), got {self.valid_users_share}"
+            )
 
     @property
     def name(self) -> str:
@@ -79,12 +97,26 @@ class SplitConfig:
             extra = "-" + "-".join(f"{r:g}" for r in self.ratios)
         if self.kind in ("cold-items", "cold-users"):
             extra = f"-{self.cold_share:g}"
+        if self.kind == "cross-domain":
+            extra = f"-{self.source or ''}{self.target or ''}-{self.cold_share:g}-{self.valid_users_share:g}"
         return f"{self.kind}{extra}-seed{self.seed}"
+
+    @classmethod
+    def from_json(cls, raw: dict) -> SplitConfig:
+        """Read back :func:`dataclasses.asdict` output (lists become tuples; newer fields default)."""
+        from fusionrank.settings import build_settings
+
+        return build_settings(cls, raw, owner="split config")
 
 
 @dataclass
 class Split:
-    """A split with its id maps. Frames carry ids, indices and the original columns."""
+    """Train, valid and test interactions with their id maps.
+
+    The frames carry the external ``user_id`` / ``item_id`` (str), the internal
+    ``user_idx`` / ``item_idx`` and the original columns. ``dataset`` is the dataset the
+    split came from: models read their content, side features and domains through it.
+    """
 
     config: SplitConfig
     train: pd.DataFrame
@@ -93,6 +125,15 @@ class Split:
     users: IdMap
     items: IdMap
     meta: dict = field(default_factory=dict)
+    dataset: Dataset | None = field(default=None, repr=False, compare=False)
+    _matrices: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"Split({self.config.kind!r}, seed={self.config.seed}, {self.n_users:,} users, "
+            f"{self.n_items:,} items, train/valid/test = "
+            f"{len(self.train):,}/{len(self.valid):,}/{len(self.test):,})"
+        )
 
     @property
     def n_users(self) -> int:
@@ -102,21 +143,100 @@ class Split:
     def n_items(self) -> int:
         return len(self.items)
 
+    @property
+    def name(self) -> str:
+        """The dataset name (``meta['dataset']``)."""
+        return str(self.meta.get("dataset", self.dataset.name if self.dataset is not None else ""))
+
     def part(self, name: str) -> pd.DataFrame:
         if name not in PARTS:
             raise ValueError(f"unknown part {name!r}; expected one of {PARTS}")
         return getattr(self, name)
 
     def matrix(self, *parts: str) -> sp.csr_matrix:
-        """Binary user x item CSR matrix of the union of ``parts`` (default: train)."""
-        frames = [self.part(p) for p in (parts or (TRAIN,))]
-        rows = np.concatenate([f[USER_IDX].to_numpy() for f in frames])
-        cols = np.concatenate([f[ITEM_IDX].to_numpy() for f in frames])
-        m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(self.n_users, self.n_items))
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        return m
+        """Binary user x item CSR matrix of the union of ``parts`` (default: train); cached."""
+        parts = parts or (TRAIN,)
+        if parts not in self._matrices:
+            frames = [self.part(p) for p in parts]
+            rows = np.concatenate([f[USER_IDX].to_numpy() for f in frames])
+            cols = np.concatenate([f[ITEM_IDX].to_numpy() for f in frames])
+            m = sp.csr_matrix(
+                (np.ones(len(rows), np.float32), (rows, cols)), shape=(self.n_users, self.n_items)
+            )
+            m.sum_duplicates()
+            m.data[:] = 1.0
+            self._matrices[parts] = m
+        return self._matrices[parts]
 
+    def restrict_items(self, keep: np.ndarray) -> Split:
+        """The same split (same id maps) with only the interactions of items where ``keep``
+        (a boolean mask over item indices) is true: e.g. one domain's interactions."""
+        frames = {
+            p: self.part(p)[keep[self.part(p)[ITEM_IDX].to_numpy()]].reset_index(drop=True) for p in PARTS
+        }
+        return Split(
+            self.config, users=self.users, items=self.items, meta=self.meta, dataset=self.dataset, **frames
+        )
+
+    # --- what the dataset says about the split's items and users -------------------------
+    def require_dataset(self, what: str) -> Dataset:
+        if self.dataset is None:
+            raise ValueError(f"{what} needs the dataset of this split; make it with fr.split(dataset, ...)")
+        return self.dataset
+
+    def item_domains(self) -> np.ndarray:
+        """Domain label per item index ('' for none)."""
+        from fusionrank.data.dataset import domain_labels
+
+        return domain_labels(self.require_dataset("item domains"), self.items.ids)
+
+    def domain_pair(self) -> tuple[str, str]:
+        """(source, target) domains: the split's, else the dataset profile's, else the first two."""
+        if "source" in self.meta and "target" in self.meta:
+            return self.meta["source"], self.meta["target"]
+        data = self.require_dataset("cross-domain models")
+        names = sorted(set(self.item_domains()) - {""})
+        source = self.config.source or data.profile.source_domain or (names[0] if names else None)
+        target = (
+            self.config.target or data.profile.target_domain or next((n for n in names if n != source), None)
+        )
+        if source is None or target is None or source == target:
+            raise ValueError(f"{self.name}: need two domains for a cross-domain model, found {names}")
+        return source, target
+
+    def genres(self) -> tuple[sp.csr_matrix, list[str]]:
+        """(n_items, n_genres) 0/1 matrix from the profile's genres column, and the names."""
+        from fusionrank.data.side import genre_matrix
+
+        data = self.require_dataset("genres")
+        if data.items is None or not data.profile.genres:
+            raise ValueError(f"dataset {data.name!r} has no genres column in its profile")
+        return genre_matrix(data.items, self.items, data.profile.genres)
+
+    def user_features(self) -> tuple[np.ndarray, list[str]]:
+        """One-hot side features (n_users, n_features) from the profile's user columns."""
+        from fusionrank.data.side import user_features
+
+        data = self.require_dataset("user side features")
+        if data.users is None or not data.profile.user_features:
+            raise ValueError(
+                f"dataset {data.name!r} has no user side features (a user table and "
+                "profile.user_features): cold users cannot be served from features"
+            )
+        return user_features(data.users, self.users, data.profile.user_features, data.profile.user_buckets)
+
+    def candidate_items(self) -> np.ndarray | None:
+        """The items test users are ranked over by the protocol's headline metrics: the cold
+        items (``cold-items``), the target domain's items (``cross-domain``), else None (all)."""
+        if self.config.kind == "cold-items":
+            mask = np.zeros(self.n_items, dtype=bool)
+            mask[self.items.to_index(self.meta["cold_items"])] = True
+            return mask
+        if self.config.kind == "cross-domain":
+            return self.item_domains() == self.domain_pair()[1]
+        return None
+
+    # --- persistence -----------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
         """Write ``split.parquet``, ``users.parquet``, ``items.parquet`` and a manifest."""
         folder = Path(folder)
@@ -142,12 +262,10 @@ class Split:
         )
 
     @classmethod
-    def load(cls, folder: str | Path) -> Split:
+    def load(cls, folder: str | Path, dataset: Dataset | None = None) -> Split:
         folder = Path(folder)
         manifest = read_json(folder / "manifest.json")
-        cfg = manifest["config"]
-        cfg["ratios"] = tuple(cfg["ratios"])
-        config = SplitConfig(**cfg)
+        config = SplitConfig.from_json(manifest["config"])
         users = IdMap.load(folder / "users.parquet")
         items = IdMap.load(folder / "items.parquet")
         table = pd.read_parquet(folder / "split.parquet")
@@ -156,7 +274,7 @@ class Split:
         table = _with_indices(table, users, items)
         parts = {p: table[table[PART] == p].drop(columns=[PART]).reset_index(drop=True) for p in PARTS}
         meta = {k: v for k, v in manifest.items() if k not in ("config", "rows", "n_users", "n_items")}
-        return cls(config=config, users=users, items=items, meta=meta, **parts)
+        return cls(config=config, users=users, items=items, meta=meta, dataset=dataset, **parts)
 
 
 def _with_indices(frame: pd.DataFrame, users: IdMap, items: IdMap) -> pd.DataFrame:
@@ -251,28 +369,96 @@ def assign_parts(frame: pd.DataFrame, config: SplitConfig) -> np.ndarray:
 
 def make_split(dataset: Dataset, config: SplitConfig) -> Split:
     """Split a dataset's interactions; id maps cover every user and catalogue item."""
+    if config.kind == "cross-domain":
+        return _cross_domain_split(dataset, config)
     users = IdMap(dataset.user_ids)
     items = IdMap(dataset.item_ids)
     frame = _with_indices(dataset.interactions.reset_index(drop=True), users, items)
     codes = assign_parts(frame, config)
     parts = {name: frame[codes == code].reset_index(drop=True) for code, name in _PART_CODE.items()}
-    meta = {"dataset": dataset.name}
+    meta: dict = {"dataset": dataset.name}
     if config.kind in ("cold-items", "cold-users"):
         column = ITEM_ID if config.kind == "cold-items" else USER_ID
         held = set(parts[TEST][column]) - set(parts[TRAIN][column]) - set(parts[VALID][column])
         meta["cold_" + ("items" if column == ITEM_ID else "users")] = sorted(held)
-    return Split(config=config, users=users, items=items, meta=meta, **parts)
+    return Split(config=config, users=users, items=items, meta=meta, dataset=dataset, **parts)
 
 
-def prepare_split(dataset: Dataset, config: SplitConfig, root: str | Path) -> Split:
-    """Load the saved split under ``root`` if it matches ``config``, else make and save it."""
-    folder = Path(root) / dataset.name / "splits" / config.name
-    if (folder / "manifest.json").exists():
-        split = Split.load(folder)
-        if split.config == config and len(split.train) + len(split.valid) + len(split.test) == len(
-            dataset.interactions
-        ):
+def _cross_domain_split(dataset: Dataset, config: SplitConfig) -> Split:
+    """The cross-domain protocol (see the module docstring). Id maps cover the users and
+    items of in-domain interactions, in order of first interaction."""
+    from fusionrank.data.dataset import domain_labels
+
+    labels = domain_labels(dataset, dataset.item_ids)
+    in_domain = {i for i, d in zip(dataset.item_ids, labels) if d}
+    frame = dataset.interactions[dataset.interactions[ITEM_ID].isin(in_domain)].reset_index(drop=True)
+    if frame.empty:
+        raise ValueError(f"dataset {dataset.name!r}: no interaction has an item in a domain")
+    users = IdMap(pd.unique(frame[USER_ID]))
+    items = IdMap(pd.unique(frame[ITEM_ID]))
+    frame = _with_indices(frame, users, items)
+    domain = domain_labels(dataset, items.ids)
+    probe = Split(config, frame.iloc[:0], frame.iloc[:0], frame.iloc[:0], users, items, {}, dataset)
+    source, target = probe.domain_pair()
+    in_target = domain[frame[ITEM_IDX].to_numpy()] == target
+    in_source = domain[frame[ITEM_IDX].to_numpy()] == source
+    both = np.intersect1d(frame.loc[in_target, USER_IDX].unique(), frame.loc[in_source, USER_IDX].unique())
+    rng = np.random.default_rng(config.seed)
+    chosen = rng.permutation(both)
+    n_test, n_valid = round(config.cold_share * len(both)), round(config.valid_users_share * len(both))
+    test_users, valid_users = np.sort(chosen[:n_test]), np.sort(chosen[n_test : n_test + n_valid])
+    u = frame[USER_IDX].to_numpy()
+    is_test = in_target & np.isin(u, test_users)
+    is_valid = in_target & np.isin(u, valid_users)
+    meta = {
+        "dataset": dataset.name,
+        "source": source,
+        "target": target,
+        "test_users": users.to_ids(test_users).tolist(),
+        "valid_users": users.to_ids(valid_users).tolist(),
+    }
+    return Split(
+        config=config,
+        train=frame[~is_test & ~is_valid].reset_index(drop=True),
+        valid=frame[is_valid].reset_index(drop=True),
+        test=frame[is_test].reset_index(drop=True),
+        users=users,
+        items=items,
+        meta=meta,
+        dataset=dataset,
+    )
+
+
+def prepare_split(dataset: Dataset, config: SplitConfig, root: str | Path | None = None) -> Split:
+    """Load the saved split under the dataset's home (or ``root/<name>``) if it matches
+    ``config``, else make it and save it there (nothing is saved without a folder)."""
+    base = Path(root) / dataset.name if root is not None else dataset.home
+    folder = base / "splits" / config.name if base is not None else None
+    if folder is not None and (folder / "manifest.json").exists():
+        split = Split.load(folder, dataset)
+        rows = len(split.train) + len(split.valid) + len(split.test)
+        expected = rows if config.kind == "cross-domain" else len(dataset.interactions)
+        if split.config == config and rows == expected and split.meta.get("dataset") == dataset.name:
             return split
     split = make_split(dataset, config)
-    split.save(folder)
+    if folder is not None:
+        split.save(folder)
     return split
+
+
+def split(dataset: Dataset, kind: str = "ratio", seed: int = 2020, **options: object) -> Split:
+    """Split ``dataset`` by a protocol's name (see the module docstring); the split is saved
+    under the dataset's home folder and reused, so every model sees the same rows.
+    ``options`` are the other :class:`SplitConfig` fields (``ratios``, ``cold_share`` ...).
+
+    >>> import tempfile, pandas as pd, fusionrank as fr
+    >>> events = pd.DataFrame({"user_id": list("aaaabbbb"), "item_id": list("wxyzwxyz")})
+    >>> data = fr.Dataset.from_files(events, name="toy", cache_dir=tempfile.mkdtemp())
+    >>> s = fr.split(data, "leave-last", seed=1)
+    >>> len(s.train), len(s.valid), len(s.test)
+    (4, 2, 2)
+    """
+    from fusionrank.settings import build_settings
+
+    config = build_settings(SplitConfig, {"kind": kind, "seed": seed, **options}, owner="split")
+    return prepare_split(dataset, config)

@@ -9,15 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from fusionrank.columns import ITEM_ID
-from fusionrank.encoders.vectors import write_vectors
-from fusionrank.io import atomic_path, sha256_file, write_json
+from fusionrank.encoders.vectors import write_vector_folder
+from fusionrank.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -128,31 +126,16 @@ def embed_kg(
             rows.append(index[e])
         else:
             missing.append(str(item))
-    out.mkdir(parents=True, exist_ok=True)
-    write_vectors(out / "vectors-00000.parquet", ids, vectors[rows] if rows else np.empty((0, config.dim)))
-    with atomic_path(out / "errors.parquet") as tmp:
-        pq.write_table(
-            pa.table(
-                {
-                    ITEM_ID: pa.array(missing, pa.string()),
-                    "reason": pa.array(["no knowledge-graph entity"] * len(missing), pa.string()),
-                }
-            ),
-            tmp,
-        )
-    manifest = {
-        "encoder": "kg-transe",
-        "weights": {"source": "trained here", **inputs},
-        "inputs": inputs,
-        "settings": settings,
-        "dim": config.dim,
-        "normalised": True,
-        "rows": len(ids),
-        "errors": len(missing),
-        "shards": [{"file": "vectors-00000.parquet", "rows": len(ids)}],
-        "errors_file": "errors.parquet",
-        "triples": len(triples),
-        "seconds": time.perf_counter() - t0,
-    }
-    write_json(out / "manifest.json", manifest)
-    return manifest
+    return write_vector_folder(
+        out,
+        ids,
+        vectors[rows] if rows else np.empty((0, config.dim), np.float32),
+        encoder="kg-transe",
+        weights={"source": "trained here", **inputs},
+        normalised=True,
+        errors=[(item, "no knowledge-graph entity") for item in missing],
+        inputs=inputs,
+        settings=settings,
+        triples=len(triples),
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,25 +1,42 @@
-"""The vectors contract: Parquet shards of (``item_id`` str, ``vector`` fixed-size float32 list)
-plus a ``manifest.json`` that names the shards."""
+"""The vectors contract and its one writer.
+
+A vectors folder holds Parquet shards of (``item_id`` str — or ``user_id`` for user
+vectors —, ``vector`` fixed-size float32 list), ``errors.parquet`` (``item_id``, ``row``,
+``reason``: what could not be embedded, and why) and ``manifest.json`` written last:
+encoder, weights identity, dim, normalised, rows, errors, shards, id column. Every producer
+(the embedding engine, TransE, trained models' exports) writes through
+:func:`write_vector_manifest`, so every folder reads the same way.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionrank.columns import ITEM_ID, VECTOR
-from fusionrank.io import atomic_path, read_json
+from fusionrank.io import atomic_path, read_json, write_json
+
+ERRORS_FILE = "errors.parquet"
+MANIFEST = "manifest.json"
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (cosine = dot product); all-zero rows stay zero."""
+    """Rows scaled to unit L2 norm (cosine = dot product); all-zero rows stay zero.
+
+    >>> unit_rows(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6, 0.8], [0.0, 0.0]]
+    """
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def vectors_table(ids: list[str] | np.ndarray, vectors: np.ndarray) -> pa.Table:
+def vectors_table(ids: Sequence[str] | np.ndarray, vectors: np.ndarray, id_column: str = ITEM_ID) -> pa.Table:
     """An Arrow table in the vectors contract."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(ids) != len(vectors):
@@ -28,21 +45,100 @@ def vectors_table(ids: list[str] | np.ndarray, vectors: np.ndarray) -> pa.Table:
     values = pa.array(vectors.reshape(-1), type=pa.float32())
     return pa.table(
         {
-            ITEM_ID: pa.array([str(i) for i in ids], pa.string()),
+            id_column: pa.array([str(i) for i in ids], pa.string()),
             VECTOR: pa.FixedSizeListArray.from_arrays(values, dim),
         }
     )
 
 
-def write_vectors(path: str | Path, ids: list[str] | np.ndarray, vectors: np.ndarray) -> None:
+def write_vectors(
+    path: str | Path, ids: Sequence[str] | np.ndarray, vectors: np.ndarray, id_column: str = ITEM_ID
+) -> None:
     """Write one shard atomically (temporary name, then rename)."""
     with atomic_path(path) as tmp:
-        pq.write_table(vectors_table(ids, vectors), tmp)
+        pq.write_table(vectors_table(ids, vectors, id_column), tmp)
 
 
-def read_vector_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def errors_table(ids: Sequence[str], rows: Sequence[int | None], reasons: Sequence[str]) -> pa.Table:
+    """The errors contract: the id, the 1-based catalogue row (null if none) and the reason."""
+    return pa.table(
+        {
+            ITEM_ID: pa.array(list(ids), pa.string()),
+            "row": pa.array(list(rows), pa.int64()),
+            "reason": pa.array(list(reasons), pa.string()),
+        }
+    )
+
+
+def write_vector_manifest(
+    out: Path,
+    *,
+    shards: list[dict[str, Any]],
+    errors: pa.Table,
+    encoder: str,
+    weights: dict[str, Any],
+    dim: int,
+    normalised: bool,
+    id_column: str = ITEM_ID,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write ``errors.parquet`` and then ``manifest.json`` (last: it marks the folder done).
+
+    ``shards`` lists the written shard files (``{"file", "rows", ...}``); ``extra`` keys
+    (settings, catalogue identity ...) are added to the manifest."""
+    with atomic_path(out / ERRORS_FILE) as tmp:
+        pq.write_table(errors, tmp)
+    manifest = {
+        "encoder": encoder,
+        "weights": weights,
+        "dim": int(dim),
+        "normalised": bool(normalised),
+        "id_column": id_column,
+        "rows": int(sum(s["rows"] for s in shards)),
+        "errors": errors.num_rows,
+        "shards": shards,
+        "errors_file": ERRORS_FILE,
+        **extra,
+    }
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def write_vector_folder(
+    out: str | Path,
+    ids: Sequence[str] | np.ndarray,
+    vectors: np.ndarray,
+    *,
+    encoder: str,
+    weights: dict[str, Any],
+    normalised: bool,
+    errors: Sequence[tuple[str, str]] = (),
+    id_column: str = ITEM_ID,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A whole vectors folder in one shard (for producers that hold every vector at once):
+    ``errors`` lists ``(id, reason)`` of what has no vector."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    write_vectors(out / "vectors-00000.parquet", ids, vectors, id_column)
+    table = errors_table([i for i, _ in errors], [None] * len(errors), [r for _, r in errors])
+    return write_vector_manifest(
+        out,
+        shards=[{"file": "vectors-00000.parquet", "rows": len(ids)}],
+        errors=table,
+        encoder=encoder,
+        weights=weights,
+        dim=vectors.shape[1] if vectors.ndim == 2 else 0,
+        normalised=normalised,
+        id_column=id_column,
+        **extra,
+    )
+
+
+def read_vector_file(path: str | Path, id_column: str = ITEM_ID) -> tuple[np.ndarray, np.ndarray]:
     table = pq.read_table(path)
-    ids = np.asarray(table[ITEM_ID].to_pylist(), dtype=object)
+    ids = np.asarray(table[id_column].to_pylist(), dtype=object)
     col = table[VECTOR].combine_chunks()
     dim = col.type.list_size
     flat = col.flatten().to_numpy(zero_copy_only=False)
@@ -50,13 +146,51 @@ def read_vector_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_vectors(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """All ids and vectors of a finished embedding folder, in catalogue order."""
+    """All ids and vectors of a finished vectors folder, in catalogue order."""
     folder = Path(folder)
-    manifest = folder / "manifest.json"
+    manifest = folder / MANIFEST
     if not manifest.exists():
         raise FileNotFoundError(f"{folder} has no manifest.json: the embedding job did not finish")
     meta = read_json(manifest)
-    parts = [read_vector_file(folder / s["file"]) for s in meta["shards"]]
+    id_column = meta.get("id_column", ITEM_ID)
+    parts = [read_vector_file(folder / s["file"], id_column) for s in meta["shards"]]
     if not parts:
         return np.empty(0, dtype=object), np.empty((0, meta["dim"]), np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@dataclass(frozen=True)
+class VectorSet:
+    """A finished vectors folder: its manifest, and the vectors on demand (:meth:`load`)."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, folder: str | Path) -> VectorSet:
+        folder = Path(folder)
+        if not (folder / MANIFEST).exists():
+            raise FileNotFoundError(f"{folder} has no manifest.json: the embedding job did not finish")
+        return cls(folder, read_json(folder / MANIFEST))
+
+    @property
+    def rows(self) -> int:
+        return int(self.manifest["rows"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors (rows, dim) float32)."""
+        return read_vectors(self.folder)
+
+    def errors(self) -> Any:
+        """The rows that have no vector, with the reason (a DataFrame)."""
+        return pq.read_table(self.folder / ERRORS_FILE).to_pandas()
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (
+            f"VectorSet({str(self.folder)!r}, {m['encoder']}, {m['rows']} x {m['dim']}, {m['errors']} errors)"
+        )

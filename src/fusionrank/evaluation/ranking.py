@@ -7,7 +7,7 @@ is bounded by the chunk size, never by users x items.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,9 +17,7 @@ import torch
 
 from fusionrank.columns import USER_IDX
 from fusionrank.evaluation.metrics import METRIC_FUNCTIONS, METRICS
-
-ScoreFn = Callable[[np.ndarray], "np.ndarray | torch.Tensor"]
-"""Maps user indices (n,) to scores (n, n_items); higher is better."""
+from fusionrank.scoring import ScoreFn, chunk_scores
 
 
 @dataclass(frozen=True)
@@ -51,51 +49,6 @@ class EvalResult:
     per_user: pd.DataFrame
     n_users: int
     top_items: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0), np.int64))
-
-
-def mask_rows(scores: torch.Tensor, exclude: sp.csr_matrix, rows: np.ndarray) -> None:
-    """Set ``scores[i, j] = -inf`` for every stored ``(rows[i], j)`` of ``exclude``, in place."""
-    sub = exclude[rows]
-    if sub.nnz:
-        r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-        scores[torch.from_numpy(r), torch.from_numpy(sub.indices.astype(np.int64))] = -torch.inf
-
-
-def top_k(
-    score_fn: ScoreFn,
-    users: np.ndarray,
-    k: int,
-    exclude: sp.csr_matrix | None = None,
-    item_mask: np.ndarray | None = None,
-    chunk_size: int = 1024,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` item indices and scores per user, known items excluded; -1 pads short lists."""
-    idx_out, val_out = [], []
-    for start in range(0, len(users), chunk_size):
-        rows = users[start : start + chunk_size]
-        scores = _chunk_scores(score_fn, rows, exclude, item_mask)
-        vals, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-        idx[torch.isneginf(vals)] = -1
-        idx_out.append(idx.numpy())
-        val_out.append(vals.numpy())
-    return np.concatenate(idx_out), np.concatenate(val_out)
-
-
-def _chunk_scores(
-    score_fn: ScoreFn, rows: np.ndarray, exclude: sp.csr_matrix | None, item_mask: np.ndarray | None
-) -> torch.Tensor:
-    out = score_fn(rows)
-    if isinstance(out, torch.Tensor):  # never write into a model's own tensor
-        scores = out.detach().to("cpu", torch.float32).clone()
-    else:
-        scores = torch.from_numpy(np.array(out, dtype=np.float32, copy=True))
-    if scores.ndim != 2 or scores.shape[0] != len(rows):
-        raise ValueError(f"score function returned shape {tuple(scores.shape)} for {len(rows)} users")
-    if exclude is not None:
-        mask_rows(scores, exclude, rows)
-    if item_mask is not None:
-        scores[:, torch.from_numpy(~item_mask)] = -torch.inf
-    return scores
 
 
 def evaluate_ranking(
@@ -132,7 +85,7 @@ def evaluate_ranking(
     all_top = []
     for start in range(0, len(eligible), config.chunk_size):
         rows = eligible[start : start + config.chunk_size]
-        scores = _chunk_scores(score_fn, rows, exclude, item_mask)
+        scores = chunk_scores(score_fn, rows, exclude, item_mask)
         vals, idx = torch.topk(scores, min(kmax, n_items), dim=1)
         valid = ~torch.isneginf(vals)
         idx_np = idx.numpy()

@@ -3,7 +3,8 @@
 Groups (the ablation in the run report drops one group at a time):
 
 - ``sources``: each source's score, its per-user z-score and the item's rank among all
-  items the user does not know (1 is best);
+  items the user does not know (1 is best); missing where the source cannot score the
+  item (a cross-domain source scores only its target domain);
 - ``content``: cosine between the user's history profile (mean of the history's item
   vectors) and the item, per modality (text, KG, CLIP when present);
 - ``popularity``: log training count, log count in the last ``window_days`` of training,
@@ -30,7 +31,7 @@ import torch
 
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
 from fusionrank.encoders.vectors import unit_rows
-from fusionrank.evaluation.ranking import ScoreFn, mask_rows
+from fusionrank.scoring import ScoreFn, mask_rows
 
 FEATURE_GROUPS = ("sources", "content", "popularity", "user", "genre", "cross_domain")
 LABEL = "label"
@@ -60,10 +61,14 @@ class FeatureContext:
 
 @dataclass(frozen=True)
 class FeatureConfig:
+    """Which feature groups the ranker sees, and their settings."""
+
     groups: tuple[str, ...] = FEATURE_GROUPS
     """Which groups to compute."""
     window_days: float = 30.0
     """Recent-popularity window, counted back from the last training interaction."""
+    item_item: str = "ease"
+    """The run model whose item-item weights give the cross-domain transfer score."""
     chunk_size: int = 512
     """Users scored at once."""
 
@@ -165,6 +170,7 @@ def _source_columns(
             if isinstance(out, torch.Tensor)
             else torch.tensor(np.asarray(out, np.float32))
         )
+        cannot = torch.isneginf(s)  # items this source does not score
         mask_rows(s, exclude, rows)
         known = torch.isneginf(s)
         free = (~known).sum(1, keepdim=True).clamp(min=1)
@@ -177,9 +183,10 @@ def _source_columns(
         ranks.scatter_(1, order, torch.arange(1, s.shape[1] + 1).expand_as(order).contiguous())
         li = torch.from_numpy(np.searchsorted(rows, u[lo:hi]))
         ii = torch.from_numpy(np.ascontiguousarray(i[lo:hi]))
-        score[lo:hi] = s[li, ii].numpy()
-        z[lo:hi] = zs[li, ii].numpy()
-        rank[lo:hi] = ranks[li, ii].numpy()
+        missing = cannot[li, ii].numpy()
+        score[lo:hi] = np.where(missing, np.nan, s[li, ii].numpy())
+        z[lo:hi] = np.where(missing, np.nan, zs[li, ii].numpy())
+        rank[lo:hi] = np.where(missing, np.nan, ranks[li, ii].numpy())
     return {f"score_{name}": score, f"z_{name}": z, f"rank_{name}": rank}
 
 

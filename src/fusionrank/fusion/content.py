@@ -1,19 +1,31 @@
-"""Item content for fusion: the dataset's text and knowledge-graph vectors, aligned to a
-split's item index. Vectors are computed once per dataset (resumable engine / TransE) and
-cached under ``<root>/<dataset>/vectors/``."""
+"""Item content for fusion: a dataset's content vectors per modality, aligned to a split's
+item index.
+
+Vectors are computed once per dataset and settings (the resumable embedding engine for
+text, images and CLIP; TransE for the knowledge graph) and kept under
+``<dataset home>/vectors/<modality>-<key>/``, where the key hashes the settings. What to
+embed comes from the dataset profile: the text template, the image column and root, and
+the encoder settings per modality (``profile.encoders``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fusionrank.data.dataset import Dataset
 from fusionrank.data.idmap import IdMap
+from fusionrank.data.profile import MODALITIES
 from fusionrank.encoders.vectors import read_vectors, unit_rows
 
-MODALITIES = ("text", "kg")
-TEXT_FIELDS = ("movie_title", "release_year", "class")
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
 
 
 @dataclass
@@ -25,33 +37,40 @@ class Content:
     modalities: tuple[str, ...]
 
 
-def vectors_dir(root: str | Path, dataset: str, modality: str) -> Path:
-    return Path(root) / dataset / "vectors" / {"text": "text-minilm", "kg": "kg-transe"}[modality]
+def vectors_dir(dataset: Dataset, modality: str) -> Path:
+    """Where the dataset's vectors for ``modality`` live (a key of the settings in the name)."""
+    if dataset.home is None:
+        raise ValueError(f"dataset {dataset.name!r} has no home folder to keep content vectors in")
+    if modality == "kg":
+        settings: dict[str, Any] = {"kg": "transe"}
+    else:
+        from fusionrank.encoders.engine import embed_config
+
+        settings = dataclasses.asdict(embed_config(dataset, modality))  # type: ignore[arg-type]
+        for k in ("quiet", "batch_size", "device", "workers", "shard_size"):
+            settings.pop(k, None)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return dataset.home / "vectors" / f"{modality}-{key}"
 
 
-def ensure_vectors(root: str | Path, dataset: str, modality: str, quiet: bool = True) -> Path:
-    """Compute the dataset's vectors for a modality if they are not there yet."""
-    folder = vectors_dir(root, dataset, modality)
+def ensure_vectors(dataset: Dataset, modality: str, progress: bool = False) -> Path:
+    """Compute the dataset's vectors for ``modality`` unless they are there; their folder."""
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    folder = vectors_dir(dataset, modality)
     if (folder / "manifest.json").exists():
         return folder
-    data = Path(root) / dataset
-    if modality == "text":
-        from fusionrank.encoders.engine import EmbedConfig, embed_catalogue
-
-        embed_catalogue(
-            data / f"{dataset}.item",
-            folder,
-            EmbedConfig(fields=TEXT_FIELDS, quiet=quiet),
-            log=(lambda m: None) if quiet else None,
-        )
-    elif modality == "kg":
+    if modality == "kg":
         from fusionrank.encoders.kg import TransEConfig, embed_kg
 
-        if not (data / f"{dataset}.kg").exists():
-            raise FileNotFoundError(f"{dataset} has no knowledge graph ({data / f'{dataset}.kg'})")
-        embed_kg(data / f"{dataset}.kg", data / f"{dataset}.link", folder, TransEConfig(progress=not quiet))
-    else:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+        if "kg" not in dataset.files or "link" not in dataset.files:
+            raise FileNotFoundError(f"dataset {dataset.name!r} has no knowledge graph (.kg and .link files)")
+        embed_kg(dataset.files["kg"], dataset.files["link"], folder, TransEConfig(progress=progress))
+        return folder
+    from fusionrank.encoders.engine import embed_catalogue, embed_config
+
+    config = embed_config(dataset, modality, quiet=not progress)  # type: ignore[arg-type]
+    embed_catalogue(dataset.catalogue_file(), folder, config, log=(lambda m: None) if not progress else None)
     return folder
 
 
@@ -67,13 +86,23 @@ def align(folder: Path, items: IdMap) -> tuple[np.ndarray, np.ndarray]:
     return out, present
 
 
-def load_content(
-    root: str | Path, dataset: str, items: IdMap, modalities: tuple[str, ...] = ("text",)
-) -> Content:
-    """Concatenate the L2-normalised modalities (each block weighs the same)."""
-    blocks, present = [], np.zeros(len(items), dtype=bool)
+def content_blocks(
+    split: Split, modalities: tuple[str, ...], progress: bool = False
+) -> dict[str, np.ndarray]:
+    """Each modality's vectors in the split's item order (zero rows where missing)."""
+    data = split.require_dataset("content vectors")
+    return {m: align(ensure_vectors(data, m, progress), split.items)[0] for m in modalities}
+
+
+def load_content(split: Split, modalities: tuple[str, ...] = ("text",), progress: bool = False) -> Content:
+    """The split's items' content: the L2-normalised modalities concatenated (each block
+    weighs the same)."""
+    if not modalities:
+        raise ValueError("a content model needs at least one modality (text, image, clip or kg)")
+    data = split.require_dataset("content vectors")
+    blocks, present = [], np.zeros(split.n_items, dtype=bool)
     for m in modalities:
-        vecs, has = align(ensure_vectors(root, dataset, m), items)
+        vecs, has = align(ensure_vectors(data, m, progress), split.items)
         blocks.append(vecs)
         present |= has
     return Content(fuse_modalities(blocks), present, tuple(modalities))

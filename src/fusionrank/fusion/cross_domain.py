@@ -1,167 +1,162 @@
-"""Cross-domain user profiles: serve a user who is cold in the target domain from their
-source-domain history.
+"""Cross-domain user profiles: serve a user in a target domain from their history in a
+source domain.
 
-The protocol split lives here too: items get a domain by :data:`DOMAIN_RULE`; 20% of the
-users active in both domains (seeded) lose their target-domain interactions (test), and
-another 10% are held out the same way for validation (epoch choice).
+Items get their domain from the dataset (see :meth:`Split.item_domains`). On the
+``cross-domain`` split the users being tested have no target-domain history at all; on
+any other split the same models are candidate sources of the ranking pipeline: they score
+the target domain's items (``-inf`` elsewhere) from the aligned source profile, joined
+with the target profile where the user has target history.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import nn
 
 from fusionrank.collab.mf import BPR, fixed_schedule
-from fusionrank.collab.trainer import copy_state, seed_everything
-from fusionrank.columns import ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
-from fusionrank.data.dataset import Dataset
-from fusionrank.data.idmap import IdMap
-from fusionrank.data.side import DOMAIN_RULE, item_domains
-from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
+from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, train_loop
+from fusionrank.columns import TRAIN, VALID
+from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
+
+if TYPE_CHECKING:
+    from fusionrank.data.splits import Split
 
 
-@dataclass
-class CrossDomainSplit:
-    """Interactions of both domains with the cold users' target rows moved to valid/test."""
+class DomainRecommender(Recommender):
+    """Base: which items are in the source and the target domain, the training matrix of
+    each, and target-item scores with ``-inf`` for the other items."""
 
-    users: IdMap
-    items: IdMap
-    domain: np.ndarray  # (n_items,) "A" or "B"
-    source: str
-    target: str
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
-    test_users: np.ndarray
-    valid_users: np.ndarray
+    def _fit(self, split: Split) -> None:
+        source, target = (self.config.source, self.config.target)
+        if source is None or target is None:
+            default = split.domain_pair()
+            source, target = source or default[0], target or default[1]
+        domains = split.item_domains()
+        self.domains = (source, target)
+        self.source_items = domains == source
+        self.target_items = domains == target
+        if not self.source_items.any() or not self.target_items.any():
+            raise ValueError(f"{self.name}: no items in domain {source!r} or {target!r}")
+        train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
+        self._src = _columns(train, self.source_items)
+        self._tgt = _columns(train, self.target_items)
+        self._fit_domains(split)
 
-    def matrix(self, frame: pd.DataFrame, domain: str | None = None) -> sp.csr_matrix:
-        m = sp.csr_matrix(
-            (np.ones(len(frame), np.float32), (frame[USER_IDX], frame[ITEM_IDX])),
-            shape=(len(self.users), len(self.items)),
-        )
-        m.sum_duplicates()
-        m.data[:] = 1
-        if domain is not None:
-            m = sp.csr_matrix(m.multiply((self.domain == domain)[None, :]))
-            m.eliminate_zeros()
-        return m
+    def _fit_domains(self, split: Split) -> None:
+        """Model-specific fitting."""
 
+    def _target_only(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float32)
+        scores[:, ~self.target_items] = -np.inf
+        return scores
 
-def make_cross_domain_split(
-    data: Dataset,
-    seed: int = 2020,
-    source: str = "A",
-    target: str = "B",
-    cold_share: float = 0.2,
-    valid_share: float = 0.1,
-) -> CrossDomainSplit:
-    """Split ml-100k-like data into the cross-domain protocol (see the module docstring)."""
-    if data.items is None:
-        raise ValueError(f"{data.name} has no item table: domains come from item genres")
-    domains = item_domains(data.items, DOMAIN_RULE)
-    frame = data.interactions[data.interactions[ITEM_ID].isin(domains.index)].reset_index(drop=True)
-    users = IdMap(pd.unique(frame[USER_ID]))
-    items = IdMap(pd.unique(frame[ITEM_ID]))
-    frame = frame.assign(
-        **{USER_IDX: users.to_index(frame[USER_ID]), ITEM_IDX: items.to_index(frame[ITEM_ID])}
-    )
-    domain = domains.reindex(items.ids).to_numpy().astype(str)
-    in_target = domain[frame[ITEM_IDX].to_numpy()] == target
-    both = np.intersect1d(frame.loc[in_target, USER_IDX].unique(), frame.loc[~in_target, USER_IDX].unique())
-    rng = np.random.default_rng(seed)
-    chosen = rng.permutation(both)
-    n_test, n_valid = round(cold_share * len(both)), round(valid_share * len(both))
-    test_users, valid_users = np.sort(chosen[:n_test]), np.sort(chosen[n_test : n_test + n_valid])
-    u = frame[USER_IDX].to_numpy()
-    is_test = in_target & np.isin(u, test_users)
-    is_valid = in_target & np.isin(u, valid_users)
-    return CrossDomainSplit(
-        users=users,
-        items=items,
-        domain=domain,
-        source=source,
-        target=target,
-        train=frame[~is_test & ~is_valid].reset_index(drop=True),
-        valid=frame[is_valid].reset_index(drop=True),
-        test=frame[is_test].reset_index(drop=True),
-        test_users=test_users,
-        valid_users=valid_users,
-    )
+    def meta(self) -> dict[str, Any]:
+        return {"domains": list(self.domains)}
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.domains = tuple(meta["domains"])
+
+    def _domain_state(self) -> dict[str, np.ndarray]:
+        return {
+            "source_items": self.source_items,
+            "target_items": self.target_items,
+            **csr_to_arrays("src", self._src),
+            **csr_to_arrays("tgt", self._tgt),
+        }
+
+    def _load_domain_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.source_items, self.target_items = arrays["source_items"], arrays["target_items"]
+        self._src, self._tgt = csr_from_arrays("src", arrays), csr_from_arrays("tgt", arrays)
 
 
-class TargetPop:
-    """Target-domain popularity among training interactions."""
-
-    def fit(self, split: CrossDomainSplit) -> TargetPop:
-        self._pop = np.asarray(split.matrix(split.train, split.target).sum(axis=0)).ravel().astype(np.float32)
-        return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self._pop, (len(users), len(self._pop)))
+def _columns(m: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """``m`` with the columns outside ``keep`` zeroed (and dropped from storage)."""
+    out = sp.csr_matrix(m.multiply(keep.astype(np.float32)[None, :]))
+    out.eliminate_zeros()
+    return out
 
 
 @dataclass(frozen=True)
-class EMCDRConfig:
+class EMCDRConfig(TrainConfig):
     """MF per domain and an MLP from source to target user vectors."""
 
     hidden: int = 128
     """MLP hidden width."""
+    source: str | None = None
+    """Domain users are served from (default: the split's or the dataset profile's)."""
+    target: str | None = None
+    """Domain whose items are scored (default: the split's or the dataset profile's)."""
     epochs: int = 200
     """MLP epochs (full batch)."""
-    learning_rate: float = 1e-3
-    """Adam step size of the MLP."""
-    seed: int = 2020
-    """Seed."""
+    validation: bool = False
+    """The MLP trains a fixed number of epochs."""
 
 
-class EMCDR:
+class EMCDR(DomainRecommender, Trainable):
     """EMCDR (Man et al., 2017): BPR in each domain; an MLP learns to map the source vectors
-    of users active in both domains to their target vectors; a cold user gets the mapped one."""
+    of users active in both domains to their target vectors; a user is served the mapped one."""
 
     config_class = EMCDRConfig
 
-    def __init__(self, config: EMCDRConfig | None = None) -> None:
-        self.config = config or EMCDRConfig()
-
-    def fit(self, split: CrossDomainSplit) -> EMCDR:
+    def _fit_domains(self, split: Split) -> None:
         cfg = self.config
         seed_everything(cfg.seed)
-        train_cfg = fixed_schedule(cfg.seed)
-        src = split.matrix(split.train, split.source)
-        tgt = split.matrix(split.train, split.target)
-        self.src_mf = BPR(train_config=train_cfg).fit(src)
-        self.tgt_mf = BPR(train_config=train_cfg).fit(tgt)
-        has_src = np.asarray(src.sum(axis=1)).ravel() > 0
-        has_tgt = np.asarray(tgt.sum(axis=1)).ravel() > 0
+        schedule = fixed_schedule(cfg.seed)
+        self.src_mf = BPR(schedule).fit(split.restrict_items(self.source_items))
+        self.tgt_mf = BPR(schedule).fit(split.restrict_items(self.target_items))
+        has_src = np.diff(self._src.indptr) > 0
+        has_tgt = np.diff(self._tgt.indptr) > 0
         overlap = np.flatnonzero(has_src & has_tgt)
-        xs = torch.from_numpy(self.src_mf.user_embeddings()[overlap])
-        ys = torch.from_numpy(self.tgt_mf.user_embeddings()[overlap])
-        self.mlp = nn.Sequential(
-            nn.Linear(xs.shape[1], cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, ys.shape[1])
+        self._xs = torch.from_numpy(self.src_mf.user_embeddings()[overlap])
+        self._ys = torch.from_numpy(self.tgt_mf.user_embeddings()[overlap])
+        self.module = nn.Sequential(
+            nn.Linear(self._xs.shape[1], cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, self._ys.shape[1])
         )
-        opt = torch.optim.Adam(self.mlp.parameters(), lr=cfg.learning_rate)
-        for _ in range(cfg.epochs):
-            loss = nn.functional.mse_loss(self.mlp(xs), ys)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        self.mlp.eval()
-        return self
+        self.history = train_loop(self, cfg, None, desc="emcdr").as_dict()
+
+    def training_batches(self, rng: np.random.Generator, config: Any) -> Iterator[None]:
+        yield None  # full batch
+
+    def batch_loss(self, batch: Any) -> torch.Tensor:
+        return nn.functional.mse_loss(self.module(self._xs), self._ys)
 
     @torch.inference_mode()
     def score(self, users: np.ndarray) -> np.ndarray:
-        mapped = self.mlp(torch.from_numpy(self.src_mf.user_embeddings()[users])).numpy()
-        return mapped @ self.tgt_mf.item_embeddings().T + self.tgt_mf.item_bias()
+        users = self._check_users(users)
+        mapped = self.module(torch.from_numpy(self.src_mf.user_embeddings()[users])).numpy()
+        return self._target_only(mapped @ self.tgt_mf.item_embeddings().T + self.tgt_mf.item_bias())
+
+    def state(self) -> dict[str, np.ndarray]:
+        mlp = {f"mlp.{k}": v.detach().numpy() for k, v in self.module.state_dict().items()}
+        src = {f"src_mf.{k}": v for k, v in self.src_mf.state().items()}
+        tgt = {f"tgt_mf.{k}": v for k, v in self.tgt_mf.state().items()}
+        return {**mlp, **src, **tgt, **self._domain_state()}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._load_domain_state(arrays)
+        for name in ("src_mf", "tgt_mf"):
+            mf = BPR(fixed_schedule(self.config.seed))
+            mf.n_users, mf.n_items = self.n_users, self.n_items
+            mf.load_state({k[len(name) + 1 :]: v for k, v in arrays.items() if k.startswith(name + ".")})
+            setattr(self, name, mf)
+        dim = self.src_mf.user_embeddings().shape[1]
+        self.module = nn.Sequential(
+            nn.Linear(dim, self.config.hidden), nn.Tanh(), nn.Linear(self.config.hidden, dim)
+        )
+        self.module.load_state_dict(
+            {k[4:]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("mlp.")}
+        )
+        self.module.eval()
 
 
 @dataclass(frozen=True)
-class CrossDomainConfig:
+class CrossDomainConfig(TrainConfig):
     """Per-domain bag encoders aligned by InfoNCE into a shared profile."""
 
     dim: int = 64
@@ -170,16 +165,15 @@ class CrossDomainConfig:
     """InfoNCE temperature."""
     nce_weight: float = 0.5
     """Weight of the alignment loss."""
+    source: str | None = None
+    """Domain users are served from (default: the split's or the dataset profile's)."""
+    target: str | None = None
+    """Domain whose items are scored (default: the split's or the dataset profile's)."""
     epochs: int = 60
-    """Maximum epochs."""
     batch_size: int = 128
     """Users per step."""
     learning_rate: float = 3e-3
-    """Adam step size."""
     patience: int = 8
-    """Epochs without a better validation NDCG@10 before stopping."""
-    seed: int = 2020
-    """Seed."""
 
 
 class CrossDomainModule(nn.Module):
@@ -208,85 +202,89 @@ class CrossDomainModule(nn.Module):
         return profile @ self.items.weight.T + self.bias.weight.T
 
 
-class CrossDomain:
+class CrossDomain(DomainRecommender, Trainable):
     """Source and target profiles; the target profile and the source profile both predict
     target items (softmax over target items), and InfoNCE pulls a user's two profiles
-    together. A user cold in the target domain is served from the source profile."""
+    together. A user without target history is served from the source profile alone; one
+    with target history from the mean of both profiles."""
 
     config_class = CrossDomainConfig
 
-    def __init__(self, config: CrossDomainConfig | None = None) -> None:
-        self.config = config or CrossDomainConfig()
-
-    def fit(self, split: CrossDomainSplit) -> CrossDomain:
+    def _fit_domains(self, split: Split) -> None:
         cfg = self.config
         seed_everything(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        src = split.matrix(split.train, split.source)
-        tgt = split.matrix(split.train, split.target)
-        self._src = src
-        target_mask = torch.from_numpy(split.domain == split.target)
-        users = np.flatnonzero(np.asarray(tgt.sum(axis=1)).ravel() > 0)
-        self.module = CrossDomainModule(len(split.items), cfg.dim)
-        opt = torch.optim.Adam(self.module.parameters(), lr=cfg.learning_rate)
-        valid_truth = split.matrix(split.valid, split.target)
-        best, best_state, since = -1.0, None, 0
-        for _ in range(cfg.epochs):
-            self.module.train()
-            for idx in np.array_split(rng.permutation(users), max(1, len(users) // cfg.batch_size)):
-                t_hist = torch.from_numpy(tgt[idx].toarray())
-                s_hist = torch.from_numpy(src[idx].toarray())
-                # one held-out target item per user is the label; it leaves the target bag
-                label = torch.from_numpy(np.array([rng.choice(tgt[u].indices) for u in idx], dtype=np.int64))
-                rows = torch.arange(len(idx))
-                t_bag = t_hist.clone()
-                t_bag[rows, label] = 0
-                p_t = self.module.target_profile(t_bag)
-                p_s = self.module.source_profile(s_hist)
-                has_src = s_hist.sum(1) > 0
-                loss = _masked_rec(self.module, p_t, t_hist, label, target_mask)
-                if has_src.any():
-                    loss = loss + _masked_rec(
-                        self.module, p_s[has_src], t_hist[has_src], label[has_src], target_mask
-                    )
-                    a = nn.functional.normalize(p_s[has_src], dim=1)
-                    b = nn.functional.normalize(p_t[has_src], dim=1)
-                    sim = a @ b.T / cfg.temperature
-                    tgt_idx = torch.arange(len(a))
-                    nce = (
-                        nn.functional.cross_entropy(sim, tgt_idx)
-                        + nn.functional.cross_entropy(sim.T, tgt_idx)
-                    ) / 2
-                    loss = loss + cfg.nce_weight * nce
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            self.module.eval()
-            score = evaluate_ranking(
-                self.score,
-                valid_truth,
-                None,
-                EvalConfig(ks=(10,)),
-                item_mask=target_mask.numpy(),
-                users=split.valid_users,
-            ).metrics["ndcg@10"]
-            if score > best:
-                best, since = score, 0
-                best_state = copy_state(self.module)
-            else:
-                since += 1
-                if since >= cfg.patience:
-                    break
-        self.module.load_state_dict(best_state)
-        self.module.eval()
-        self.valid_ndcg = best
-        return self
+        self._users = np.flatnonzero(np.diff(self._tgt.indptr) > 0)
+        self._mask = torch.from_numpy(self.target_items)
+        self.module = CrossDomainModule(self.n_items, cfg.dim)
+        validate = None
+        valid = _columns(split.matrix(VALID), self.target_items)
+        if cfg.validation and valid.nnz:
+            from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
+
+            train = split.matrix(TRAIN)
+
+            def validate() -> float:
+                return evaluate_ranking(
+                    self.score, valid, train, EvalConfig(ks=(10,)), item_mask=self.target_items
+                ).metrics["ndcg@10"]
+
+        self.history = train_loop(self, cfg, validate, desc="cross-domain").as_dict()
+
+    def training_batches(self, rng: np.random.Generator, config: Any) -> Iterator[tuple[torch.Tensor, ...]]:
+        tgt, src = self._tgt, self._src
+        for idx in np.array_split(
+            rng.permutation(self._users), max(1, len(self._users) // config.batch_size)
+        ):
+            # one held-out target item per user is the label; it leaves the target bag
+            label = np.array([rng.choice(tgt[u].indices) for u in idx], dtype=np.int64)
+            yield (
+                torch.from_numpy(tgt[idx].toarray()),
+                torch.from_numpy(src[idx].toarray()),
+                torch.from_numpy(label),
+            )
+
+    def batch_loss(self, batch: Any) -> torch.Tensor:
+        t_hist, s_hist, label = batch
+        m, cfg = self.module, self.config
+        t_bag = t_hist.clone()
+        t_bag[torch.arange(len(label)), label] = 0
+        p_t = m.target_profile(t_bag)
+        p_s = m.source_profile(s_hist)
+        has_src = s_hist.sum(1) > 0
+        loss = _masked_rec(m, p_t, t_hist, label, self._mask)
+        if has_src.any():
+            loss = loss + _masked_rec(m, p_s[has_src], t_hist[has_src], label[has_src], self._mask)
+            a = nn.functional.normalize(p_s[has_src], dim=1)
+            b = nn.functional.normalize(p_t[has_src], dim=1)
+            sim = a @ b.T / cfg.temperature
+            idx = torch.arange(len(a))
+            nce = (nn.functional.cross_entropy(sim, idx) + nn.functional.cross_entropy(sim.T, idx)) / 2
+            loss = loss + cfg.nce_weight * nce
+        return loss
 
     @torch.inference_mode()
     def score(self, users: np.ndarray) -> np.ndarray:
-        """Target-item scores from the source-domain profile."""
-        hist = torch.from_numpy(self._src[users].toarray())
-        return self.module.logits(self.module.source_profile(hist)).numpy()
+        """Target-item scores from the source profile, averaged with the target profile
+        for users who have target history; ``-inf`` for items outside the target domain."""
+        users = self._check_users(users)
+        m = self.module
+        profile = m.source_profile(torch.from_numpy(self._src[users].toarray()))
+        t_hist = torch.from_numpy(self._tgt[users].toarray())
+        has_tgt = t_hist.sum(1, keepdim=True) > 0
+        profile = torch.where(has_tgt, (profile + m.target_profile(t_hist)) / 2, profile)
+        return self._target_only(m.logits(profile).numpy())
+
+    def state(self) -> dict[str, np.ndarray]:
+        module = {f"module.{k}": v.detach().numpy() for k, v in self.module.state_dict().items()}
+        return {**module, **self._domain_state()}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._load_domain_state(arrays)
+        self.module = CrossDomainModule(self.n_items, self.config.dim)
+        self.module.load_state_dict(
+            {k[7:]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("module.")}
+        )
+        self.module.eval()
 
 
 def _masked_rec(

@@ -1,7 +1,12 @@
 """The validated YAML config of ``fusionrank run``: one file drives every stage.
 
-Unknown keys, unknown models and wrong types are refused with the file and the key path
-(``configs/ml100k.yaml: ranker.learnig_rate: unknown key``) before anything runs.
+Only ``name``, ``dataset`` and ``models`` are required; every other section has defaults
+(retrieval from every configured model, all feature groups, the LightGBM ranker, the
+report). ``dataset`` is a stored dataset's name or a mapping with the fields of
+:meth:`fusionrank.Dataset.from_files` (paths relative to the config file). ``models`` maps
+a name to its settings; the name is a registered model, or ``class`` gives a dotted class
+path. Unknown keys, models and wrong types are refused with the file and the key path
+(``configs/ml100k.yaml: ranker.learnig_rate: unknown setting``) before anything runs.
 """
 
 from __future__ import annotations
@@ -13,124 +18,240 @@ from typing import Any
 
 import yaml
 
+from fusionrank.data.dataset import Dataset, load_dataset
+from fusionrank.data.feedback import FeedbackConfig
+from fusionrank.data.profile import MODALITIES
 from fusionrank.data.splits import SplitConfig
 from fusionrank.evaluation.ranking import EvalConfig
 from fusionrank.features.table import FeatureConfig
-from fusionrank.fusion.content import MODALITIES
 from fusionrank.ranker.lgbm import RankerConfig
+from fusionrank.recommender import Recommender
+from fusionrank.registry import model_class
 from fusionrank.retrieval.index import IndexConfig
-
-RUN_MODELS = ("pop", "itemknn", "userknn", "rp3beta", "ease", "bpr", "neumf", "lightgcn", "sasrec", "hybrid")
-"""Single models a run can fit (each is also a candidate source and a feature)."""
+from fusionrank.settings import SettingsError, build_settings, config_fields
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingsError):
     """A config problem, naming the file and the key path."""
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """One single model: its config overrides and (neural models) training overrides."""
+class DatasetSpec:
+    """The user's own files, as :meth:`fusionrank.Dataset.from_files` takes them."""
 
+    interactions: str
+    """Interaction file (CSV/TSV/Parquet/JSONL)."""
+    items: str | None = None
+    """Item catalogue file."""
+    users: str | None = None
+    """User table file."""
+    name: str | None = None
+    """Dataset name (default: the interaction file's stem)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Interaction columns: user, item, timestamp, rating, domain."""
+    text: str | None = None
+    """Item text template, e.g. ``"{title}. {description}"``."""
+    image: str | None = None
+    """Catalogue column with image paths."""
+    image_root: str | None = None
+    """Folder the image paths are relative to."""
+    profile: dict[str, Any] = field(default_factory=dict)
+    """Other profile fields (genres, title, domains, user_features, encoders ...)."""
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    """Rating threshold and k-core filter."""
+    cache_dir: str | None = None
+    """Folder for derived files (splits, vectors); default: a cache folder per dataset."""
+
+    def open(self) -> Dataset:
+        """Read and validate the files (:meth:`fusionrank.Dataset.from_files`)."""
+        return Dataset.from_files(
+            self.interactions,
+            self.items,
+            self.users,
+            columns=self.columns or None,
+            text=self.text,
+            image=self.image,
+            image_root=self.image_root,
+            name=self.name,
+            profile=self.profile or None,
+            feedback=self.feedback,
+            cache_dir=self.cache_dir,
+        )
+
+    def resolved(self, base: Path) -> DatasetSpec:
+        """Paths made absolute against ``base`` (the config file's folder)."""
+
+        def fix(value: str | None) -> str | None:
+            return str((base / Path(value).expanduser()).resolve()) if value else value
+
+        profile = dict(self.profile)
+        encoders = {m: dict(s) for m, s in profile.get("encoders", {}).items()}
+        for settings in encoders.values():
+            for key in ("weights", "clip_pretrained", "model"):
+                if isinstance(settings.get(key), str) and (
+                    "/" in settings[key] or settings[key].startswith(".")
+                ):
+                    settings[key] = fix(settings[key])
+        if encoders:
+            profile["encoders"] = encoders
+        return dataclasses.replace(
+            self,
+            interactions=fix(self.interactions) or self.interactions,
+            items=fix(self.items),
+            users=fix(self.users),
+            image_root=fix(self.image_root),
+            cache_dir=fix(self.cache_dir),
+            profile=profile,
+        )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a run: its class (a registered name or a dotted path) and settings."""
+
+    cls: str
+    """Registered model name or dotted class path."""
     settings: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
+    """Keyword settings of the model's config (validated when the config is read)."""
+
+    def model_class(self) -> type[Recommender]:
+        return model_class(self.cls)
+
+    def build(self, name: str, seed: int, progress: bool) -> Recommender:
+        """The unfitted model; its seed defaults to the split's and its progress bar to the run's."""
+        cls = self.model_class()
+        fields = config_fields(cls.config_class)
+        settings = dict(self.settings)
+        if "seed" in fields:
+            settings.setdefault("seed", seed)
+        if "progress" in fields:
+            settings.setdefault("progress", progress)
+        model = cls(build_settings(cls.config_class, settings, owner=f"models.{name}"))
+        model.name = name
+        return model
 
 
 @dataclass(frozen=True)
 class RetrievalConfig:
+    """Candidate generation."""
+
     n: int = 100
     """Candidates per source and user."""
-    sources: tuple[str, ...] = ("ease", "lightgcn", "bpr", "itemknn")
-    """Models whose top-n enter the union (each must be in ``models``)."""
+    sources: tuple[str, ...] | None = None
+    """Models whose top-n enter the union (default: every model of the run)."""
     index: IndexConfig = field(default_factory=IndexConfig)
-    """Search for embedding models (BPR, LightGCN): exact or a FAISS index."""
+    """Search for models with user and item vectors (BPR, LightGCN): exact or a FAISS index."""
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    """Everything ``fusionrank run`` does, in one validated object."""
+
     name: str
     """Run folder name under ``out``."""
-    dataset: str = "ml-100k"
+    dataset: str | DatasetSpec
+    """A stored dataset's name (``ml-100k``) or the user's own files."""
+    models: dict[str, ModelSpec]
+    """Single models: each is fitted, evaluated, and is a candidate source and a feature."""
     root: str | None = None
-    """Data directory (default: $FUSIONRANK_DATA or ./data)."""
+    """Data directory of named datasets (default: $FUSIONRANK_DATA or ./data)."""
     out: str = "runs"
+    """Folder the run folder goes in."""
     split: SplitConfig = field(default_factory=SplitConfig)
-    modalities: tuple[str, ...] = ("text", "kg")
-    """Content modalities for the hybrid model and the content features."""
-    models: dict[str, ModelSpec] = field(default_factory=dict)
+    """The protocol (a warm split: ratio, temporal-ratio, leave-last or global-temporal)."""
+    modalities: tuple[str, ...] | None = None
+    """Content modalities of the content features (default: text and/or image, as the
+    dataset has them)."""
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     ablation: bool = True
     """Refit the ranker without each feature group and without each source (report table)."""
+    peers: str | None = None
+    """Folder of committed peer results (``collab_vs_peers.json``...) shown beside the run
+    (relative to the config file); none by default."""
+
+    @property
+    def dataset_name(self) -> str:
+        if isinstance(self.dataset, str):
+            return self.dataset
+        return self.dataset.name or Path(self.dataset.interactions).stem
+
+    def open_dataset(self) -> Dataset:
+        """The run's dataset: loaded by name from ``root``, or read from the user's files."""
+        if isinstance(self.dataset, str):
+            return load_dataset(self.dataset, self.root)
+        return self.dataset.open()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The models whose candidates enter the union."""
+        return self.retrieval.sources if self.retrieval.sources is not None else tuple(self.models)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values (``config.json`` of the run); :func:`parse_run_config` reads it back."""
+        out = dataclasses.asdict(self)
+        out["models"] = {n: {"class": m.cls, **m.settings} for n, m in self.models.items()}
+        return out
 
 
-def _build(cls: type, raw: Any, where: str, source: str) -> Any:
-    """A (frozen) dataclass from a mapping, with nested dataclasses and tuples; clear errors."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {where or 'top level'}: expected a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in fields:
-            raise ConfigError(f"{source}: {path}: unknown key; expected one of {sorted(fields)}")
-        default = fields[key].default
-        if default is dataclasses.MISSING and fields[key].default_factory is not dataclasses.MISSING:
-            default = fields[key].default_factory()
-        if dataclasses.is_dataclass(default):
-            value = _build(type(default), value, path, source)
-        elif isinstance(default, tuple):
-            if not isinstance(value, list | tuple):
-                raise ConfigError(f"{source}: {path}: expected a list, got {value!r}")
-            value = tuple(value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{source}: {path}: expected true or false, got {value!r}")
-        elif isinstance(default, int | float) and default is not None:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"{source}: {path}: expected a number, got {value!r}")
-            value = type(default)(value) if isinstance(default, float) else value
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {where or 'top level'}: {exc}") from exc
-
-
-def parse_run_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
-    """Validate a config mapping (as read from YAML)."""
+def parse_run_config(raw: dict[str, Any], source: str = "<config>", base: Path | None = None) -> RunConfig:
+    """Validate a config mapping (as read from YAML); ``base`` resolves relative paths."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     raw = dict(raw)
-    if "name" not in raw:
-        raise ConfigError(f"{source}: name: required (the run folder name)")
-    models_raw = raw.pop("models", None) or {}
-    if not isinstance(models_raw, dict):
-        raise ConfigError(f"{source}: models: expected a mapping of model name to settings")
-    models = {}
-    for name, spec in models_raw.items():
-        if name not in RUN_MODELS:
-            raise ConfigError(f"{source}: models.{name}: unknown model; expected some of {list(RUN_MODELS)}")
-        models[name] = _build(ModelSpec, spec, f"models.{name}", source)
-    config = _build(RunConfig, raw, "", source)
-    config = dataclasses.replace(config, models=models)
-    if not models:
-        raise ConfigError(f"{source}: models: at least one model is needed")
-    for s in config.retrieval.sources:
+    for key in ("name", "dataset", "models"):
+        if key not in raw:
+            raise ConfigError(f"{source}: {key}: required (name, dataset and models are needed)")
+    models = _models(raw.pop("models"), source)
+    dataset_raw = raw.pop("dataset")
+    if isinstance(dataset_raw, str):
+        dataset: str | DatasetSpec = dataset_raw
+    else:
+        dataset = _build(DatasetSpec, dataset_raw, "dataset", source).resolved(base or Path.cwd())
+    if isinstance(raw.get("peers"), str) and base is not None:  # like the dataset's files
+        raw["peers"] = str((base / Path(raw["peers"]).expanduser()).resolve())
+    config = _build(RunConfig, {**raw, "dataset": "-", "models": {}}, "", source)
+    config = dataclasses.replace(config, dataset=dataset, models=models)
+    for s in config.sources:
         if s not in models:
             raise ConfigError(f"{source}: retrieval.sources: {s!r} is not among models {list(models)}")
-    bad = set(config.modalities) - set(MODALITIES)
+    bad = set(config.modalities or ()) - set(MODALITIES)
     if bad:
         raise ConfigError(f"{source}: modalities: unknown {sorted(bad)}; expected some of {list(MODALITIES)}")
-    if config.split.kind in ("cold-items", "cold-users"):
+    if config.split.kind in ("cold-items", "cold-users", "cross-domain"):
         raise ConfigError(
             f"{source}: split.kind: the ranking pipeline needs a warm split, not {config.split.kind}"
         )
     return config
+
+
+def _models(raw: Any, source: str) -> dict[str, ModelSpec]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{source}: models: expected a mapping of model name to settings (at least one)")
+    models = {}
+    for name, settings in raw.items():
+        settings = dict(settings or {})
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{source}: models.{name}: expected a mapping of settings")
+        cls_name = settings.pop("class", name)
+        try:
+            cls = model_class(cls_name)
+            build_settings(cls.config_class, settings, owner=f"{source}: models.{name}")
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from exc
+        except ValueError as exc:
+            raise ConfigError(f"{source}: models.{name}: {exc}") from exc
+        models[str(name)] = ModelSpec(cls_name, settings)
+    return models
+
+
+def _build(cls: type, raw: Any, where: str, source: str) -> Any:
+    try:
+        return build_settings(cls, raw, owner=source, where=where)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -151,4 +272,4 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
             if not isinstance(node, dict):
                 raise ConfigError(f"{path}: override {key}: {p} is not a mapping")
         node[leaf] = value
-    return parse_run_config(raw, str(path))
+    return parse_run_config(raw, str(path), path.resolve().parent)

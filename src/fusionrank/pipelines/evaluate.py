@@ -1,37 +1,35 @@
-"""Fit a model on a saved split and evaluate it by full ranking (the ``evaluate`` stage)."""
+"""The ``evaluate`` and ``train`` stages: fit models on a saved split, evaluate them by the
+split's protocol (:func:`fusionrank.evaluate`), and — for ``train`` — save the model, its
+vectors and its metrics. One fit -> evaluate -> metrics path for every model."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
-from fusionrank.collab.base import Recommender
-from fusionrank.collab.ease import EASE
-from fusionrank.collab.itemknn import ItemKNN
-from fusionrank.collab.neighbours import RP3beta, UserKNN
-from fusionrank.collab.pop import Pop
-from fusionrank.columns import TEST, TRAIN, VALID
-from fusionrank.data.dataset import default_root, load_dataset
+from fusionrank.data.dataset import Dataset, default_root, load_dataset
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
-from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
+from fusionrank.encoders.vectors import write_vector_folder
+from fusionrank.evaluation.evaluate import Evaluation, evaluate
+from fusionrank.io import write_json
+from fusionrank.recommender import Recommender
+from fusionrank.registry import build_model, model_class
+from fusionrank.settings import SettingsError, aliases_of, config_fields
 
-BASELINES: dict[str, type[Recommender]] = {
-    "pop": Pop,
-    "itemknn": ItemKNN,
-    "userknn": UserKNN,
-    "rp3beta": RP3beta,
-    "ease": EASE,
-}
-"""The CLI's ``--model`` choices for the fit-and-score baselines."""
+RUN_SOURCE = "source.json"
+"""Where a ``train --out`` folder records its dataset and split, so ``recommend`` can reopen them."""
 
 
-def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``["reg=500", "k=50"]`` -> ``{"reg": 500, "k": 50}`` (values parsed as YAML scalars)."""
+def parse_overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``["reg=500", "k=50"]`` -> ``{"reg": 500, "k": 50}`` (values parsed as YAML scalars).
+
+    >>> parse_overrides(["ease.reg=500", "modalities=[text, kg]"])
+    {'ease.reg': 500, 'modalities': ['text', 'kg']}
+    """
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -41,95 +39,111 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def settings_for(name: str, cls: type[Recommender], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Overrides that apply to model ``name``: ``name.key=v`` always, plain ``key=v`` when the
-    model's config has that field."""
-    known = {f.name for f in dataclasses.fields(cls.config_class)}
-    out = {k: v for k, v in overrides.items() if "." not in k and k in known}
+def settings_for(models: Sequence[str], overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each requested model's settings from ``--set`` overrides: ``MODEL.KEY=V`` for that
+    model, ``KEY=V`` for every requested model that has the setting. A setting that no
+    requested model has is refused (a typo would otherwise be ignored)."""
+    keys = {
+        m: {*config_fields(model_class(m).config_class), *aliases_of(model_class(m).config_class)}
+        for m in models
+    }
+    out: dict[str, dict[str, Any]] = {m: {} for m in models}
     for key, value in overrides.items():
-        prefix, _, field = key.partition(".")
-        if field and prefix == name:
-            if field not in known:
-                raise ValueError(f"{name} has no setting {field!r}; it has {sorted(known)}")
-            out[field] = value
+        prefix, dot, field = key.partition(".")
+        if dot and prefix in keys:
+            out[prefix][field] = value  # validated when the model is built
+            continue
+        if dot:
+            raise SettingsError(f"setting {key!r} names model {prefix!r}, which is not requested")
+        takers = [m for m in models if key in keys[m]]
+        if not takers:
+            raise SettingsError(f"no requested model has a setting {key!r}")
+        for m in takers:
+            out[m][key] = value
     return out
 
 
-def build_model(name: str, overrides: dict[str, Any] | None = None) -> Recommender:
-    """Instantiate a baseline by its CLI name with config overrides."""
-    if name not in BASELINES:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(BASELINES)}")
-    cls = BASELINES[name]
-    return cls(dataclasses.replace(cls.config_class(), **settings_for(name, cls, overrides or {})))
+def build_for_split(name: str, settings: dict[str, Any], split: Split) -> Recommender:
+    """A model by name; its seed defaults to the split's seed."""
+    if "seed" in config_fields(model_class(name).config_class):
+        settings = {"seed": split.config.seed, **settings}
+    return build_model(name, **settings)
 
 
-def check_overrides(models: list[str], overrides: dict[str, Any]) -> None:
-    """Refuse a setting that no requested model has (a typo would otherwise be ignored)."""
-    for key in overrides:
-        prefix, _, field = key.partition(".")
-        if field:
-            if prefix not in models:
-                raise ValueError(f"setting {key!r} names model {prefix!r}, which is not requested")
-            continue
-        if not any(
-            key in {f.name for f in dataclasses.fields(BASELINES[m].config_class)}
-            for m in models
-            if m in BASELINES
-        ):
-            raise ValueError(f"no requested model has a setting {key!r}")
-
-
-def evaluate_model_on_split(
-    model: Recommender, split: Split, model_name: str, eval_config: EvalConfig | None = None
-) -> dict[str, Any]:
-    """Fit on train, report validation metrics (train excluded) and test metrics (train and
-    valid excluded). Returns the metrics JSON of the design contract."""
-    train = split.matrix(TRAIN)
-    t0 = time.perf_counter()
-    model.fit(train)
-    fit_s = time.perf_counter() - t0
-    popularity = np.asarray(train.sum(axis=0)).ravel()
-    t1 = time.perf_counter()
-    valid = (
-        evaluate_ranking(model.score, split.matrix(VALID), train, eval_config, popularity=popularity)
-        if len(split.valid)
-        else None
-    )
-    t2 = time.perf_counter()
-    test = evaluate_ranking(
-        model.score, split.matrix(TEST), split.matrix(TRAIN, VALID), eval_config, popularity=popularity
-    )
-    t3 = time.perf_counter()
-    return {
-        "dataset": split.meta.get("dataset"),
-        "split": split.config.kind,
-        "seed": split.config.seed,
-        "model": model_name,
-        "config": dataclasses.asdict(model.config),
-        "metrics": test.metrics,
-        "valid_metrics": valid.metrics if valid else {},
-        "n_users": {"test": test.n_users, "valid": valid.n_users if valid else 0},
-        "timings": {"fit_s": fit_s, "evaluate_valid_s": t2 - t1, "evaluate_s": t3 - t2},
-    }
+def evaluate_models(
+    data: Dataset,
+    models: Sequence[str],
+    split: SplitConfig,
+    overrides: dict[str, Any] | None = None,
+    ks: tuple[int, ...] = (5, 10, 20, 50),
+) -> dict[str, Evaluation]:
+    """Fit each named model on the (saved) split and evaluate it; keyed by model name."""
+    per_model = settings_for(models, overrides or {})
+    saved = prepare_split(data, split)
+    return {m: evaluate(build_for_split(m, per_model[m], saved).fit(saved), saved, ks) for m in models}
 
 
 def run_evaluate(
     dataset: str,
-    models: list[str],
+    models: Sequence[str],
     split: SplitConfig,
     root: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
-    eval_config: EvalConfig | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Load (or make) the split and evaluate each named model on it; keyed by model name."""
-    unknown = [m for m in models if m not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown model {unknown[0]!r}; expected one of {sorted(BASELINES)}")
-    check_overrides(models, overrides or {})
+    ks: tuple[int, ...] = (5, 10, 20, 50),
+) -> dict[str, Evaluation]:
+    """``fusionrank evaluate`` as a function: a stored dataset by name, then :func:`evaluate_models`."""
+    return evaluate_models(load_dataset(dataset, root), models, split, overrides, ks)
+
+
+def run_train(
+    dataset: str,
+    model: str,
+    split: SplitConfig,
+    out: str | Path | None = None,
+    root: str | Path | None = None,
+    settings: dict[str, Any] | None = None,
+    ks: tuple[int, ...] = (5, 10, 20, 50),
+) -> Evaluation:
+    """``fusionrank train`` as a function: fit one model, evaluate it, and with ``out`` save
+    the model, its vectors and ``metrics.json``; returns the evaluation."""
     root = Path(root) if root is not None else default_root()
     data = load_dataset(dataset, root)
-    saved = prepare_split(data, split, root)
-    return {
-        name: evaluate_model_on_split(build_model(name, overrides), saved, name, eval_config)
-        for name in models
-    }
+    saved = prepare_split(data, split)
+    fitted = build_for_split(model, dict(settings or {}), saved).fit(saved)
+    result = evaluate(fitted, saved, ks)
+    if out is not None:
+        save_run(fitted, saved, result, Path(out), root)
+    return result
+
+
+def save_run(model: Recommender, split: Split, result: Evaluation, out: Path, root: Path) -> None:
+    """The model (safetensors + JSON), its item/user vectors in the vectors contract,
+    ``metrics.json``, and ``source.json`` (dataset and split) for ``fusionrank recommend``."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model")
+    weights = {"source": "trained here", "path": str((out / "model").resolve())}
+    items, users = model.item_vectors(), model.user_vectors()
+    if items is not None:
+        write_vector_folder(
+            out / "item_vectors",
+            split.items.ids,
+            items,
+            encoder=f"model:{model.name}",
+            weights=weights,
+            normalised=False,
+        )
+    if users is not None:
+        write_vector_folder(
+            out / "user_vectors",
+            split.users.ids,
+            users,
+            encoder=f"model:{model.name}",
+            weights=weights,
+            normalised=False,
+            id_column="user_id",
+        )
+    result.to_json(out / "metrics.json")
+    write_json(
+        out / RUN_SOURCE,
+        {"dataset": split.name, "root": str(root.resolve()), "split": dataclasses.asdict(split.config)},
+    )

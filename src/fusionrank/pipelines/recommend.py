@@ -1,34 +1,38 @@
 """Top-k recommendations from a finished run folder (``fusionrank train --out`` or
 ``fusionrank run``).
 
-- A user known to a ``train`` run is scored by the run's model, training items excluded.
+- A user known to a ``train`` run is scored by the run's model, seen items excluded.
 - A user known to a ``run`` (LTR) folder is answered by the LightGBM ranker over the
   run's test-stage candidates (features from training history; training and validation
   items excluded); ``explain=True`` adds the three features that moved each item most
   (LightGBM ``pred_contrib``).
-- A user unknown to training (or without history) is served from side features (age,
-  gender, occupation) by a :class:`~fusionrank.fusion.profiles.Profile` fitted on the
-  run's training matrix.
+- A user unknown to training is served by the model's cold-start path, or else from side
+  features (the dataset profile's user columns) by a ``profile`` model fitted on the run's
+  split; the features come from ``user_features`` or the dataset's user table.
 - ``new_items`` ranks items that were not in training, from their text alone: the file's
-  items are embedded with the dataset's text encoder and template, and their EASE columns
-  are predicted from the text by the ``ease-content`` ridge map.
+  items are embedded with the dataset's text template and encoder, and scored by the
+  ``ease-content`` ridge map fitted on the run's split.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from fusionrank.collab.base import Recommender
 from fusionrank.columns import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID, USER_IDX
-from fusionrank.data.dataset import default_root, load_dataset
+from fusionrank.data.dataset import Dataset, load_dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
-from fusionrank.data.side import user_features
+from fusionrank.data.splits import Split, SplitConfig, prepare_split
 from fusionrank.io import read_json
+from fusionrank.pipelines.evaluate import RUN_SOURCE
+from fusionrank.recommender import Recommender, UnknownUserError
+from fusionrank.registry import build_model, load_model
+
+SHOWN = (RANK, ITEM_ID, SCORE)
 
 
 def recommend(
@@ -36,50 +40,43 @@ def recommend(
     user: str,
     k: int = 10,
     root: str | Path | None = None,
-    side: dict[str, str] | None = None,
+    user_features: dict[str, Any] | None = None,
     explain: bool = False,
     new_items: str | Path | None = None,
 ) -> pd.DataFrame:
-    """``rank, item_id, score`` (and ``title`` when the catalogue has one, ``why`` when
-    explained) for ``user``; ``.attrs["source"]`` says what answered."""
+    """``rank, item_id, score`` (and ``title`` when the dataset profile names one, ``why``
+    when explained) for ``user``; ``.attrs["source"]`` says what answered."""
     run = Path(run)
-    if is_ltr_run(run):
-        model = Recommender.load(run / "models" / "ease" / "model")
-    elif (run / "metrics.json").exists() and (run / "model").exists():
-        model = Recommender.load(run / "model")
-    else:
+    ltr = is_ltr_run(run)
+    if not ltr and not (run / "model" / "config.json").exists():
         raise FileNotFoundError(
-            f"{run} is not a finished `fusionrank train` run (metrics.json + model/) "
-            "or `fusionrank run` folder (metrics.json + ranker/)"
+            f"{run} is not a finished `fusionrank train --out` folder (model/)"
+            " or `fusionrank run` folder (ranker/)"
         )
-    if explain and not is_ltr_run(run):
+    if explain and not ltr:
         raise ValueError("--explain needs a `fusionrank run` folder (a LightGBM ranker explains its scores)")
-    meta = read_json(run / "metrics.json")
-    users, items = IdMap.load(run / "users.parquet"), IdMap.load(run / "items.parquet")
-    train = model.train_matrix if hasattr(model, "train_matrix") else model.train
-    data = load_dataset(meta["dataset"], Path(root) if root is not None else default_root())
-    known = user in users and train[users.to_index([user])[0]].nnz > 0
+    data, split = open_run_split(run, root)
+    users = IdMap.load(run / "users.parquet") if ltr else load_model(run / "model").users
+    assert users is not None  # noqa: S101 - a saved model has its id maps
+    known = user in users and split.matrix("train")[users.to_index([user])[0]].nnz > 0
     if new_items is not None:
         if not known:
             raise ValueError(f"user {user!r} has no history in this run; new items are ranked from history")
-        out = _new_items(train, data, items, users.to_index([user])[0], Path(new_items), k, root)
+        out = _new_items(data, split, user, Path(new_items), k)
         out.attrs["source"] = f"content of {Path(new_items).name} (ease-content)"
         return out
-    if known and is_ltr_run(run):
-        out = _from_ranker(run, users.to_index([user])[0], items, k, explain)
-        out.attrs["source"] = "LightGBM ranker"
-        return _with_titles(out, data)
-    if known:
-        u = users.to_index([user])
-        scores = np.array(model.score(u), dtype=np.float32)[0]
-        scores[train[u[0]].indices] = -np.inf
-        source = "history"
+    side = pd.DataFrame([{USER_ID: user, **user_features}]) if user_features else None
+    if known and ltr:
+        out = _from_ranker(run, users.to_index([user])[0], split.items, k, explain)
+        source = "LightGBM ranker"
     else:
-        scores = _from_side_features(train, data, users, user, side)
-        source = "side features"
-    top = np.argsort(-scores, kind="stable")[:k]
-    out = pd.DataFrame({RANK: np.arange(1, len(top) + 1), ITEM_ID: items.to_ids(top), SCORE: scores[top]})
-    out = _with_titles(out, data)
+        model = None if ltr else load_model(run / "model")
+        if model is not None and (known or has_cold_path(model)):
+            out = model.recommend([user], k, user_features=side)[list(SHOWN)]
+            source = "history" if known else f"{model.name}'s side features"
+        else:
+            out, source = _from_side_features(split, user, side, k), "side features"
+    out = _with_titles(out.head(k).reset_index(drop=True), data)
     out.attrs["source"] = source
     return out
 
@@ -88,12 +85,30 @@ def is_ltr_run(run: Path) -> bool:
     return (run / "ranker" / "ranker.json").exists() and (run / "features" / "features_test.parquet").exists()
 
 
-def _with_titles(out: pd.DataFrame, data, titles_of: pd.DataFrame | None = None) -> pd.DataFrame:
-    table = titles_of if titles_of is not None else data.items
-    if table is not None and "movie_title" in table.columns:
-        from fusionrank.encoders.templates import field_text
+def open_run_split(run: Path, root: str | Path | None = None) -> tuple[Dataset, Split]:
+    """The dataset and split a run folder was made from (``config.json`` of a ``run``,
+    ``source.json`` of a ``train --out`` folder)."""
+    if is_ltr_run(run):
+        from fusionrank.pipelines.config import parse_run_config
 
-        titles = {str(i): field_text(t) for i, t in zip(table[ITEM_ID], table["movie_title"])}
+        config = parse_run_config(read_json(run / "config.json"), str(run / "config.json"))
+        if root is not None and isinstance(config.dataset, str):
+            data = load_dataset(config.dataset, root)
+        else:
+            data = config.open_dataset()
+        return data, prepare_split(data, config.split)
+    source = read_json(run / RUN_SOURCE)
+    data = load_dataset(source["dataset"], root if root is not None else source["root"])
+    return data, prepare_split(data, SplitConfig.from_json(source["split"]))
+
+
+def _with_titles(out: pd.DataFrame, data: Dataset, titles_of: pd.DataFrame | None = None) -> pd.DataFrame:
+    from fusionrank.data.text import field_text
+
+    table = titles_of if titles_of is not None else data.items
+    column = data.profile.title
+    if table is not None and column and column in table.columns:
+        titles = {str(i): field_text(t) for i, t in zip(table[ITEM_ID], table[column])}
         out["title"] = [titles.get(str(i), "") for i in out[ITEM_ID]]
     return out
 
@@ -123,29 +138,30 @@ def _from_ranker(run: Path, user: int, items: IdMap, k: int, explain: bool) -> p
     return out
 
 
-def _new_items(train, data, items: IdMap, user: int, path: Path, k: int, root) -> pd.DataFrame:
+def _new_items(data: Dataset, split: Split, user: str, path: Path, k: int) -> pd.DataFrame:
     """Rank the catalogue in ``path`` for ``user`` from text alone (ease-content)."""
     from fusionrank.data.loaders import load_catalogue
-    from fusionrank.encoders.templates import compose_text
-    from fusionrank.encoders.text import TextEncoder
-    from fusionrank.fusion.cold_items import EASEContent
-    from fusionrank.fusion.content import TEXT_FIELDS, Content, load_content
+    from fusionrank.data.text import compose_text, template_fields
+    from fusionrank.encoders.engine import build_encoder, embed_config
 
+    template = data.profile.text
+    if not template:
+        raise ValueError(f"dataset {data.name!r} has no text template: new items are ranked from their text")
     catalogue = load_catalogue(path)
-    fields = [f for f in TEXT_FIELDS if f in catalogue.columns]
-    if not fields:
-        raise DataError(f"new items need at least one text column of {list(TEXT_FIELDS)}", file=path)
-    texts = [compose_text(row, fields) for row in catalogue.to_dict("records")]
+    for col in template_fields(template):
+        if col not in catalogue.columns:
+            raise DataError(
+                f"the dataset's text template needs this column; the file has {list(catalogue.columns)}",
+                file=path,
+                column=col,
+            )
+    texts = [compose_text(row, template=template) for row in catalogue.to_dict("records")]
     empty = [r for r, t in enumerate(texts) if not t]
     if empty:
-        raise DataError("item has no text", file=path, row=empty[0] + 1, column=fields[0])
-    root = Path(root) if root is not None else default_root()
-    old = load_content(root, data.name, items, ("text",))
-    new = TextEncoder().encode(texts)  # L2-normalised, like the dataset's text vectors
-    vectors = np.vstack([old.vectors, new.astype(old.vectors.dtype)])
-    padded = sp.hstack([train, sp.csr_matrix((train.shape[0], len(new)), dtype=np.float32)]).tocsr()
-    model = EASEContent().fit(padded, Content(vectors, np.ones(len(vectors), bool), ("text",)))
-    scores = model.score(np.array([user]))[0, train.shape[1] :]
+        raise DataError("item has no text", file=path, row=empty[0] + 1, column=template_fields(template)[0])
+    model = build_model("ease-content", modalities=("text",)).fit(split)
+    vectors = build_encoder(embed_config(data, "text")).encode(texts)
+    scores = model.score_content(split.users.to_index([user]), vectors)[0]  # type: ignore[attr-defined]
     top = np.argsort(-scores, kind="stable")[:k]
     out = pd.DataFrame(
         {RANK: np.arange(1, len(top) + 1), ITEM_ID: catalogue[ITEM_ID].to_numpy()[top], SCORE: scores[top]}
@@ -153,21 +169,16 @@ def _new_items(train, data, items: IdMap, user: int, path: Path, k: int, root) -
     return _with_titles(out, data, catalogue)
 
 
-def _from_side_features(train, data, users: IdMap, user: str, side: dict[str, str] | None) -> np.ndarray:
-    from fusionrank.fusion.profiles import Profile
+def has_cold_path(model: Recommender) -> bool:
+    """Whether the model serves users without history itself (it overrides ``score_unknown``)."""
+    return type(model).score_unknown is not Recommender.score_unknown
 
-    if data.users is None:
-        raise ValueError(f"user {user!r} has no history in this run and {data.name} has no user table")
-    table = data.users.copy()
-    table[USER_ID] = table[USER_ID].astype(str)
-    if side:
-        missing = {"age", "gender", "occupation"} - set(side)
-        if missing:
-            raise ValueError(f"side features need age, gender and occupation; missing {sorted(missing)}")
-        table = pd.concat([table[table[USER_ID] != user], pd.DataFrame([{USER_ID: user, **side}])])
-    elif user not in set(table[USER_ID]):
-        raise ValueError(f"user {user!r} is unknown to the run; give --age, --gender and --occupation")
-    everyone = IdMap([*users.ids, user] if user not in users else users.ids)
-    features, _ = user_features(table, everyone)
-    profile = Profile().fit(train, features[: train.shape[0]])
-    return profile.score_features(features[everyone.to_index([user])])[0]
+
+def _from_side_features(split: Split, user: str, side: pd.DataFrame | None, k: int) -> pd.DataFrame:
+    """A ``profile`` model fitted on the run's split serves the user from side features."""
+    profile = build_model("profile", progress=False, seed=split.config.seed).fit(split)
+    try:
+        recs = profile.recommend([user], k, user_features=side)
+    except UnknownUserError as exc:
+        raise ValueError(f"user {user!r} is unknown to the run: {exc}") from exc
+    return recs[list(SHOWN)]

@@ -1,7 +1,7 @@
 """Candidate generation: each source's top-N per user, known items excluded, and their union.
 
 A *source* is anything that scores users against all items (a fitted
-:class:`~fusionrank.collab.base.Recommender`'s ``score``, a content profile, popularity).
+:class:`~fusionrank.recommender.Recommender`'s ``score``, a content profile, popularity).
 The union keeps, for every (user, item) pair, the rank it had in each source that
 retrieved it (``rank_<source>``, 1-based; missing when that source did not retrieve it).
 """
@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fusionrank.columns import ITEM_IDX, USER_IDX
-from fusionrank.evaluation.ranking import ScoreFn, top_k
+from fusionrank.scoring import ScoreFn, top_k
 
 
 def source_candidates(

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from fusionrank.pipelines.cli import data_fetch, embed, evaluate, recommend, run, train
+from fusionrank.pipelines.cli import data_fetch, data_import, embed, evaluate, recommend, run, train
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="fusionrank: multimodal recommendation with honest evaluation.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Fetch and prepare datasets.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch shipped datasets and import your own.")
 app.add_typer(data_app, name="data")
 data_app.command("fetch")(data_fetch.fetch)
+data_app.command("import")(data_import.data_import)
 app.command("evaluate")(evaluate.evaluate)
 app.command("embed")(embed.embed)
 app.command("train")(train.train)

@@ -9,6 +9,7 @@ import typer
 from fusionrank.data.errors import DataError
 from fusionrank.evaluation.table import format_table
 from fusionrank.pipelines.recommend import recommend as recommend_fn
+from fusionrank.settings import SettingsError
 
 
 def recommend(
@@ -17,10 +18,14 @@ def recommend(
     ),
     user: str = typer.Option(..., help="User id (external)."),
     k: int = typer.Option(10, "-k", help="How many items."),
-    root: Path = typer.Option(None, help="Data directory (default: $FUSIONRANK_DATA or ./data)."),
-    age: str = typer.Option(None, help="Side feature for a user unknown to training."),
-    gender: str = typer.Option(None, help="Side feature for a user unknown to training."),
-    occupation: str = typer.Option(None, help="Side feature for a user unknown to training."),
+    root: Path = typer.Option(
+        None, help="Data directory (default: the run's, else $FUSIONRANK_DATA or ./data)."
+    ),
+    feature: list[str] = typer.Option(
+        None,
+        "--feature",
+        help="Side feature of a user unknown to training, KEY=VALUE (repeat), e.g. --feature age=31.",
+    ),
     explain: bool = typer.Option(False, "--explain", help="Top features behind each item (LTR runs)."),
     new_items: Path = typer.Option(
         None,
@@ -30,10 +35,12 @@ def recommend(
 ) -> None:
     """Recommend from history, or from side features for a user unknown to training;
     --new-items ranks items that were not in training from their content alone."""
-    side = {n: v for n, v in (("age", age), ("gender", gender), ("occupation", occupation)) if v is not None}
     try:
+        side = dict(f.split("=", 1) for f in feature or [] if "=" in f)
+        if len(side) != len(feature or []):
+            raise SettingsError("--feature: expected KEY=VALUE")
         table = recommend_fn(run, user, k, root, side or None, explain=explain, new_items=new_items)
-    except (DataError, ValueError, FileNotFoundError) as exc:
+    except (DataError, SettingsError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"user {user} · from {table.attrs['source']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -9,28 +10,34 @@ import typer
 from fusionrank.data.errors import DataError
 from fusionrank.pipelines.config import ConfigError, load_run_config
 from fusionrank.pipelines.evaluate import parse_overrides
+from fusionrank.settings import SettingsError
 
 
 def run(
     config: Path = typer.Argument(..., help="YAML run config, e.g. configs/ml100k.yaml."),
     force: bool = typer.Option(False, "--force", help="Recompute every stage, ignoring the cache."),
     set_: list[str] = typer.Option(None, "--set", help="Override a config key: --set ranker.seed=7."),
+    peers: Path = typer.Option(
+        None, help="Folder of peer results to print beside the run (overrides `peers`)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="Only the final table (no stage lines, no bars)."),
 ) -> None:
     """Fit the single models, build candidates and features, train the LightGBM ranker,
-    evaluate everything on test and write runs/<name>/ (metrics.json, report.md/.html,
+    evaluate everything on test and write <out>/<name>/ (metrics.json, report.md/.html,
     plots, models). Stages whose inputs and settings did not change are reused."""
     from fusionrank.pipelines.report import print_summary
     from fusionrank.pipelines.run import run_pipeline
 
     try:
         cfg = load_run_config(config, parse_overrides(set_))
+        if peers is not None:
+            cfg = dataclasses.replace(cfg, peers=str(peers.resolve()))
         output = run_pipeline(
             cfg, force=force, log=(lambda m: None) if quiet else typer.echo, progress=not quiet
         )
-    except (ConfigError, DataError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, SettingsError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo("")
-    typer.echo(print_summary(output.metrics))
+    typer.echo(print_summary(output.metrics, Path(cfg.peers) if cfg.peers else None))
     typer.echo(f"\nreport: {output.folder / 'report.html'} ({output.metrics['time_s']:.0f} s)")

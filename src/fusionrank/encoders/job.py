@@ -1,0 +1,133 @@
+"""The bookkeeping of a resumable embedding job: the job fingerprint (``job.json``), the
+shard files that mark finished work, per-shard error parts, and the final manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fusionrank.encoders.embed_config import EmbedConfig
+from fusionrank.encoders.vectors import errors_table, write_vector_manifest, write_vectors
+from fusionrank.io import atomic_path, read_json, sha256_file, write_json
+
+
+class EmbedSettingsError(ValueError):
+    """The output folder holds a job with other settings."""
+
+
+@dataclass
+class Shard:
+    """One resumable unit: catalogue rows ``[start, stop)``, their vectors and errors."""
+
+    index: int
+    start: int
+    stop: int
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    batches_left: int = 0
+
+
+def fingerprint(config: EmbedConfig, catalogue: Path, identity: dict, dim: int) -> dict:
+    """What decides a job's output: settings (not speed knobs), weights, dim, catalogue."""
+    decisive = {
+        k: v for k, v in asdict(config).items() if k not in ("batch_size", "device", "workers", "quiet")
+    }
+    payload = {
+        "settings": decisive,
+        "weights": identity,
+        "dim": dim,
+        "catalogue": {"path": str(catalogue.resolve()), "sha256": sha256_file(catalogue)},
+    }
+    return json.loads(json.dumps(payload))  # as it reads back from job.json (tuples -> lists)
+
+
+def check_job(out: Path, fingerprint: dict) -> None:
+    """Record the job in ``job.json``, or refuse a folder written with other settings."""
+    job = out / "job.json"
+    if not job.exists():
+        if out.exists() and any(p.name.startswith("vectors-") for p in out.iterdir()):
+            raise EmbedSettingsError(f"{out} holds vector shards but no job.json; use an empty --out")
+        write_json(job, fingerprint)
+        return
+    previous = read_json(job)
+    if previous != fingerprint:
+        diffs = []
+        for key in ("settings", "weights", "dim", "catalogue"):
+            a, b = previous.get(key), fingerprint.get(key)
+            if isinstance(a, dict) and isinstance(b, dict):
+                diffs += [
+                    f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+                    for k in sorted(set(a) | set(b))
+                    if a.get(k) != b.get(k)
+                ]
+            elif a != b:
+                diffs.append(f"{key}: {a!r} -> {b!r}")
+        raise EmbedSettingsError(
+            f"{out} was written by a job with other settings ({'; '.join(diffs)}). "
+            "Use another --out folder, or delete this one to start again."
+        )
+
+
+def shard_path(out: Path, index: int) -> Path:
+    return out / f"vectors-{index:05d}.parquet"
+
+
+def errors_part(out: Path, index: int) -> Path:
+    return out / ".errors" / f"errors-{index:05d}.parquet"
+
+
+def finish_shard(out: Path, shard: Shard, ids: list[str], dim: int) -> tuple[int, int]:
+    """Write the shard's errors part, then its vectors (the vectors file marks it done)."""
+    bad = sorted(shard.errors)
+    with atomic_path(errors_part(out, shard.index)) as tmp:
+        pq.write_table(
+            errors_table(
+                [ids[r - shard.start] for r, _ in bad], [r + 1 for r, _ in bad], [m for _, m in bad]
+            ),
+            tmp,
+        )
+    good = sorted(shard.vectors)
+    vecs = np.stack([shard.vectors[r] for r in good]) if good else np.empty((0, dim), np.float32)
+    write_vectors(shard_path(out, shard.index), [ids[r - shard.start] for r in good], vecs)
+    return len(good), len(bad)
+
+
+def write_manifest(
+    out: Path, shards: list[Shard], fingerprint: dict, config: EmbedConfig, encoder: Any, n_rows: int
+) -> dict:
+    """Merge the error parts and write the manifest once every shard is done."""
+    shard_info, error_tables = [], []
+    for s in shards:
+        meta = pq.read_metadata(shard_path(out, s.index))
+        shard_info.append(
+            {
+                "file": shard_path(out, s.index).name,
+                "rows": meta.num_rows,
+                "catalogue_rows": [s.start + 1, s.stop],
+            }
+        )
+        error_tables.append(pq.read_table(errors_part(out, s.index)))
+    errors = pa.concat_tables(error_tables) if error_tables else errors_table([], [], [])
+    rows = sum(s["rows"] for s in shard_info)
+    if rows + errors.num_rows != n_rows:  # the no-row-lost invariant
+        raise RuntimeError(f"{rows} vectors + {errors.num_rows} errors != {n_rows} catalogue rows")
+    return write_vector_manifest(
+        out,
+        shards=shard_info,
+        errors=errors,
+        encoder=config.encoder,
+        weights=encoder.identity,
+        dim=encoder.dim,
+        normalised=bool(encoder.normalized),
+        modality=config.modality,
+        model=config.model,
+        catalogue_rows=n_rows,
+        settings=fingerprint["settings"],
+        catalogue=fingerprint["catalogue"],
+    )

@@ -1,0 +1,119 @@
+"""The one model registry: short names -> model classes (and their config classes).
+
+The CLI, the YAML run config, the pipeline and :func:`build_model` all read it. A model
+may also be named by its dotted class path (``mypackage.models.MyRecommender``), so a
+user's own :class:`~fusionrank.recommender.Recommender` plugs in everywhere a registered
+name does.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from fusionrank.recommender import Recommender
+from fusionrank.settings import build_settings
+
+MODELS: dict[str, str] = {
+    # collaborative filtering and neighbourhoods
+    "pop": "fusionrank.collab.pop.Pop",
+    "itemknn": "fusionrank.collab.itemknn.ItemKNN",
+    "userknn": "fusionrank.collab.neighbours.UserKNN",
+    "rp3beta": "fusionrank.collab.neighbours.RP3beta",
+    "ease": "fusionrank.collab.ease.EASE",
+    "bpr": "fusionrank.collab.mf.BPR",
+    "neumf": "fusionrank.collab.neumf.NeuMF",
+    "lightgcn": "fusionrank.collab.lightgcn.LightGCN",
+    "sasrec": "fusionrank.collab.sasrec.SASRec",
+    # content and hybrids (cold items)
+    "random": "fusionrank.fusion.content_models.RandomScores",
+    "genre-pop": "fusionrank.fusion.content_models.GenrePop",
+    "content-knn": "fusionrank.fusion.content_models.ContentKNN",
+    "ease-content": "fusionrank.fusion.content_models.EASEContent",
+    "hybrid": "fusionrank.fusion.hybrid.Hybrid",
+    "two-tower": "fusionrank.fusion.two_tower.TwoTower",
+    # profiles (cold users) and cross-domain
+    "demographic-pop": "fusionrank.fusion.profiles.DemographicPop",
+    "profile": "fusionrank.fusion.profiles.Profile",
+    "cross-domain": "fusionrank.fusion.cross_domain.CrossDomain",
+    "emcdr": "fusionrank.fusion.cross_domain.EMCDR",
+}
+"""Registered model names and the dotted paths of their classes."""
+
+_EXTRA: dict[str, str] = {}
+
+
+def register(name: str, cls: type[Recommender]) -> None:
+    """Register a user's model class under a short name (the dotted path works without this)."""
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise TypeError(f"{cls!r} is not a Recommender subclass")
+    _EXTRA[name] = f"{cls.__module__}.{cls.__qualname__}"
+
+
+def registered_classes() -> set[str]:
+    """Dotted paths of every registered class (fusionrank's and the user's)."""
+    return {*MODELS.values(), *_EXTRA.values()}
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The class of a registered name or a dotted class path."""
+    path = _EXTRA.get(name) or MODELS.get(name)
+    if path is None:
+        if "." not in name:
+            raise ValueError(
+                f"unknown model {name!r}; registered: {sorted({*MODELS, *_EXTRA})}, or a dotted class path"
+            )
+        path = name
+    module, _, attr = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"model class {path!r} cannot be imported: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise ValueError(f"{path!r} is not a fusionrank Recommender subclass")
+    return cls
+
+
+def list_models() -> dict[str, type]:
+    """Every registered model name -> its config class.
+
+    >>> import fusionrank as fr
+    >>> models = fr.list_models()
+    >>> "ease" in models and "cross-domain" in models, models["ease"].__name__
+    (True, 'EASEConfig')
+    """
+    return {name: model_class(name).config_class for name in sorted({*MODELS, *_EXTRA})}
+
+
+def build_model(name: str, **settings: Any) -> Recommender:
+    """A model by registered name or dotted class path, its settings by keyword.
+
+    Settings are validated: an unknown key is an error that names the key and the model;
+    ``dim`` sets the embedding size of models that have one.
+
+    >>> import fusionrank as fr
+    >>> fr.build_model("lightgcn", dim=32).config.embedding_dim
+    32
+    >>> fr.build_model("ease", dim=32)
+    Traceback (most recent call last):
+    ...
+    fusionrank.settings.SettingsError: ease: dim: unknown setting; expected one of ['reg']
+    """
+    cls = model_class(name)
+    model = cls(build_settings(cls.config_class, settings, owner=name))
+    model.name = name
+    return model
+
+
+def load_model(folder: str | Path, model_class: type[Recommender] | None = None) -> Recommender:
+    """Load a model saved with ``model.save(folder)``; scores are identical.
+
+    >>> import tempfile, pandas as pd, fusionrank as fr
+    >>> events = pd.DataFrame({"user_id": list("aabbbcc"), "item_id": list("xyxyzyz")})
+    >>> split = fr.split(fr.Dataset.from_files(events, cache_dir=tempfile.mkdtemp()), "leave-last")
+    >>> folder = fr.build_model("ease", reg=1.0).fit(split).save(tempfile.mkdtemp())
+    >>> fr.load_model(folder).name
+    'ease'
+    """
+    return Recommender.load(folder, model_class)
