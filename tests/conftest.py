@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,6 +13,28 @@ from fusionrank.data.dataset import load_dataset
 from fusionrank.data.fetch import fetch_ml100k, is_fetched
 
 REPO = Path(__file__).resolve().parents[1]
+
+TINY_PROFILE = {
+    "text": "{movie_title} {class}",
+    "title": "movie_title",
+    "genres": "class",
+    "domains": {"A": ["Action", "Comedy"], "B": ["Drama", "Romance", "Sci-Fi"]},
+    "user_features": ["age", "gender", "occupation"],
+    "user_buckets": {"age": [30, 45]},
+}
+"""What the tiny dataset's columns mean (as ml-100k's profile, on tiny's columns)."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_a_temporary_folder(tmp_path_factory):
+    """Datasets read from files keep their derived files in a session folder, not ~/.cache."""
+    old = os.environ.get("FUSIONRANK_CACHE")
+    os.environ["FUSIONRANK_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("FUSIONRANK_CACHE", None)
+    else:
+        os.environ["FUSIONRANK_CACHE"] = old
 
 
 def write_atomic(
@@ -36,6 +59,9 @@ def write_atomic(
     for u in range(n_users):
         users.append(f"u{u}\t{20 + u % 40}\t{'MF'[u % 2]}\t{['student', 'writer'][u % 2]}")
     (folder / f"{name}.user").write_text("\n".join(users) + "\n")
+    (folder / "dataset.json").write_text(
+        json.dumps({"format": "atomic", "name": name, "profile": TINY_PROFILE})
+    )
     return folder
 
 

@@ -30,7 +30,7 @@ def test_evaluate_prints_a_table_and_writes_the_contract(tiny_root, tmp_path):
     assert res.exit_code == 0, res.output
     assert "ndcg@10" in res.output and "ease" in res.output
     payload = json.loads(out.read_text())["models"]
-    assert payload["ease"]["config"] == {"reg": 5}
+    assert payload["ease"]["config"] == {"reg": 5.0}
     for m in payload.values():
         assert {"dataset", "split", "model", "metrics", "timings"} <= set(m)
         assert m["dataset"] == "tiny" and 0 <= m["metrics"]["ndcg@10"] <= 1
@@ -64,7 +64,7 @@ def test_settings_are_checked(tiny_root):
             "ease.regg=5",
         ],
     )
-    assert res.exit_code == 2 and "no setting 'regg'" in res.output
+    assert res.exit_code == 2 and "regg: unknown setting" in res.output
     res = runner.invoke(
         app, ["evaluate", "--dataset", "tiny", "--model", "pop", "--root", str(tiny_root), "--set", "reg=5"]
     )
@@ -91,10 +91,10 @@ def test_cold_start_protocols_run_from_the_cli_on_ml100k(ml100k_root, tmp_path):
     )
     assert res.exit_code == 0, res.output
     models = json.loads(out.read_text())["models"]
-    assert models["content-knn"]["modalities"] == ["text"]
+    assert models["content-knn"]["config"]["modalities"] == ["text"]
     assert 0.1 < models["content-knn"]["metrics"]["ndcg@10"] < 0.25  # MiniLM "title year genres"
     assert models["random"]["metrics"]["ndcg@10"] < models["content-knn"]["metrics"]["ndcg@10"]
-    assert "all_items" in models["random"] and models["random"]["n_cold_items"] == 336
+    assert "all_items" in models["random"] and models["random"]["split"] == "cold-items"
     for split, model in (("cross-domain", "pop"), ("cold-users", "demographic-pop")):
         res = runner.invoke(
             app,
@@ -103,9 +103,10 @@ def test_cold_start_protocols_run_from_the_cli_on_ml100k(ml100k_root, tmp_path):
         assert res.exit_code == 0, res.output
         assert 0.2 < json.loads(out.read_text())["metrics"]["ndcg@10"] < 0.8
     res = runner.invoke(
-        app, ["evaluate", "--split", "cold-users", "--model", "ease", "--root", str(ml100k_root)]
+        app,
+        ["evaluate", "--split", "cold-users", "--model", "ease", "--root", str(ml100k_root), "--set", "k=3"],
     )
-    assert res.exit_code == 2 and "unknown model 'ease' for --split cold-users" in res.output
+    assert res.exit_code == 2 and "no requested model has a setting 'k'" in res.output
 
 
 def test_recommend_from_history_and_from_side_features(tiny_root, tmp_path):
@@ -132,6 +133,7 @@ def test_recommend_from_history_and_from_side_features(tiny_root, tmp_path):
 
     known = recommend(run, "u3", 5, tiny_root)
     assert known.attrs["source"] == "history" and len(known) == 5
+    assert (run / "item_vectors" / "manifest.json").exists() and (run / "source.json").exists()
     inter = (tiny_root / "tiny" / "tiny.inter").read_text().splitlines()[1:]
     seen = {line.split("\t")[1] for line in inter if line.startswith("u3\t")}
     assert not seen & set(known["item_id"])  # training items are never recommended
@@ -147,15 +149,15 @@ def test_recommend_from_history_and_from_side_features(tiny_root, tmp_path):
             "3",
             "--root",
             str(tiny_root),
-            "--age",
-            "31",
-            "--gender",
-            "F",
-            "--occupation",
-            "writer",
+            "--feature",
+            "age=31",
+            "--feature",
+            "gender=F",
+            "--feature",
+            "occupation=writer",
         ],
     )
     assert res.exit_code == 0, res.output
     assert "side features" in res.output and "title" in res.output
     res = runner.invoke(app, ["recommend", "--run", str(run), "--user", "ghost", "--root", str(tiny_root)])
-    assert res.exit_code == 2 and "--age" in res.output
+    assert res.exit_code == 2 and "side features" in res.output and "age" in res.output

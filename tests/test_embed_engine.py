@@ -43,7 +43,7 @@ def test_text_job_accounts_for_every_row(tmp_path, bert_dir):
         shard_size=16,
         batch_size=5,
         quiet=True,
-    )
+    ).manifest
     assert manifest["rows"] + manifest["errors"] == len(rows) == manifest["catalogue_rows"]
     assert manifest["dim"] == 32 and manifest["normalised"] and len(manifest["shards"]) == 4
     errors = pd.read_parquet(tmp_path / "out" / "errors.parquet")
@@ -61,7 +61,7 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path, bert_dir):
     path, _ = _catalogue(tmp_path, 10)
     embed(path, tmp_path / "out", model=str(bert_dir), fields=["title"], quiet=True)
     again = embed(path, tmp_path / "out", model=str(bert_dir), fields=["title"], quiet=True, batch_size=3)
-    assert again["rows"] == 8 and again["errors"] == 2
+    assert again.rows == 8 and again.manifest["errors"] == 2 and len(again.errors()) == 2
     with pytest.raises(EmbedSettingsError, match=r"settings.fields: \['title'\] -> \['title', 'genre'\]"):
         embed(path, tmp_path / "out", model=str(bert_dir), fields=["title", "genre"], quiet=True)
     with pytest.raises(EmbedSettingsError, match="pooling"):
@@ -117,7 +117,7 @@ def test_image_job_with_bad_files(tmp_path, workers):
         shard_size=5,
         workers=workers,
         quiet=True,
-    )
+    ).manifest
     assert (manifest["rows"], manifest["errors"], manifest["dim"]) == (n_good, 4, 512)
     errors = pd.read_parquet(tmp_path / "out" / "errors.parquet").set_index("item_id")["reason"]
     assert errors["missing"].startswith("missing image")
@@ -142,8 +142,10 @@ def test_clip_embeds_images_and_text_into_one_space(tmp_path):
         image_root=root,
         quiet=True,
         workers=0,
-    )
-    txt = embed(path, tmp_path / "txt", encoder="clip", model=str(folder), fields=["image"], quiet=True)
+    ).manifest
+    txt = embed(
+        path, tmp_path / "txt", encoder="clip", model=str(folder), fields=["image"], quiet=True
+    ).manifest
     assert img["dim"] == txt["dim"] == 32 and img["modality"] == "image" and txt["modality"] == "text"
     assert img["rows"] == 3 and txt["rows"] == 7
 
@@ -200,3 +202,27 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, bert_dir):
     assert list(ids_a) == list(ids_b) and len(ids_a) == n == clean["rows"]
     np.testing.assert_array_equal(vec_a, vec_b)
     assert not list(out.glob(".*tmp*"))
+
+
+def test_embed_a_dataset_uses_its_profile(tmp_path, bert_dir):
+    """fr.embed on a Dataset takes the text template and the catalogue from the dataset."""
+    import fusionrank as fr
+
+    events = pd.DataFrame({"uid": ["a", "b", "a"], "sku": ["x", "y", "z"]})
+    items = pd.DataFrame(
+        {"sku": ["x", "y", "z"], "title": ["Heat", "Up", ""], "plot": ["A heist.", "A house.", ""]}
+    )
+    ds = fr.Dataset.from_files(
+        events,
+        items,
+        columns={"user": "uid", "item": "sku"},
+        text="{title}. {plot}",
+        cache_dir=tmp_path / "c",
+    )
+    vecs = fr.embed(ds, encoder="text", out=tmp_path / "v", model=str(bert_dir), quiet=True)
+    ids, matrix = vecs.load()
+    assert list(ids) == ["x", "y"] and vecs.errors()["reason"].tolist() == ["empty text"]
+    enc = TextEncoder(TextEncoderConfig(model=str(bert_dir)))
+    np.testing.assert_allclose(matrix, enc.encode(["Heat. A heist.", "Up. A house."]), atol=1e-5)
+    with pytest.raises(ValueError, match="no image column"):
+        fr.embed(ds, encoder="image", out=tmp_path / "i")

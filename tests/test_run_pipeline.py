@@ -15,10 +15,11 @@ from fusionrank.columns import ITEM_IDX, PART, TEST, TRAIN, USER_IDX
 from fusionrank.data.idmap import IdMap
 from fusionrank.data.splits import Split, SplitConfig
 from fusionrank.io import read_json
+from fusionrank.pipelines.candidates import retrieve_source
 from fusionrank.pipelines.cli import app
 from fusionrank.pipelines.config import ConfigError, load_run_config, parse_run_config
-from fusionrank.pipelines.run import retrieve_source, run_pipeline
-from fusionrank.retrieval.index import faiss_available
+from fusionrank.pipelines.run import run_pipeline
+from fusionrank.retrieval.index import IndexConfig, faiss_available
 
 runner = CliRunner()
 
@@ -32,9 +33,9 @@ def _config(tiny_root, tmp_path, **extra):
         "modalities": [],
         "models": {
             "pop": {},
-            "itemknn": {"settings": {"k": 10}},
-            "ease": {"settings": {"reg": 10.0}},
-            "bpr": {"train": {"epochs": 3}},
+            "itemknn": {"k": 10},
+            "ease": {"reg": 10.0},
+            "bpr": {"epochs": 3},
         },
         "retrieval": {"n": 15, "sources": ["ease", "itemknn", "bpr"]},
         "ranker": {"n_estimators": 40, "min_child_samples": 5, "early_stopping_rounds": 10},
@@ -110,15 +111,23 @@ def test_test_interactions_never_reach_features_or_ranker(tiny_root, tmp_path):
 
 def test_config_errors_name_the_file_and_key(tmp_path, tiny_root):
     path = _config(tiny_root, tmp_path, ranker={"learnig_rate": 0.1})
-    with pytest.raises(ConfigError, match=r"run.yaml: ranker.learnig_rate: unknown key"):
+    with pytest.raises(ConfigError, match=r"run.yaml: ranker.learnig_rate: unknown setting"):
         load_run_config(path)
     path = _config(tiny_root, tmp_path, retrieval={"sources": ["lightgcn"]})
     with pytest.raises(ConfigError, match="retrieval.sources: 'lightgcn' is not among models"):
         load_run_config(path)
-    with pytest.raises(ConfigError, match="models.nope: unknown model"):
-        parse_run_config({"name": "x", "models": {"nope": {}}})
-    with pytest.raises(ConfigError, match="expected a number"):
-        parse_run_config({"name": "x", "models": {"pop": {}}, "retrieval": {"n": "many", "sources": []}})
+    with pytest.raises(ConfigError, match="models.nope: unknown model 'nope'"):
+        parse_run_config({"name": "x", "dataset": "d", "models": {"nope": {}}})
+    with pytest.raises(ConfigError, match=r"models.bpr: epochz: unknown setting"):
+        parse_run_config({"name": "x", "dataset": "d", "models": {"bpr": {"epochz": 3}}})
+    with pytest.raises(ConfigError, match="retrieval.n: expected an integer"):
+        parse_run_config({"name": "x", "dataset": "d", "models": {"pop": {}}, "retrieval": {"n": "many"}})
+    with pytest.raises(ConfigError, match="dataset: required"):
+        parse_run_config({"name": "x", "models": {"pop": {}}})
+    with pytest.raises(ConfigError, match="dataset.columns"):
+        parse_run_config(
+            {"name": "x", "models": {"pop": {}}, "dataset": {"interactions": "e.csv", "columns": 3}}
+        )
     res = runner.invoke(app, ["run", str(tmp_path / "missing.yaml")])
     assert res.exit_code == 2 and "no such config file" in res.output
 
@@ -163,7 +172,7 @@ def test_recommend_new_items_from_text(tiny_root, tmp_path):
     table = recommend(out.folder, "u3", 2, tiny_root, new_items=path)
     assert set(table["item_id"]) == {"n1", "n2"} and "ease-content" in table.attrs["source"]
     assert table["title"].tolist()[0] in {"Film number 3 again", "Another one"}
-    path.write_text("item_id,movie_title\nn1,Fine\nn2,\n")
+    path.write_text("item_id,movie_title,class\nn1,Fine,Drama\nn2,,\n")
     with pytest.raises(DataError, match=r"row 2"):
         recommend(out.folder, "u3", 2, tiny_root, new_items=path)
     with pytest.raises(ValueError, match="no history"):
@@ -179,9 +188,8 @@ def test_faiss_retrieval_in_the_pipeline_matches_exact(tiny_root, tmp_path):
     split = Split.load(tiny_root / "tiny" / "splits" / SplitConfig().name)
     train = split.matrix(TRAIN)
     users = np.arange(split.n_users)
-    exact = retrieve_source(bpr, users, 10, train, cfg)
-    flat_cfg = load_run_config(_config(tiny_root, tmp_path), {"retrieval.index": {"kind": "flat"}})
-    flat = retrieve_source(bpr, users, 10, train, flat_cfg)
+    exact = retrieve_source(bpr, users, 10, train, cfg.retrieval.index)
+    flat = retrieve_source(bpr, users, 10, train, IndexConfig(kind="flat"))
     pd.testing.assert_frame_equal(
         exact.reset_index(drop=True), flat.astype(exact.dtypes.to_dict()).reset_index(drop=True)
     )

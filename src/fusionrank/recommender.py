@@ -140,9 +140,10 @@ class Recommender(ABC):
         >>> import tempfile, pandas as pd, fusionrank as fr
         >>> events = pd.DataFrame({"user_id": list("aabbbcc"), "item_id": list("xyxyzyz")})
         >>> split = fr.split(fr.Dataset.from_files(events, cache_dir=tempfile.mkdtemp()), "leave-last")
-        >>> fr.build_model("pop").fit(split).recommend(["a"], k=2)
+        >>> fr.build_model("pop").fit(split).recommend(["a"], k=2)  # "a" saw x in training
           user_id item_id  score  rank
-        0       a       z    2.0     1
+        0       a       y    1.0     1
+        1       a       z    0.0     2
         """
         self._check_fitted()
         if isinstance(users, str):

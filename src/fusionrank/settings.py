@@ -25,6 +25,7 @@ fusionrank.settings.SettingsError: example: kk: unknown setting; expected one of
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -153,6 +154,8 @@ def _coerce(hint: Any, value: Any, owner: str, path: str) -> Any:
             raise SettingsError(f"{owner}: {path}: expected a number, got {value!r}")
         return float(value)
     if hint is str:
+        if isinstance(value, os.PathLike):  # paths are given as Path objects too
+            return os.fspath(value)
         if not isinstance(value, str):
             raise SettingsError(f"{owner}: {path}: expected a string, got {value!r}")
         return value

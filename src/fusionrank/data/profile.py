@@ -49,11 +49,15 @@ class DatasetProfile:
     encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Encoder settings per modality (fields of :class:`~fusionrank.encoders.engine.EmbedConfig`,
     e.g. ``{"image": {"model": "resnet18", "weights": "/path/resnet18.safetensors"}}``)."""
+    vectors: dict[str, str] = field(default_factory=dict)
+    """Finished vectors folders (the vectors contract) to use for a modality instead of
+    embedding, e.g. item embeddings made elsewhere: ``{"text": "/path/vectors/text"}``."""
 
     def __post_init__(self) -> None:
-        unknown = set(self.encoders) - set(MODALITIES) - {"kg"}
-        if unknown:
-            raise ValueError(f"encoders: unknown modality {sorted(unknown)}; expected some of {MODALITIES}")
+        for name, given in (("encoders", self.encoders), ("vectors", self.vectors)):
+            unknown = set(given) - set(MODALITIES)
+            if unknown:
+                raise ValueError(f"{name}: unknown modality {sorted(unknown)}; expected some of {MODALITIES}")
         object.__setattr__(self, "domains", {str(k): tuple(v) for k, v in self.domains.items()})
         object.__setattr__(
             self, "user_buckets", {str(k): tuple(float(b) for b in v) for k, v in self.user_buckets.items()}

@@ -41,7 +41,8 @@ def compose_text(
     row: Mapping[str, Any], fields: Sequence[str] | None = None, template: str | None = None
 ) -> str:
     """Item text from ``template`` (``"{title}. {description}"``; runs of white space
-    collapse, so an empty field leaves no gap) or from ``fields`` joined by spaces.
+    collapse, so an empty field leaves no gap, and a row whose fields are all empty has
+    no text) or from ``fields`` joined by spaces.
 
     >>> compose_text({"title": "Heat", "year": None, "genres": ["Crime"]}, template="{title} {year} {genres}")
     'Heat Crime'
@@ -49,8 +50,10 @@ def compose_text(
     'Heat 1995'
     """
     if template:
-        text = template.format(**{n: field_text(row.get(n)) for n in template_fields(template)})
-        return _SPACES.sub(" ", text).strip()
+        values = {n: field_text(row.get(n)) for n in template_fields(template)}
+        if not any(values.values()):  # nothing but the template's punctuation
+            return ""
+        return _SPACES.sub(" ", template.format(**values)).strip()
     if not fields:
         raise ValueError("give the text fields (e.g. --fields title,genres) or a template")
     return " ".join(t for t in (field_text(row.get(f)) for f in fields) if t)

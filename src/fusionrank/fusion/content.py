@@ -57,6 +57,13 @@ def ensure_vectors(dataset: Dataset, modality: str, progress: bool = False) -> P
     """Compute the dataset's vectors for ``modality`` unless they are there; their folder."""
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    if modality in dataset.profile.vectors:  # made elsewhere
+        given = Path(dataset.profile.vectors[modality])
+        if not (given / "manifest.json").exists():
+            raise FileNotFoundError(
+                f"{dataset.name}: the {modality} vectors folder {given} has no manifest.json"
+            )
+        return given
     folder = vectors_dir(dataset, modality)
     if (folder / "manifest.json").exists():
         return folder
@@ -111,4 +118,5 @@ def load_content(split: Split, modalities: tuple[str, ...] = ("text",), progress
 def fuse_modalities(blocks: list[np.ndarray]) -> np.ndarray:
     """Concatenate the blocks, each L2-normalised per row and scaled by 1/sqrt(#blocks) so
     that every modality weighs the same and a fully present row has unit norm."""
-    return np.concatenate([unit_rows(b) for b in blocks], axis=1) / np.sqrt(len(blocks))
+    fused = np.concatenate([unit_rows(np.asarray(b, np.float32)) for b in blocks], axis=1)
+    return (fused / np.float32(np.sqrt(len(blocks)))).astype(np.float32)

@@ -94,6 +94,8 @@ class DatasetSpec:
                     settings[key] = fix(settings[key])
         if encoders:
             profile["encoders"] = encoders
+        if profile.get("vectors"):
+            profile["vectors"] = {m: fix(folder) for m, folder in profile["vectors"].items()}
         return dataclasses.replace(
             self,
             interactions=fix(self.interactions) or self.interactions,
