@@ -28,7 +28,7 @@ test: install data
 	FUSIONRANK_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks/make_notebooks.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,7 +1,10 @@
-"""Writes the three notebooks from the cells below (edit here, then run this script).
+"""Writes the notebooks from the cells below (edit here, then run this script; a test
+fails when the committed ``.ipynb`` files differ from what it writes).
 
 Each notebook reads ``FUSIONRANK_NOTEBOOK_FAST=1`` (set by the test suite) to run on
 reduced settings; unset, it runs the full configuration.
+
+    .venv/bin/python notebooks/make_notebooks.py
 """
 
 from __future__ import annotations
@@ -17,54 +20,43 @@ SETUP = """\
 import os
 from pathlib import Path
 
+import fusionrank as fr
+
 FAST = os.environ.get("FUSIONRANK_NOTEBOOK_FAST") == "1"  # the test suite runs us on reduced settings
 ROOT = Path(os.environ.get("FUSIONRANK_DATA", "../data")).resolve()
 print("data root:", ROOT, "| fast:", FAST)"""
 
 QUICKSTART = [
     new_markdown_cell(
-        "# 01 · Quickstart: load, train, evaluate\n\n"
+        "# 01 · Quickstart: load, split, fit, recommend, evaluate\n\n"
         "MovieLens-100K, a per-user random 8:1:1 split, two baselines and one neural model, "
-        "evaluated by full ranking over all items (training items excluded)."
+        "evaluated by full ranking over all items (training items excluded). Every model has "
+        "the same contract: `fit(split)`, `recommend(user_ids, k)`, `save` / `fr.load_model`."
     ),
     new_code_cell(SETUP),
     new_code_cell(
         """\
-from fusionrank.data.dataset import load_dataset
-from fusionrank.data.fetch import fetch_ml100k, is_fetched
-from fusionrank.data.splits import SplitConfig, prepare_split
-
-if not is_fetched(ROOT):
-    fetch_ml100k(ROOT)
-data = load_dataset("ml-100k", ROOT)
-split = prepare_split(data, SplitConfig(kind="ratio", seed=2020), ROOT)
-print(f"{split.n_users} users, {split.n_items} items; train/valid/test:",
-      len(split.train), len(split.valid), len(split.test))"""
+ds = fr.load_dataset("ml-100k", root=ROOT)  # fetched into ROOT if missing
+split = fr.split(ds, "ratio", seed=2020)
+print(ds)
+print(split)
+split.train.head()"""
     ),
     new_code_cell(
         """\
-from fusionrank.collab.ease import EASE
-from fusionrank.collab.pop import Pop
-from fusionrank.evaluation.ranking import EvalConfig
-from fusionrank.pipelines.evaluate import evaluate_model_on_split
-from fusionrank.pipelines.train import build_collab, fit_and_evaluate
-
-config = EvalConfig(ks=(10, 20))
-results = {
-    "pop": evaluate_model_on_split(Pop(), split, "pop", config),
-    "ease": evaluate_model_on_split(EASE(), split, "ease", config),
+models = {
+    "pop": fr.build_model("pop"),
+    "ease": fr.build_model("ease", reg=250.0),
+    "bpr": fr.build_model("bpr", epochs=3 if FAST else 200, progress=False),
 }
-bpr = build_collab("bpr", train={"epochs": 3 if FAST else 100, "progress": False})
-results["bpr"] = fit_and_evaluate(bpr, split, "bpr", config)"""
+results = {name: fr.evaluate(model.fit(split), split, ks=(10, 20)) for name, model in models.items()}
+for name, result in results.items():
+    print(f"{name:5s} ndcg@10 {result.metrics['ndcg@10']:.4f}  recall@10 {result.metrics['recall@10']:.4f}")
+assert results["ease"].metrics["ndcg@10"] > results["pop"].metrics["ndcg@10"]"""
     ),
     new_code_cell(
         """\
-from fusionrank.evaluation.table import format_table
-
-rows = [{"model": name, **{m: r["metrics"][m] for m in ("ndcg@10", "recall@10", "mrr@10")}}
-        for name, r in results.items()]
-print(format_table(rows, list(rows[0])))
-assert results["ease"]["metrics"]["ndcg@10"] > results["pop"]["metrics"]["ndcg@10"]"""
+models["ease"].recommend(["1", "7"], k=5)  # external ids; items the user saw are excluded"""
     ),
     new_markdown_cell(
         "Save a model and reload it: the same scores come back.\n\n"
@@ -74,59 +66,77 @@ assert results["ease"]["metrics"]["ndcg@10"] > results["pop"]["metrics"]["ndcg@1
         """\
 import tempfile
 import numpy as np
-from fusionrank.collab.base import Recommender
 
 with tempfile.TemporaryDirectory() as tmp:
-    bpr.save(Path(tmp) / "bpr")
-    again = Recommender.load(Path(tmp) / "bpr")
+    models["bpr"].save(Path(tmp) / "bpr")
+    again = fr.load_model(Path(tmp) / "bpr")
 users = np.arange(5)
-np.testing.assert_allclose(again.score(users), bpr.score(users), rtol=1e-6)
+np.testing.assert_allclose(again.score(users), models["bpr"].score(users), rtol=1e-6)
 print("reloaded: identical scores")"""
+    ),
+    new_markdown_cell("Every registered model, with its config class (settings are validated by name):"),
+    new_code_cell(
+        """\
+{name: config.__name__ for name, config in fr.list_models().items()}"""
     ),
 ]
 
 COLD_START = [
     new_markdown_cell(
-        "# 02 · Cold start: new items from their text, new users from side features\n\n"
-        "Protocol (a) for cold items: 20% of items are held out with all their interactions and "
-        "only they are ranked, for the users who interacted with them. Cold users: 10% of users "
-        "are held out entirely and served from age, gender and occupation."
+        "# 02 · Cold start: new items from their text, new users from side features, other domains\n\n"
+        "Each protocol is a split: `cold-items` holds out 20% of items with all their interactions "
+        "(headline: only those items are ranked, for the users who had them), `cold-users` holds out "
+        "10% of users (served from age, gender and occupation), `cross-domain` hides the target-domain "
+        "history of 20% of the users active in both domains. The models are fitted and evaluated the "
+        "same way as any other."
     ),
     new_code_cell(SETUP),
     new_code_cell(
         """\
-from fusionrank.data.fetch import fetch_ml100k, is_fetched
-from fusionrank.evaluation.ranking import EvalConfig
 from fusionrank.evaluation.table import format_table
-from fusionrank.pipelines.cold_start import run_cold_items, run_cold_users
 
-if not is_fetched(ROOT):
-    fetch_ml100k(ROOT)
-config = EvalConfig(ks=(10,))
-rows = []
-for model, overrides in [("random", None), ("content-knn", None), ("ease-content", None),
-                         ("hybrid", {"epochs": 2 if FAST else 100})]:
-    m = run_cold_items("ml-100k", model, root=ROOT, modalities=("text",), overrides=overrides,
-                       eval_config=config)
-    rows.append({"protocol": "cold items (a)", "model": model, "ndcg@10": m["metrics"]["ndcg@10"],
-                 "recall@10": m["metrics"]["recall@10"]})
-print(format_table(rows, list(rows[0])))
-by_model = {r["model"]: r["ndcg@10"] for r in rows}
-assert by_model["ease-content"] > by_model["random"]"""
+ds = fr.load_dataset("ml-100k", root=ROOT)
+
+
+def table(kind, models):
+    split = fr.split(ds, kind, seed=2020)
+    rows = []
+    for name, settings in models:
+        result = fr.evaluate(fr.build_model(name, **settings).fit(split), split, ks=(10,))
+        rows.append({"protocol": kind, "model": name, "ndcg@10": result.metrics["ndcg@10"],
+                     "recall@10": result.metrics["recall@10"]})
+    print(format_table(rows, list(rows[0])))
+    return {r["model"]: r["ndcg@10"] for r in rows}
+
+
+cold_items = table("cold-items", [("random", {}), ("content-knn", {}), ("ease-content", {}),
+                                  ("hybrid", {"epochs": 2 if FAST else 100, "progress": False})])
+assert cold_items["ease-content"] > cold_items["random"]"""
     ),
     new_code_cell(
         """\
-rows = []
-for model, overrides in [("pop", None), ("demographic-pop", None),
-                         ("profile", {"epochs": 5} if FAST else None)]:
-    m = run_cold_users("ml-100k", model, root=ROOT, overrides=overrides, eval_config=config)
-    rows.append({"protocol": "cold users", "model": model, "ndcg@10": m["metrics"]["ndcg@10"]})
-print(format_table(rows, list(rows[0])))"""
+cold_users = table("cold-users", [("pop", {}), ("demographic-pop", {}),
+                                  ("profile", {"epochs": 2 if FAST else 5, "progress": False})])
+cross = table("cross-domain", [("pop", {}),
+                               ("cross-domain", {"epochs": 3 if FAST else 60, "progress": False})])"""
+    ),
+    new_markdown_cell(
+        "A user nobody has seen, known only by side features, through the profile model's cold-start path:"
+    ),
+    new_code_cell(
+        """\
+import pandas as pd
+
+split = fr.split(ds, "cold-users", seed=2020)
+profile = fr.build_model("profile", epochs=2 if FAST else 5, progress=False).fit(split)
+newcomer = pd.DataFrame({"user_id": ["newcomer"], "age": [31], "gender": ["F"], "occupation": ["writer"]})
+profile.recommend(["newcomer"], k=5, user_features=newcomer)"""
     ),
     new_markdown_cell(
         "From the shell: `fusionrank evaluate --split cold-items --model hybrid`, "
         "`fusionrank recommend --run DIR --user 1 --new-items new.csv` (items unseen in training, "
-        "ranked from their text), and `--age 25 --gender F --occupation writer` for a new user."
+        "ranked from their text), and `--feature age=25 --feature gender=F --feature occupation=writer` "
+        "for a new user."
     ),
 ]
 
@@ -141,12 +151,9 @@ HYBRID = [
     new_code_cell(
         """\
 import tempfile
-from fusionrank.data.fetch import fetch_ml100k, is_fetched
 from fusionrank.pipelines.config import parse_run_config
 from fusionrank.pipelines.run import run_pipeline
 
-if not is_fetched(ROOT):
-    fetch_ml100k(ROOT)
 out = tempfile.mkdtemp() if FAST else "../runs"
 raw = {
     "name": "notebook",
@@ -154,8 +161,9 @@ raw = {
     "root": str(ROOT),
     "out": out,
     "modalities": ["text"] if FAST else ["text", "kg"],
-    "models": {"pop": {}, "itemknn": {}, "ease": {}, "bpr": {"train": {"epochs": 5 if FAST else 100}}},
-    "retrieval": {"n": 50 if FAST else 100, "sources": ["ease", "bpr", "itemknn"]},
+    "models": {"pop": {}, "itemknn": {}, "ease": {}, "bpr": {"epochs": 5 if FAST else 200},
+               "cross-domain": {"epochs": 3 if FAST else 60}},
+    "retrieval": {"n": 50 if FAST else 100, "sources": ["ease", "bpr", "itemknn", "cross-domain"]},
     "ablation": not FAST,
 }
 config = parse_run_config(raw, "notebook")
@@ -188,14 +196,91 @@ for name in ("metrics_by_model", "warm_vs_cold", "feature_importance"):
     ),
 ]
 
+OWN_DATA = [
+    new_markdown_cell(
+        "# 04 · Your own data: an event log and a catalogue with text\n\n"
+        "`fr.Dataset.from_files` reads CSV, TSV, Parquet or JSONL (or DataFrames) with a column "
+        "mapping; timestamps may be numbers, ISO-8601 text or datetimes. Every bad row stops with "
+        "the file, the row and the column. Here a small shop is made up on the spot."
+    ),
+    new_code_cell(SETUP),
+    new_code_cell(
+        """\
+import tempfile
+import numpy as np
+import pandas as pd
 
-def write(name: str, cells: list) -> None:
+folder = Path(tempfile.mkdtemp())
+rng = np.random.default_rng(0)
+kinds = ["tea", "coffee", "cocoa"]
+items = pd.DataFrame({
+    "sku": [f"sku-{i}" for i in range(60)],
+    "title": [f"{kinds[i % 3].title()} blend {i}" for i in range(60)],
+    "description": [f"A {['green', 'dark roast', 'sweet'][i % 3]} {kinds[i % 3]}." for i in range(60)],
+})
+events = []
+for user in range(1, 201):
+    likes = [i for i in range(60) if i % 3 == user % 3]
+    for i in rng.choice(likes, size=8, replace=False):
+        when = pd.Timestamp("2025-01-01") + pd.Timedelta(hours=int(rng.integers(0, 5000)))
+        events.append({"customer": str(user), "sku": f"sku-{i}", "time": when.isoformat()})
+pd.DataFrame(events).to_csv(folder / "events.csv", index=False)
+items.to_csv(folder / "items.csv", index=False)
+
+ds = fr.Dataset.from_files(
+    interactions=folder / "events.csv",
+    items=folder / "items.csv",
+    columns={"user": "customer", "item": "sku", "timestamp": "time"},
+    text="{title}. {description}",
+    cache_dir=folder / "cache",
+)
+ds"""
+    ),
+    new_code_cell(
+        """\
+split = fr.split(ds, "temporal-ratio", seed=1)
+for name in ("pop", "ease", "content-knn"):
+    result = fr.evaluate(fr.build_model(name).fit(split), split, ks=(10,))
+    print(f"{name:12s} ndcg@10 {result.metrics['ndcg@10']:.4f}")"""
+    ),
+    new_code_cell(
+        """\
+fr.build_model("ease").fit(split).recommend(["1", "2"], k=3)"""
+    ),
+    new_markdown_cell(
+        "The same files run the whole pipeline: `dataset:` in a run config takes the same fields "
+        "(paths relative to the config file), and `fusionrank data import --name shop ...` stores "
+        "them under the data folder so that every command can use `--dataset shop`."
+    ),
+]
+
+NOTEBOOKS = {
+    "01_quickstart.ipynb": QUICKSTART,
+    "02_cold_start.ipynb": COLD_START,
+    "03_hybrid_ranking.ipynb": HYBRID,
+    "04_own_data.ipynb": OWN_DATA,
+}
+
+
+def notebook(name: str) -> nbformat.NotebookNode:
+    """The notebook ``name`` with stable cell ids (so regenerating changes nothing)."""
+    cells = [nbformat.from_dict(dict(c)) for c in NOTEBOOKS[name]]
+    for k, cell in enumerate(cells):
+        cell["id"] = f"{Path(name).stem}-{k:02d}"
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, HERE / name)
+    return nb
+
+
+def write(folder: Path = HERE) -> list[Path]:
+    """Write every notebook into ``folder``; returns the paths."""
+    paths = []
+    for name in NOTEBOOKS:
+        nbformat.write(notebook(name), folder / name)
+        paths.append(folder / name)
+    return paths
 
 
 if __name__ == "__main__":
-    write("01_quickstart.ipynb", QUICKSTART)
-    write("02_cold_start.ipynb", COLD_START)
-    write("03_hybrid_ranking.ipynb", HYBRID)
+    for path in write():
+        print("wrote", path)

@@ -148,7 +148,7 @@ class Dataset:
         if items is not None:
             frame, items_name = read_table(items, "items")
             item_table = normalise_catalogue(frame, _id_column(frame, cols.item, ITEM_ID), items_name)
-            check_known_items(inter, item_table, inter_name)
+            check_known_items(inter, item_table, inter_name, cols.item)
         if users is not None:
             frame, users_name = read_table(users, "users")
             user_table = normalise_catalogue(

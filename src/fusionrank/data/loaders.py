@@ -236,8 +236,11 @@ def load_catalogue(path: str | Path | pd.DataFrame, id_column: str = ITEM_ID) ->
     return normalise_catalogue(frame, id_column, name)
 
 
-def check_known_items(interactions: pd.DataFrame, catalogue: pd.DataFrame, path: str | Path) -> None:
-    """Stop at the first interaction whose item is not in the catalogue."""
+def check_known_items(
+    interactions: pd.DataFrame, catalogue: pd.DataFrame, path: str | Path, column: str = ITEM_ID
+) -> None:
+    """Stop at the first interaction whose item is not in the catalogue (``column``: the
+    interaction file's item column, as the user named it)."""
     known = pd.Index(catalogue[ITEM_ID])
     unknown = ~interactions[ITEM_ID].isin(known).to_numpy()
     if unknown.any():
@@ -247,5 +250,5 @@ def check_known_items(interactions: pd.DataFrame, catalogue: pd.DataFrame, path:
             f"({int(unknown.sum())} such rows in all)",
             file=path,
             row=row + 1,
-            column=ITEM_ID,
+            column=column,
         )

@@ -87,11 +87,10 @@ class DatasetSpec:
         profile = dict(self.profile)
         encoders = {m: dict(s) for m, s in profile.get("encoders", {}).items()}
         for settings in encoders.values():
-            for key in ("weights", "clip_pretrained", "model"):
-                if isinstance(settings.get(key), str) and (
-                    "/" in settings[key] or settings[key].startswith(".")
-                ):
-                    settings[key] = fix(settings[key])
+            for key in ("weights", "clip_pretrained", "model"):  # local files, not tags or hub ids
+                value = settings.get(key)
+                if isinstance(value, str) and (base / Path(value).expanduser()).exists():
+                    settings[key] = fix(value)
         if encoders:
             profile["encoders"] = encoders
         if profile.get("vectors"):
