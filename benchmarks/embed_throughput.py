@@ -32,7 +32,7 @@ RESULTS = HERE / "results"
 def make_texts(kind: str, n: int, seed: int = 0) -> list[str]:
     """MovieLens-like strings from the real ml-100k catalogue, or ~200-token long strings."""
     from fusionrank.data.dataset import default_root, load_dataset
-    from fusionrank.encoders.templates import field_text
+    from fusionrank.data.text import field_text
 
     items = load_dataset("ml-100k", default_root()).items
     rng = np.random.default_rng(seed)

@@ -38,11 +38,14 @@ RECBOLE_NAMES = {"bpr": "BPR", "neumf": "NeuMF", "lightgcn": "LightGCN", "sasrec
 
 
 def ours_worker(model: str, split_kind: str, seed: int, root: str, train: dict) -> dict:
-    from fusionrank.pipelines.train import build_collab, fit_and_evaluate
+    import fusionrank as fr
 
-    split = prepare_split(load_dataset("ml-100k", root), SplitConfig(kind=split_kind, seed=seed), root)
-    rec = build_collab(model, None, {"progress": False, "seed": seed, **train})
-    res = fit_and_evaluate(rec, split, model)
+    split = prepare_split(load_dataset("ml-100k", root), SplitConfig(kind=split_kind, seed=seed))
+    rec = fr.build_model(model, progress=False, seed=seed, **train).fit(split)
+    res = fr.evaluate(rec, split).to_dict()
+    h = rec.history or {}
+    res["epochs"], res["best_epoch"] = h.get("epochs"), h.get("best_epoch")
+    res["timings"] |= {"time_to_best_s": h.get("time_to_best_s"), "total_s": h.get("total_s")}
     res["peak_rss_mb"] = peak_rss_mb()
     return res
 
@@ -72,7 +75,7 @@ def run_cornac(root: Path, seed: int, iterations: tuple[int, ...]) -> dict:
 
     from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
 
-    split = prepare_split(load_dataset("ml-100k", root), SplitConfig(kind="ratio", seed=seed), root)
+    split = prepare_split(load_dataset("ml-100k", root), SplitConfig(kind="ratio", seed=seed))
     train = split.matrix("train").tocoo()
     data = CornacDataset.from_uir(
         list(zip(train.row.astype(str), train.col.astype(str), np.ones(train.nnz))), seed=seed

@@ -1,8 +1,9 @@
 """Cornac's VBPR as the peer hybrid in the cold-items table (same split, same metrics).
 
 VBPR (He & McAuley 2016) scores u, i as b_i + g_u.g_i + t_u.(E f_i) + b'.f_i. We give it
-the same MiniLM text vectors our models get, as its item "image" features (Cornac's
-``ImageModality`` takes any dense feature matrix). A cold item has no trained b_i or g_i,
+the same training rows (train) and the same MiniLM text vectors our models get, the vectors
+as its item "image" features (Cornac's ``ImageModality`` takes any dense feature matrix).
+A cold item has no trained b_i or g_i,
 so, as in the VBPR paper's cold-start setting, it is scored by its content terms
 t_u.(E f_i) + b'.f_i. Rows are merged into ``benchmarks/results/cold_start.json`` (earlier
 VBPR rows replaced) and the markdown table is rewritten.
@@ -19,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from fusionrank.columns import ITEM_ID, TEST, TRAIN, USER_ID, VALID
 from fusionrank.data.dataset import default_root, load_dataset
@@ -38,9 +38,9 @@ def run_vbpr(seed: int, root: Path, epochs: int, k: int, lr: float) -> dict:
     from cornac.data import ImageModality
 
     data = load_dataset("ml-100k", root)
-    split = prepare_split(data, SplitConfig(kind="cold-items", seed=seed), root)
-    content = load_content(root, "ml-100k", split.items, ("text",))
-    known = pd.concat([split.train, split.valid])
+    split = prepare_split(data, SplitConfig(kind="cold-items", seed=seed))
+    content = load_content(split, ("text",))
+    known = split.train  # what our models fit on (valid is theirs for early stopping)
     triplets = list(zip(known[USER_ID].astype(str), known[ITEM_ID].astype(str), np.ones(len(known))))
     warm_ids = sorted(set(known[ITEM_ID].astype(str)))
     feats = content.vectors[split.items.to_index(warm_ids)]

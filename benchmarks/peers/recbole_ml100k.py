@@ -20,14 +20,11 @@ sys.path.insert(0, str(HERE))
 
 from recbole_runner import base_config, run_job, write_benchmark_files  # noqa: E402
 
-from fusionrank.collab.itemknn import ItemKNN  # noqa: E402
-from fusionrank.collab.pop import Pop  # noqa: E402
+import fusionrank as fr  # noqa: E402
 from fusionrank.data.dataset import default_root, load_dataset  # noqa: E402
 from fusionrank.data.splits import SplitConfig, prepare_split  # noqa: E402
-from fusionrank.evaluation.ranking import EvalConfig  # noqa: E402
 from fusionrank.evaluation.table import format_table  # noqa: E402
 from fusionrank.io import write_json  # noqa: E402
-from fusionrank.pipelines.evaluate import evaluate_model_on_split  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10")
 POP_NOTE = (
@@ -46,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_dataset("ml-100k", args.root)
-    split = prepare_split(data, SplitConfig(kind="ratio", seed=args.seed), args.root)
+    split = prepare_split(data, SplitConfig(kind="ratio", seed=args.seed))
     work = HERE.parent / ".work"
     bench_name = "ml-100k-fusionrank"
     write_benchmark_files(split, work / bench_name, bench_name)
@@ -76,16 +73,15 @@ def main() -> None:
                 "time_s": same["timings"]["total_s"],
             }
         )
-    eval_config = EvalConfig(ks=(10, 20))
-    for name, model in (("Pop", Pop()), ("ItemKNN", ItemKNN())):
-        res = evaluate_model_on_split(model, split, name, eval_config)
+    for name in ("Pop", "ItemKNN"):
+        res = fr.evaluate(fr.build_model(name.lower()).fit(split), split, ks=(10, 20))
         rows.append(
             {
                 "system": "fusionrank",
                 "model": name,
                 "split": "ours",
-                **{m: res["metrics"][m] for m in METRICS},
-                "time_s": res["timings"]["fit_s"] + res["timings"]["evaluate_s"],
+                **{m: res.metrics[m] for m in METRICS},
+                "time_s": res.timings["fit_s"] + res.timings["evaluate_s"],
             }
         )
 

@@ -5,6 +5,8 @@ External ids (``user_id``, ``item_id``) are strings; internal indices (``user_id
 has been applied.
 """
 
+from typing import Final
+
 USER_ID = "user_id"
 ITEM_ID = "item_id"
 USER_IDX = "user_idx"
@@ -17,7 +19,7 @@ RANK = "rank"
 PART = "part"
 VECTOR = "vector"
 
-TRAIN = "train"
-VALID = "valid"
-TEST = "test"
+TRAIN: Final = "train"
+VALID: Final = "valid"
+TEST: Final = "test"
 PARTS = (TRAIN, VALID, TEST)

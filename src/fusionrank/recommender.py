@@ -21,7 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from fusionrank.data.splits import Split
 
 Stage = Literal["valid", "test"]
+_R = TypeVar("_R", bound="Recommender")
 
 
 class UnknownUserError(ValueError):
@@ -77,7 +78,7 @@ class Recommender(ABC):
         return cls(build_settings(cls.config_class, settings, owner=cls.__name__))
 
     # --- the contract -------------------------------------------------------------------
-    def fit(self, split: Split) -> Recommender:
+    def fit(self: _R, split: Split) -> _R:
         """Learn from ``split.train`` (and ``split.valid`` where the model stops early);
         returns self. Refitting starts from scratch."""
         t0 = time.perf_counter()
@@ -280,19 +281,20 @@ def _top_frame(user_ids: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> pd.Da
     )
 
 
-def csr_to_arrays(prefix: str, m: sp.spmatrix) -> dict[str, np.ndarray]:
+def csr_to_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
     """Flatten a CSR matrix into named arrays for safetensors."""
-    m = sp.csr_matrix(m)
+    csr = sp.csr_matrix(m)
     return {
-        f"{prefix}.data": m.data.astype(np.float32),
-        f"{prefix}.indices": m.indices.astype(np.int64),
-        f"{prefix}.indptr": m.indptr.astype(np.int64),
-        f"{prefix}.shape": np.asarray(m.shape, np.int64),
+        f"{prefix}.data": csr.data.astype(np.float32),
+        f"{prefix}.indices": csr.indices.astype(np.int64),
+        f"{prefix}.indptr": csr.indptr.astype(np.int64),
+        f"{prefix}.shape": np.asarray(csr.shape, np.int64),
     }
 
 
 def csr_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
-    shape = tuple(int(x) for x in arrays[f"{prefix}.shape"])
+    n_rows, n_cols = (int(x) for x in arrays[f"{prefix}.shape"])
     return sp.csr_matrix(
-        (arrays[f"{prefix}.data"], arrays[f"{prefix}.indices"], arrays[f"{prefix}.indptr"]), shape=shape
+        (arrays[f"{prefix}.data"], arrays[f"{prefix}.indices"], arrays[f"{prefix}.indptr"]),
+        shape=(n_rows, n_cols),
     )

@@ -38,15 +38,15 @@ def knn_similarity(x: sp.csr_matrix, k: int, shrink: float, block_size: int = 51
 
     sim(i, j) = x_i . x_j / (|x_i| |x_j| + shrink + 1e-6), computed in column blocks.
     """
-    x = sp.csc_matrix(x, dtype=np.float32)
-    n_items = x.shape[1]
+    xc = sp.csc_matrix(x, dtype=np.float32)
+    n_items = xc.shape[1]
     k = min(k, n_items - 1) if n_items > 1 else 0
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel()).astype(np.float32)
-    xt = x.T.tocsr()
+    norms = np.sqrt(np.asarray(xc.multiply(xc).sum(axis=0)).ravel()).astype(np.float32)
+    xt = xc.T.tocsr()
     rows, cols, vals = [], [], []
     for start in range(0, n_items, block_size):
         stop = min(start + block_size, n_items)
-        block = (xt @ x[:, start:stop]).toarray()  # (n_items, b)
+        block = (xt @ xc[:, start:stop]).toarray()  # (n_items, b)
         block /= norms[:, None] * norms[None, start:stop] + shrink + 1e-6
         block[np.arange(start, stop), np.arange(stop - start)] = 0.0
         if k == 0:
@@ -58,7 +58,7 @@ def knn_similarity(x: sp.csr_matrix, k: int, shrink: float, block_size: int = 51
         cols.append(np.broadcast_to(np.arange(start, stop), top.shape)[nz])
         vals.append(top_vals[nz])
     if not rows:
-        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)  # type: ignore[arg-type]  # stub gap
     return sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(n_items, n_items),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,7 +42,8 @@ def normalised_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     """D^-1/2 A D^-1/2 of the bipartite graph A = [[0, R], [R^T, 0]] as a sparse CSR tensor."""
     n_users, n_items = train.shape
     r = sp.csr_matrix(train, dtype=np.float32)
-    a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
+    # CSR blocks in, format="csr": a csr_matrix (the stubs only promise the spmatrix mixin)
+    a = cast(sp.csr_matrix, sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32))
     deg = np.asarray(a.sum(axis=1)).ravel()
     inv = np.zeros_like(deg)
     inv[deg > 0] = deg[deg > 0] ** -0.5

@@ -81,13 +81,16 @@ class BPR(PairwiseRecommender):
         return bpr_loss(pos_s, neg_s) + self.config.reg * reg
 
     def user_embeddings(self) -> np.ndarray:
-        return self.module.users.weight.detach().cpu().numpy()  # type: ignore[union-attr]
+        m: MFModule = self.module  # type: ignore[assignment]
+        return m.users.weight.detach().cpu().numpy()
 
     def item_embeddings(self) -> np.ndarray:
-        return self.module.items.weight.detach().cpu().numpy()  # type: ignore[union-attr]
+        m: MFModule = self.module  # type: ignore[assignment]
+        return m.items.weight.detach().cpu().numpy()
 
     def item_bias(self) -> np.ndarray:
-        return self.module.item_bias.weight.detach().cpu().numpy().ravel()  # type: ignore[union-attr]
+        m: MFModule = self.module  # type: ignore[assignment]
+        return m.item_bias.weight.detach().cpu().numpy().ravel()
 
     def user_vectors(self) -> np.ndarray:
         """User embeddings with a last column of ones (it meets the item bias)."""

@@ -22,6 +22,7 @@ class NegativeSampler:
         self._max_pos = int(np.diff(train.indptr).max(initial=0))
         if self._max_pos >= self.n_items:
             raise ValueError("a user has interacted with every item: no negative to sample")
+        self._cdf: np.ndarray | None
         if kind == "popularity":
             pop = np.asarray(train.sum(axis=0)).ravel() + 1.0
             p = pop**alpha

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -64,7 +64,7 @@ class NeuMFModule(nn.Module):
         The first MLP layer acts on [p_u; q_i], so it splits into a user part and an item
         part computed once each; only the later layers run per (user, item) pair.
         """
-        first = self.mlp[0]
+        first = cast(nn.Linear, self.mlp[0])
         d = self.user_mlp.embedding_dim
         item_h = self.item_mlp.weight @ first.weight[:, d:].T + first.bias  # (n_items, h1)
         gmf_items = self.item_mf.weight * self.out.weight[0, : self.item_mf.embedding_dim]  # (n_items, d_mf)
@@ -103,7 +103,8 @@ class NeuMF(TorchRecommender):
 
     def batch_loss(self, batch: Any) -> torch.Tensor:
         users, items, labels = (t.to(self.device) for t in batch)
-        return nn.functional.binary_cross_entropy_with_logits(self.module(users, items), labels)
+        m: NeuMFModule = self.module  # type: ignore[assignment]
+        return nn.functional.binary_cross_entropy_with_logits(m(users, items), labels)
 
     @torch.inference_mode()
     def score(self, users: np.ndarray) -> np.ndarray:

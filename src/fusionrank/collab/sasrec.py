@@ -147,14 +147,15 @@ class SASRec(TorchRecommender):
     def batch_loss(self, batch: Any) -> torch.Tensor:
         inputs, targets, negs = batch
         inputs, targets = inputs.to(self.device), targets.to(self.device)
-        states = self.module(inputs)
+        m: SASRecModule = self.module  # type: ignore[assignment]
+        states = m(inputs)
         valid = (targets > 0) & (inputs > 0)
         h = states[valid]  # (n, hidden)
         tgt = targets[valid] - 1
         if self.config.loss == "ce":
-            return nn.functional.cross_entropy(self.module.logits(h), tgt)
+            return nn.functional.cross_entropy(m.logits(h), tgt)
         neg = torch.from_numpy(negs).to(self.device)[valid] - 1
-        w = self.module.items.weight[1:]
+        w = m.items.weight[1:]
         pos_s, neg_s = (h * w[tgt]).sum(-1), (h * w[neg]).sum(-1)
         return nn.functional.softplus(-pos_s).mean() + nn.functional.softplus(neg_s).mean()
 
@@ -162,5 +163,6 @@ class SASRec(TorchRecommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)
         seq = torch.from_numpy(self._sequences[users][:, 1:]).to(self.device)  # the last max_len items
-        states = self.module(seq)[:, -1]
-        return self.module.logits(states).cpu().numpy()
+        m: SASRecModule = self.module  # type: ignore[assignment]
+        states = m(seq)[:, -1]
+        return m.logits(states).cpu().numpy()

@@ -76,7 +76,7 @@ def read_atomic(path: str | Path) -> pd.DataFrame:
     if raw.empty:
         raise DataError("file has a header but no data rows", file=path)
     _check_field_counts(path, len(names), names)
-    out = {}
+    out: dict[str, pd.Series | list[list[float]]] = {}
     for name, kind in fields:
         col = raw[name]
         if kind == "token":

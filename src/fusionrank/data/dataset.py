@@ -217,7 +217,7 @@ def _id_column(frame: pd.DataFrame, mapped: str, default: str) -> str:
 def _with_overrides(profile: DatasetProfile, **values: Any) -> DatasetProfile:
     import dataclasses
 
-    given = {
+    given: dict[str, Any] = {
         k: (str(Path(v).expanduser().resolve()) if k == "image_root" else v) for k, v in values.items() if v
     }
     return dataclasses.replace(profile, **given)
@@ -253,7 +253,7 @@ def check_profile(
 
 def _key(*sources: Any) -> str:
     """A short key for files (path, size, mtime) or DataFrames (content hash)."""
-    parts = []
+    parts: list[Any] = []
     for s in sources:
         if s is None:
             parts.append(None)
@@ -288,7 +288,7 @@ def load_atomic(
     if TIMESTAMP not in inter.columns:
         inter[TIMESTAMP] = 0.0
     items = None
-    files = {s: directory / f"{name}.{s}" for s in ("kg", "link") if s in tables}
+    files: dict[str, Path] = {s: directory / f"{name}.{s}" for s in ("kg", "link") if s in tables}
     if "item" in tables:
         items = normalise_catalogue(tables["item"], ITEM_ID, directory / f"{name}.item")
         check_known_items(inter, items, inter_path)

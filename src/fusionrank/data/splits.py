@@ -80,11 +80,13 @@ class SplitConfig:
             raise ValueError(f"unknown split kind {self.kind!r}; expected one of {SPLIT_KINDS}")
         if len(self.ratios) != 3 or min(self.ratios) < 0 or sum(self.ratios) <= 0:
             raise ValueError(f"ratios must be three non-negative shares, got {self.ratios}")
-        if self.cold_share is None:
-            object.__setattr__(self, "cold_share", 0.1 if self.kind == "cold-users" else 0.2)
-        if not 0 < self.cold_share < 1:
-            raise ValueError(f"cold_share must be in (0, 1), got {self.cold_share}")
-        if not 0 <= self.valid_users_share < 1 - self.cold_share:
+        cold_share = self.cold_share
+        if cold_share is None:
+            cold_share = 0.1 if self.kind == "cold-users" else 0.2
+            object.__setattr__(self, "cold_share", cold_share)
+        if not 0 < cold_share < 1:
+            raise ValueError(f"cold_share must be in (0, 1), got {cold_share}")
+        if not 0 <= self.valid_users_share < 1 - cold_share:
             raise ValueError(
                 f"valid_users_share must be in [0, 1 - cold_share), got {self.valid_users_share}"
             )
@@ -274,7 +276,16 @@ class Split:
         table = _with_indices(table, users, items)
         parts = {p: table[table[PART] == p].drop(columns=[PART]).reset_index(drop=True) for p in PARTS}
         meta = {k: v for k, v in manifest.items() if k not in ("config", "rows", "n_users", "n_items")}
-        return cls(config=config, users=users, items=items, meta=meta, dataset=dataset, **parts)
+        return cls(
+            config=config,
+            train=parts[TRAIN],
+            valid=parts[VALID],
+            test=parts[TEST],
+            users=users,
+            items=items,
+            meta=meta,
+            dataset=dataset,
+        )
 
 
 def _with_indices(frame: pd.DataFrame, users: IdMap, items: IdMap) -> pd.DataFrame:
@@ -357,6 +368,7 @@ def assign_parts(frame: pd.DataFrame, config: SplitConfig) -> np.ndarray:
     # cold-items / cold-users
     column = ITEM_IDX if config.kind == "cold-items" else USER_IDX
     entities = np.unique(frame[column].to_numpy())
+    assert config.cold_share is not None  # SplitConfig.__post_init__ fills the default
     n_cold = max(1, round(config.cold_share * len(entities)))
     cold = rng.choice(entities, size=n_cold, replace=False)
     is_cold = np.isin(frame[column].to_numpy(), cold)
@@ -405,6 +417,7 @@ def _cross_domain_split(dataset: Dataset, config: SplitConfig) -> Split:
     both = np.intersect1d(frame.loc[in_target, USER_IDX].unique(), frame.loc[in_source, USER_IDX].unique())
     rng = np.random.default_rng(config.seed)
     chosen = rng.permutation(both)
+    assert config.cold_share is not None  # SplitConfig.__post_init__ fills the default
     n_test, n_valid = round(config.cold_share * len(both)), round(config.valid_users_share * len(both))
     test_users, valid_users = np.sort(chosen[:n_test]), np.sort(chosen[n_test : n_test + n_valid])
     u = frame[USER_IDX].to_numpy()

@@ -61,7 +61,7 @@ def train_transe(triples: pd.DataFrame, config: TransEConfig) -> tuple[dict[str,
     )
     relations = pd.Index(pd.unique(triples["relation_id"]))
     h = torch.from_numpy(entities.get_indexer(triples["head_id"]).astype(np.int64))
-    r = torch.from_numpy(relations.get_indexer(triples["relation_id"]).astype(np.int64))
+    r = torch.from_numpy(relations.get_indexer(pd.Index(triples["relation_id"])).astype(np.int64))
     t = torch.from_numpy(entities.get_indexer(triples["tail_id"]).astype(np.int64))
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)

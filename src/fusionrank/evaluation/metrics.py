@@ -20,7 +20,7 @@ def hit(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     >>> hit(hits, np.array([2]), 1).tolist(), hit(hits, np.array([2]), 2).tolist()
     ([0.0], [1.0])
     """
-    return hits[:, :k].any(axis=1).astype(np.float64)
+    return np.any(hits[:, :k], axis=1).astype(np.float64)
 
 
 def precision(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:

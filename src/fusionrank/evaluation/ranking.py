@@ -79,9 +79,9 @@ def evaluate_ranking(
     if len(eligible) == 0:
         raise ValueError("no user has a relevant item to evaluate")
     kmax = max(config.ks)
-    per_user = {f"{m}@{k}": [] for m in config.metrics for k in config.ks}
+    per_user: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for m in config.metrics for k in config.ks}
     recommended = {k: np.zeros(n_items, dtype=bool) for k in config.ks}
-    pop_sums = {k: [] for k in config.ks}
+    pop_sums: dict[int, list[np.ndarray]] = {k: [] for k in config.ks}
     all_top = []
     for start in range(0, len(eligible), config.chunk_size):
         rows = eligible[start : start + config.chunk_size]

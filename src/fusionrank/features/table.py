@@ -245,7 +245,7 @@ def _domain_columns(
             scores = np.asarray(other @ item_item[:, cols])  # (users, items in d) from the other domain only
             pos = np.searchsorted(cols, i[rows])
             transfer[rows] = scores[u[rows], pos]
-    cols = {"domain_share": share}
+    out = {"domain_share": share}
     if item_item is not None:
-        cols["domain_transfer"] = transfer
-    return cols
+        out["domain_transfer"] = transfer
+    return out

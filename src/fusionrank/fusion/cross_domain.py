@@ -209,6 +209,7 @@ class CrossDomain(DomainRecommender, Trainable):
     with target history from the mean of both profiles."""
 
     config_class = CrossDomainConfig
+    module: CrossDomainModule
 
     def _fit_domains(self, split: Split) -> None:
         cfg = self.config

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -57,8 +57,9 @@ class ContentToColumn(nn.Module):
         self.residual = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, n)
         )
-        nn.init.zeros_(self.residual[-1].weight)
-        nn.init.zeros_(self.residual[-1].bias)
+        last = cast(nn.Linear, self.residual[-1])
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x) + self.residual(x)  # (items, n_warm)

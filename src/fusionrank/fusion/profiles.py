@@ -37,7 +37,7 @@ class FeatureRecommender(Recommender):
         self.train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
         self.features, names = split.user_features()
         data = split.require_dataset("side features")
-        self._spec = {
+        self._spec: dict[str, Any] = {
             "columns": list(data.profile.user_features),
             "buckets": {k: list(v) for k, v in data.profile.user_buckets.items()},
             "names": names,
@@ -169,6 +169,7 @@ class Profile(FeatureRecommender, Trainable):
     that start from log popularity (so the tower learns what demographics add to it)."""
 
     config_class = ProfileConfig
+    module: FeatureTower
 
     def _fit_features(self, split: Split) -> None:
         cfg = self.config

@@ -82,6 +82,7 @@ class TwoTower(ContentRecommender, Trainable):
     """
 
     config_class = TwoTowerConfig
+    module: TwoTowerModule
 
     def _fit_content(self, split: Split) -> None:
         cfg = self.config

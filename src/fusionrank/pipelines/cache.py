@@ -32,7 +32,7 @@ def mark_done(folder: Path, key: str, **info: Any) -> None:
 def _plain(value: Any) -> Any:
     import dataclasses
 
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # an instance, not the class
         return dataclasses.asdict(value)
     if isinstance(value, Path):
         return str(value)

@@ -80,6 +80,8 @@ def feature_context(
         table = data.users.assign(**{USER_ID: data.users[USER_ID].astype(str)}).set_index(USER_ID)
         side = side_feature_frame(table.reindex(split.users.ids))
     weights = models[item_item].item_similarity() if item_item in models else None
+    if weights is not None and not isinstance(weights, np.ndarray):  # sparse (ItemKNN, RP3beta): densify
+        weights = np.asarray(weights.todense())
     return FeatureContext(
         train=split.matrix(TRAIN),
         sources={name: m.score for name, m in models.items()},
@@ -88,7 +90,7 @@ def feature_context(
         genres=genres,
         user_side=side,
         domains=domains,
-        item_item=np.asarray(weights.todense()) if weights is not None and sp.issparse(weights) else weights,
+        item_item=weights,
     )
 
 

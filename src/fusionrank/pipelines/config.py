@@ -118,6 +118,12 @@ class ModelSpec:
     def model_class(self) -> type[Recommender]:
         return model_class(self.cls)
 
+    def modalities(self) -> tuple[str, ...]:
+        """The content modalities the model reads (its setting, else its config's default)."""
+        if "modalities" in self.settings:
+            return tuple(self.settings["modalities"])
+        return tuple(getattr(self.model_class().config_class(), "modalities", ()))
+
     def build(self, name: str, seed: int, progress: bool) -> Recommender:
         """The unfitted model; its seed defaults to the split's and its progress bar to the run's."""
         cls = self.model_class()

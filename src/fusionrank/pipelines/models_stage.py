@@ -52,12 +52,7 @@ def model_stage(
     holds the model's class and settings, the split, and the content it reads."""
     spec = config.models[name]
     cls = spec.model_class()
-    modalities = (
-        getattr(cls.config_class(), "modalities", ())
-        if "modalities" not in spec.settings
-        else spec.settings["modalities"]
-    )
-    content = {m: content_keys.get(m, m) for m in modalities}
+    content = {m: content_keys.get(m, m) for m in spec.modalities()}
     key = stage_key("model", name, spec.cls, spec.settings, split_key, content)
     out = folder / "models" / name
     if not force and is_fresh(out, key):

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -155,7 +155,8 @@ def _new_items(data: Dataset, split: Split, user: str, path: Path, k: int) -> pd
                 file=path,
                 column=col,
             )
-    texts = [compose_text(row, template=template) for row in catalogue.to_dict("records")]
+    records = cast(list[dict[str, Any]], catalogue.to_dict("records"))  # the catalogue's columns are str
+    texts = [compose_text(row, template=template) for row in records]
     empty = [r for r, t in enumerate(texts) if not t]
     if empty:
         raise DataError("item has no text", file=path, row=empty[0] + 1, column=template_fields(template)[0])

@@ -204,7 +204,7 @@ def _is_missing(value: object) -> bool:
     if value is None:
         return True
     try:
-        return bool(pd.isna(value))
+        return bool(pd.isna(value))  # type: ignore[call-overload]  # the stubs take no plain object
     except (TypeError, ValueError):  # list-like cells are never "missing"
         return False
 
@@ -477,7 +477,7 @@ def write_report(
     recall = pd.DataFrame(output.recall).T.reset_index(names="stage")
     ablation = pd.DataFrame(output.ablation)
     if len(ablation):
-        full = ablation.loc[0, "ndcg@10"]
+        full = ablation["ndcg@10"].loc[0]
         ablation["change"] = ablation["ndcg@10"] - full
     wc = warm_cold(output.per_user, history)
     sections = [

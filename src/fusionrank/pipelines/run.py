@@ -87,9 +87,7 @@ def run_pipeline(
     modalities = default_modalities(config, data.profile)
     needed = set(modalities)
     for spec in config.models.values():
-        needed |= set(
-            spec.settings.get("modalities", getattr(spec.model_class().config_class(), "modalities", ()))
-        )
+        needed |= set(spec.modalities())
     log(f"content: {', '.join(sorted(needed)) or 'none'}")
     folders = {m: ensure_vectors(data, m, progress) for m in sorted(needed)}
     content_keys = {m: sha256_file(f / "manifest.json")[:16] for m, f in folders.items()}

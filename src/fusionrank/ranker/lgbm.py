@@ -12,6 +12,7 @@ import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import lightgbm as lgb
 import numpy as np
@@ -157,8 +158,10 @@ class LTRRanker:
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:
         x = table[self.features]
+        # a DataFrame in gives a dense array out (sparse output only comes from sparse input)
         return np.mean(
-            [b.predict(x, num_iteration=n) for b, n in zip(self._check(), self.iterations)], axis=0
+            [cast(np.ndarray, b.predict(x, num_iteration=n)) for b, n in zip(self._check(), self.iterations)],
+            axis=0,
         )
 
     def contributions(self, table: pd.DataFrame) -> pd.DataFrame:
@@ -166,7 +169,7 @@ class LTRRanker:
         x = table[self.features]
         values = np.mean(
             [
-                b.predict(x, num_iteration=n, pred_contrib=True)
+                cast(np.ndarray, b.predict(x, num_iteration=n, pred_contrib=True))
                 for b, n in zip(self._check(), self.iterations)
             ],
             axis=0,

@@ -62,12 +62,12 @@ def union_candidates(per_source: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def candidate_recall(candidates: pd.DataFrame, truth: sp.csr_matrix) -> float:
     """Share of the relevant (user, item) pairs of ``truth`` that are among the candidates."""
-    truth = sp.coo_matrix(truth)
-    if truth.nnz == 0:
+    pairs = sp.coo_matrix(truth)
+    if pairs.nnz == 0:
         raise ValueError("truth has no relevant pairs")
-    n_items = truth.shape[1]
+    n_items = pairs.shape[1]
     have = candidates[USER_IDX].to_numpy(np.int64) * n_items + candidates[ITEM_IDX].to_numpy(np.int64)
-    want = truth.row.astype(np.int64) * n_items + truth.col
+    want = pairs.row.astype(np.int64) * n_items + pairs.col
     return float(np.isin(want, have).mean())
 
 

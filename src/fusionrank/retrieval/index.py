@@ -65,6 +65,7 @@ class VectorIndex:
                 f"index kind {kind!r} needs FAISS: pip install 'fusionrank[faiss]' (or use kind='exact')"
             ) from e
         d = self.items.shape[1]
+        index: faiss.Index
         if kind == "flat":
             index = faiss.IndexFlatIP(d)
         elif kind == "hnsw":
@@ -94,8 +95,8 @@ class VectorIndex:
                 ex = sp.csr_matrix(exclude)
                 rows = np.repeat(np.arange(ex.shape[0]), np.diff(ex.indptr))
                 scores[torch.from_numpy(rows), torch.from_numpy(ex.indices.astype(np.int64))] = -torch.inf
-            vals, idx = torch.topk(scores, k, dim=1)
-            idx, vals = idx.numpy(), vals.numpy()
+            top_v, top_i = torch.topk(scores, k, dim=1)
+            idx, vals = top_i.numpy(), top_v.numpy()
             idx[np.isneginf(vals)] = -1
             return idx, vals
         extra = 0 if exclude is None else int(np.diff(sp.csr_matrix(exclude).indptr).max(initial=0))

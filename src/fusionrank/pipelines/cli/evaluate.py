@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import typer
 
 from fusionrank.data.errors import DataError
-from fusionrank.data.splits import SPLIT_KINDS, SplitConfig
+from fusionrank.data.splits import SPLIT_KINDS, SplitConfig, SplitKind
 from fusionrank.evaluation.table import format_table
 from fusionrank.io import write_json
 from fusionrank.pipelines.cli.options import parse_ks
@@ -60,7 +61,8 @@ def evaluate(
         if modalities:
             overrides["modalities"] = modalities.split(",")
         cut = parse_ks(ks)
-        results = run_evaluate(dataset, model, SplitConfig(kind=split, seed=seed), root, overrides, cut)  # type: ignore[arg-type]
+        config = SplitConfig(kind=cast(SplitKind, split), seed=seed)  # SplitConfig checks the kind
+        results = run_evaluate(dataset, model, config, root, overrides, cut)
     except (DataError, SettingsError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

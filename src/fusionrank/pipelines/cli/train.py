@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import typer
 
 from fusionrank.data.errors import DataError
-from fusionrank.data.splits import SPLIT_KINDS, SplitConfig
+from fusionrank.data.splits import SPLIT_KINDS, SplitConfig, SplitKind
 from fusionrank.evaluation.table import format_table
 from fusionrank.io import write_json
 from fusionrank.pipelines.cli.options import parse_ks
@@ -52,9 +53,8 @@ def train(
     }
     try:
         settings = {**{k: v for k, v in flags.items() if v is not None}, **parse_overrides(set_)}
-        result = run_train(
-            dataset, model, SplitConfig(kind=split, seed=seed), out, root, settings, parse_ks(ks)
-        )  # type: ignore[arg-type]
+        config = SplitConfig(kind=cast(SplitKind, split), seed=seed)  # SplitConfig checks the kind
+        result = run_train(dataset, model, config, out, root, settings, parse_ks(ks))
     except (DataError, SettingsError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
