@@ -92,13 +92,17 @@ def test_bad_own_data_stops_at_import(files, tmp_path):
     assert res.exit_code == 2 and "when: unknown setting" in res.output
 
 
-def test_run_on_own_files_with_text_and_images(files, tmp_path):
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_run_on_own_files_with_text_and_images(fmt, tmp_path):
+    files = own_files(tmp_path / "files", fmt, n_users=60, n_items=36)
+    save_tiny_resnet(files / "r18.safetensors")
+    save_tiny_clip(files / "clip")
     config = {
         "name": "shop",
         "out": str(tmp_path / "runs"),
         "dataset": {
-            "interactions": "events.csv",
-            "items": "items.csv",
+            "interactions": f"events.{fmt}",
+            "items": f"items.{fmt}",
             "columns": {"user": "uid", "item": "sku", "timestamp": "ts"},
             "text": "{title}. {description}",
             "image": "image_path",

@@ -72,11 +72,6 @@ class Recommender(ABC):
         self.history: dict[str, Any] | None = None
         """Training history of models with a training loop (epochs, best epoch, valid metric)."""
 
-    @classmethod
-    def from_settings(cls, **settings: Any) -> Recommender:
-        """A model with its config built from keyword settings (validated; aliases allowed)."""
-        return cls(build_settings(cls.config_class, settings, owner=cls.__name__))
-
     # --- the contract -------------------------------------------------------------------
     def fit(self: _R, split: Split) -> _R:
         """Learn from ``split.train`` (and ``split.valid`` where the model stops early);

@@ -45,7 +45,15 @@ _EXTRA: dict[str, str] = {}
 
 
 def register(name: str, cls: type[Recommender]) -> None:
-    """Register a user's model class under a short name (the dotted path works without this)."""
+    """Register a user's model class under a short name (the dotted path works without
+    this); registered classes are also the ones ``fr.load_model`` imports by themselves.
+
+    >>> import fusionrank as fr
+    >>> from fusionrank.collab.pop import Pop
+    >>> fr.register("popular", Pop)
+    >>> fr.build_model("popular").name, "popular" in fr.list_models()
+    ('popular', True)
+    """
     if not (isinstance(cls, type) and issubclass(cls, Recommender)):
         raise TypeError(f"{cls!r} is not a Recommender subclass")
     _EXTRA[name] = f"{cls.__module__}.{cls.__qualname__}"

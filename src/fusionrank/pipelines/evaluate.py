@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from fusionrank.columns import ITEM_ID, USER_ID
 from fusionrank.data.dataset import Dataset, default_root, load_dataset
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
 from fusionrank.encoders.vectors import write_vector_folder
@@ -122,26 +123,21 @@ def save_run(model: Recommender, split: Split, result: Evaluation, out: Path, ro
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model")
     weights = {"source": "trained here", "path": str((out / "model").resolve())}
-    items, users = model.item_vectors(), model.user_vectors()
-    if items is not None:
-        write_vector_folder(
-            out / "item_vectors",
-            split.items.ids,
-            items,
-            encoder=f"model:{model.name}",
-            weights=weights,
-            normalised=False,
-        )
-    if users is not None:
-        write_vector_folder(
-            out / "user_vectors",
-            split.users.ids,
-            users,
-            encoder=f"model:{model.name}",
-            weights=weights,
-            normalised=False,
-            id_column="user_id",
-        )
+    exports = (
+        ("item_vectors", split.items.ids, model.item_vectors(), ITEM_ID),
+        ("user_vectors", split.users.ids, model.user_vectors(), USER_ID),
+    )
+    for folder, ids, vectors, id_column in exports:
+        if vectors is not None:
+            write_vector_folder(
+                out / folder,
+                ids,
+                vectors,
+                encoder=f"model:{model.name}",
+                weights=weights,
+                normalised=False,
+                id_column=id_column,
+            )
     result.to_json(out / "metrics.json")
     write_json(
         out / RUN_SOURCE,

@@ -26,13 +26,13 @@ from fusionrank.io import atomic_path, read_json
 HISTORY_BUCKETS = ((0, 20, "<=20"), (21, 50, "21-50"), (51, 150, "51-150"), (151, 10**9, ">150"))
 
 PROTOCOL = """\
-- Every single model is fitted on **train**; neural models stop early on **valid** NDCG@10.
+- Every single model is fitted on **train**; models with a training loop stop early on **valid**.
 - Ranker labels are the **valid** interactions. Label-stage candidates and features come from
   the train-fitted models, with train items excluded.
 - The ranker stops early on a held-out share of those valid users.
 - At test time the same models, the same features (train history) and the same ranker score
   candidates with train and valid items excluded. Test interactions are read only by the
-  evaluator. SASRec alone uses valid items as history at test time, as its own evaluation does.
+  evaluator. SASRec alone reads valid items as history at test time, as its own evaluation does.
 - Every row ranks all items (full ranking). For the ranker, items outside its candidates
   rank last."""
 

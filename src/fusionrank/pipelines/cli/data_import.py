@@ -32,7 +32,9 @@ def data_import(
     ),
     root: Path = typer.Option(None, help="Data directory (default: $FUSIONRANK_DATA or ./data)."),
 ) -> None:
-    """Validate the files (every bad row stops with file, row and column) and store them as
+    """Store your own files under the data folder.
+
+    Validates the files (every bad row stops with file, row and column) and stores them as
     Parquet with a dataset.json profile, so that every command can use --dataset NAME."""
     profile: dict = {}
     if genres:

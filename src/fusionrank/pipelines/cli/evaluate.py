@@ -52,7 +52,9 @@ def evaluate(
         None, help="Content of the content models: text, image, clip, kg, or text,kg."
     ),
 ) -> None:
-    """Fit each model on train (valid for early stopping) and evaluate it on test by full
+    """Fit models on a split and print their test metrics.
+
+    Each model is fitted on train (valid for early stopping) and evaluated on test by full
     ranking over all items, or over the protocol's candidates: the cold items of
     ``--split cold-items`` (all items: the all-items columns), the target domain's items
     of ``--split cross-domain``."""

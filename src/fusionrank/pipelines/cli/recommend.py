@@ -33,8 +33,10 @@ def recommend(
         help="Catalogue of items not in training (CSV/TSV/Parquet/JSONL): rank them by text.",
     ),
 ) -> None:
-    """Recommend from history, or from side features for a user unknown to training;
-    --new-items ranks items that were not in training from their content alone."""
+    """Top-k items for a user from a finished run.
+
+    From history, or from side features for a user unknown to training; --new-items ranks
+    items that were not in training from their content alone."""
     try:
         side = dict(f.split("=", 1) for f in feature or [] if "=" in f)
         if len(side) != len(feature or []):

@@ -22,7 +22,9 @@ def run(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="Only the final table (no stage lines, no bars)."),
 ) -> None:
-    """Fit the single models, build candidates and features, train the LightGBM ranker,
+    """The whole pipeline from one YAML config.
+
+    Fit the single models, build candidates and features, train the LightGBM ranker,
     evaluate everything on test and write <out>/<name>/ (metrics.json, report.md/.html,
     plots, models). Stages whose inputs and settings did not change are reused."""
     from fusionrank.pipelines.report import print_summary

@@ -38,8 +38,10 @@ def train(
     ks: str = typer.Option("5,10,20,50", help="Comma-separated cut-offs."),
     set_: list[str] = typer.Option(None, "--set", help="Model setting KEY=VALUE, e.g. --set reg=0.001."),
 ) -> None:
-    """Fit with early stopping on validation NDCG@10 (models with a training loop), then
-    report test metrics by the split's protocol; ``--out`` saves the model for
+    """Fit one model, evaluate it, and save it with --out.
+
+    Models with a training loop stop early on validation NDCG@10; test metrics follow the
+    split's protocol; ``--out`` saves the model, its vectors and metrics for
     ``fusionrank recommend``. Options a model does not have are refused by name."""
     flags = {
         "epochs": epochs,
