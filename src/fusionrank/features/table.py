@@ -31,7 +31,7 @@ import torch
 
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
 from fusionrank.encoders.vectors import unit_rows
-from fusionrank.scoring import ScoreFn, mask_rows
+from fusionrank.scoring import ScoreFn, chunk_scores, mask_rows
 
 FEATURE_GROUPS = ("sources", "content", "popularity", "user", "genre", "cross_domain")
 LABEL = "label"
@@ -164,12 +164,7 @@ def _source_columns(
     for a in range(0, len(users), chunk):
         rows = users[a : a + chunk]
         lo, hi = starts[a], starts[min(a + chunk, len(users))]
-        out = fn(rows)
-        s = (
-            out.detach().cpu().float().clone()
-            if isinstance(out, torch.Tensor)
-            else torch.tensor(np.asarray(out, np.float32))
-        )
+        s = chunk_scores(fn, rows, None, None)  # a float32 copy of the source's scores
         cannot = torch.isneginf(s)  # items this source does not score
         mask_rows(s, exclude, rows)
         known = torch.isneginf(s)
