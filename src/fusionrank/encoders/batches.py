@@ -25,6 +25,8 @@ def embed_text(
     bar: tqdm,
     done: Callable[[Shard], None],
 ) -> None:
+    """Embed the pending shards' texts; each shard goes to ``done`` once all its rows are in
+    ``shard.vectors`` or ``shard.errors`` (empty text, a bad id)."""
     fields = list(config.fields or ())
     for shard in pending:
         chunk = table[shard.start : shard.stop]
@@ -117,6 +119,9 @@ def embed_images(
     bar: tqdm,
     done: Callable[[Shard], None],
 ) -> None:
+    """Embed the pending shards' images: DataLoader workers read, check and preprocess them
+    (missing, unreadable or escaping paths become errors); each shard goes to ``done`` when
+    its last batch is through."""
     paths: dict[int, str] = {}
     rows_of: dict[int, list[int]] = {}
     for shard in pending:

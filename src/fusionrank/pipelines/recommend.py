@@ -55,9 +55,8 @@ def recommend(
         )
     if explain and not ltr:
         raise ValueError("--explain needs a `fusionrank run` folder (a LightGBM ranker explains its scores)")
-    data, split = open_run_split(run, root)
-    users = IdMap.load(run / "users.parquet") if ltr else load_model(run / "model").users
-    assert users is not None  # noqa: S101 - a saved model has its id maps
+    data, split = open_run_split(run, root)  # the run's id maps are the split's
+    users = split.users
     known = user in users and split.matrix("train")[users.to_index([user])[0]].nnz > 0
     if new_items is not None:
         if not known:
