@@ -188,3 +188,54 @@ def test_evaluate_refuses_a_model_fitted_on_another_split(splits):
         fr.evaluate(model, split)
     with pytest.raises(RuntimeError, match="not fitted"):
         fr.evaluate(fr.build_model("pop"), split)
+
+
+def test_every_registered_model_is_a_source_of_the_ranking_pipeline(splits, tmp_path):
+    """One contract: any registered model can be fitted, scored, retrieved from and turned
+    into features by ``fusionrank run`` (here all of them at once, on own Parquet files)."""
+    from fusionrank.pipelines.config import ConfigError, parse_run_config
+    from fusionrank.pipelines.run import run_pipeline
+
+    data = splits[0].dataset
+    data.interactions.to_parquet(tmp_path / "events.parquet")
+    data.items.to_parquet(tmp_path / "items.parquet")
+    data.users.to_parquet(tmp_path / "users.parquet")
+    models = {}
+    for name in sorted(fr.list_models()):
+        settings = dict(FAST.get(name, {}))
+        if "progress" in {f.name for f in dataclasses.fields(fr.list_models()[name])}:
+            settings["progress"] = False
+        models[name] = settings
+    raw = {
+        "name": "all",
+        "out": str(tmp_path / "runs"),
+        "dataset": {
+            "interactions": "events.parquet",
+            "items": "items.parquet",
+            "users": "users.parquet",
+            "columns": {"timestamp": "timestamp"},
+            "profile": data.profile.to_json(),
+            "cache_dir": "cache",
+        },
+        "modalities": ["text"],
+        "models": models,
+        "retrieval": {"n": 10},
+        "ranker": {"n_estimators": 20, "min_child_samples": 5, "early_stopping_rounds": 5},
+        "evaluation": {"ks": [5, 10]},
+        "ablation": False,
+    }
+    with pytest.raises(ConfigError, match="evaluation.ks: .*include 10"):
+        parse_run_config({**raw, "evaluation": {"ks": [5]}}, "all.yaml", tmp_path)
+    out = run_pipeline(parse_run_config(raw, "all.yaml", tmp_path), log=lambda m: None)
+    assert set(out.metrics["models"]) == {*models, "ltr"}
+    assert set(out.recall["test"]) == {*models, "union"}
+    features = pd.read_parquet(out.folder / "features" / "features_test.parquet")
+    for name in models:
+        assert {f"score_{name}", f"z_{name}", f"rank_{name}"} <= set(features.columns), name
+    # the cross-domain sources score their target domain only: missing elsewhere, never -inf
+    split = splits[0]
+    target = split.item_domains()[features["item_idx"].to_numpy()] == "B"
+    for name in ("cross-domain", "emcdr"):
+        assert features.loc[~target, f"score_{name}"].isna().all()
+        assert np.isfinite(features.loc[target, f"score_{name}"]).all()
+    assert 0 <= out.metrics["models"]["ltr"]["metrics"]["ndcg@5"] <= 1

@@ -227,6 +227,11 @@ def parse_run_config(raw: dict[str, Any], source: str = "<config>", base: Path |
     bad = set(config.modalities or ()) - set(MODALITIES)
     if bad:
         raise ConfigError(f"{source}: modalities: unknown {sorted(bad)}; expected some of {list(MODALITIES)}")
+    if 10 not in config.evaluation.ks:
+        raise ConfigError(
+            f"{source}: evaluation.ks: the report, the ablation and the ranker compare NDCG@10; "
+            f"include 10 (got {list(config.evaluation.ks)})"
+        )
     if config.split.kind in ("cold-items", "cold-users", "cross-domain"):
         raise ConfigError(
             f"{source}: split.kind: the ranking pipeline needs a warm split, not {config.split.kind}"
