@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -76,6 +77,11 @@ class EmbedConfig:
     @property
     def modality(self) -> str:
         return "image" if self.encoder == "image" or self.image_column else "text"
+
+    def decisive(self) -> dict[str, Any]:
+        """The settings that decide the output (every field but the speed knobs)."""
+        speed = ("batch_size", "device", "workers", "quiet")
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in speed}
 
 
 def build_encoder(config: EmbedConfig) -> Any:

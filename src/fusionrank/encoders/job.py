@@ -4,7 +4,7 @@ shard files that mark finished work, per-shard error parts, and the final manife
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,8 @@ class Shard:
 
 def fingerprint(config: EmbedConfig, catalogue: Path, identity: dict, dim: int) -> dict:
     """What decides a job's output: settings (not speed knobs), weights, dim, catalogue."""
-    decisive = {
-        k: v for k, v in asdict(config).items() if k not in ("batch_size", "device", "workers", "quiet")
-    }
     payload = {
-        "settings": decisive,
+        "settings": config.decisive(),
         "weights": identity,
         "dim": dim,
         "catalogue": {"path": str(catalogue.resolve()), "sha256": sha256_file(catalogue)},

@@ -10,7 +10,6 @@ the encoder settings per modality (``profile.encoders``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -46,9 +45,7 @@ def vectors_dir(dataset: Dataset, modality: str) -> Path:
     else:
         from fusionrank.encoders.engine import embed_config
 
-        settings = dataclasses.asdict(embed_config(dataset, modality))  # type: ignore[arg-type]
-        for k in ("quiet", "batch_size", "device", "workers", "shard_size"):
-            settings.pop(k, None)
+        settings = embed_config(dataset, modality).decisive()  # type: ignore[arg-type]
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return dataset.home / "vectors" / f"{modality}-{key}"
 
