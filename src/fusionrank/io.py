@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -11,18 +12,44 @@ from pathlib import Path
 from typing import Any
 
 
+class StorageError(OSError):
+    """Writing an output failed for a reason outside fusionrank (disk full, no permission).
+
+    The message names the final path; nothing was left under that name."""
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds.
+
+    The data is flushed to disk before the rename, so after a crash ``path`` holds either
+    the old or the complete new content. A full disk (or a quota, or a read-only folder)
+    becomes a :class:`StorageError` naming ``path``; the temporary file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if isinstance(exc, StorageError) or exc.errno not in _STORAGE_ERRNOS:
+            raise
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StorageError(exc.errno, f"could not write {path}: {reason}") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
+
+
+def _fsync(path: Path) -> None:
+    if path.is_file():
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
 
 
 def write_json(path: str | Path, payload: Any) -> None:
