@@ -69,7 +69,7 @@ def main() -> None:
                 "ltr_vs_best_recbole": ltr["ndcg@10"] / best_peer["ndcg@10"] if best_peer else None,
                 "candidate_recall": out.recall,
                 "ablation": out.ablation,
-                "time_s": out.metrics["time_s"],
+                "time_s": out.time_s,
             }
         )
     payload = {

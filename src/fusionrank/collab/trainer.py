@@ -1,5 +1,5 @@
 """One training loop for every neural model: minibatches, Adam, early stopping through a
-validation callback, restore of the best epoch, seeds, threads, progress.
+validation callback, restore of the best epoch, seeds, threads, repeatable arithmetic, progress.
 
 A model supplies its module, one epoch of batches and a loss (:class:`Trainable`); the
 caller supplies ``validate`` (a function returning the metric to maximise, e.g. full-
@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -47,6 +48,9 @@ class TrainConfig:
     """Seeds torch, numpy and random."""
     threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
+    deterministic: bool = True
+    """Bitwise-repeatable training: torch's deterministic algorithms (e.g. a sorted instead of
+    a threaded scatter-add in embedding gradients). False trades repetition for speed."""
     device: str = "cpu"
     """``cpu`` or ``cuda``."""
     progress: bool = True
@@ -138,6 +142,36 @@ def train_loop(
     ``epochs`` overrides the config's count (e.g. a refit with the chosen count)."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    with repeatable(config.deterministic):
+        return _train(model, config, validate, epochs, validate_first, desc)
+
+
+@contextmanager
+def repeatable(enabled: bool = True) -> Iterator[None]:
+    """Run the block with torch's deterministic algorithms on (or off), then restore the setting.
+
+    Same seed, same threads -> the same bits: without it, threaded scatter-adds (the gradient
+    of an embedding lookup) sum in a different order from run to run.
+    """
+    before, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+
+
+def _train(
+    model: Trainable,
+    config: TrainConfig,
+    validate: Callable[[], float] | None,
+    epochs: int | None,
+    validate_first: bool,
+    desc: str,
+) -> TrainHistory:
     n_epochs = config.epochs if epochs is None else epochs
     rng = np.random.default_rng(config.seed)
     optimiser = torch.optim.Adam(model.parameter_groups(config), lr=config.learning_rate)

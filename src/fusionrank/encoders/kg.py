@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fusionrank.collab.trainer import repeatable
 from fusionrank.columns import ITEM_ID
 from fusionrank.encoders.vectors import write_vector_folder
 from fusionrank.io import sha256_file
@@ -67,6 +68,23 @@ def train_transe(triples: pd.DataFrame, config: TransEConfig) -> tuple[dict[str,
     gen = torch.Generator().manual_seed(config.seed)
     model = TransE(len(entities), len(relations), config.dim)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    with repeatable():  # the embedding gradients summed in a fixed order: the same vectors each run
+        _fit_transe(model, opt, (h, r, t), len(entities), gen, config)
+    with torch.no_grad():
+        vectors = nn.functional.normalize(model.entities.weight, dim=1).numpy()
+    return {e: i for i, e in enumerate(entities)}, vectors
+
+
+def _fit_transe(
+    model: TransE,
+    opt: torch.optim.Optimizer,
+    triples: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    n_entities: int,
+    gen: torch.Generator,
+    config: TransEConfig,
+) -> None:
+    """TransE's epochs: margin loss against head- or tail-corrupted triples."""
+    h, r, t = triples
     bar = tqdm(range(config.epochs), desc="TransE", disable=not config.progress)
     for _ in bar:
         order = torch.randperm(len(h), generator=gen)
@@ -74,7 +92,7 @@ def train_transe(triples: pd.DataFrame, config: TransEConfig) -> tuple[dict[str,
         for s in range(0, len(order), config.batch_size):
             idx = order[s : s + config.batch_size]
             hh, rr, tt = h[idx], r[idx], t[idx]
-            corrupt = torch.randint(0, len(entities), (len(idx),), generator=gen)
+            corrupt = torch.randint(0, n_entities, (len(idx),), generator=gen)
             head_side = torch.rand(len(idx), generator=gen) < 0.5
             ch = torch.where(head_side, corrupt, hh)
             ct = torch.where(head_side, tt, corrupt)
@@ -84,9 +102,6 @@ def train_transe(triples: pd.DataFrame, config: TransEConfig) -> tuple[dict[str,
             opt.step()
             total += float(loss.detach()) * len(idx)
         bar.set_postfix(loss=f"{total / len(order):.4f}")
-    with torch.no_grad():
-        vectors = nn.functional.normalize(model.entities.weight, dim=1).numpy()
-    return {e: i for i, e in enumerate(entities)}, vectors
 
 
 def embed_kg(

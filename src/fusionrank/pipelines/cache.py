@@ -1,32 +1,127 @@
-"""Stage caching: a stage's folder is reused when its key (a hash of its config and of
-the keys of what it reads) matches the one recorded in ``stage.json``. ``stage.json`` is
-written last, so an interrupted stage is never mistaken for a finished one."""
+"""Stage caching: a stage's folder is reused only when its key matches and every file it
+wrote is still there, byte for byte.
+
+- The **key** hashes the stage's settings, the keys of what it reads, and the code that
+  computes it (:func:`code_fingerprint`: the package's source files and the versions of
+  the numeric libraries), so a code change or a library upgrade recomputes the stage
+  without ``--force``.
+- The **done-marker** ``stage.json`` is written last, atomically, and records the size and
+  sha256 of every file of the stage. Reuse verifies them: a file that is missing,
+  truncated or changed (a full disk, a killed copy, a stray edit) makes the stage
+  recompute with a :class:`StageCacheWarning`, never a crash deep inside a reader.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fusionrank.io import read_json, write_json
+from fusionrank.io import read_json, sha256_file, write_json
+
+MARKER = "stage.json"
+LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "torch", "lightgbm", "faiss-cpu", "transformers")
+"""Libraries whose version is part of every stage key: an upgrade may change the numbers."""
+
+
+class StageCacheWarning(UserWarning):
+    """A cached stage failed verification and is recomputed."""
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 of fusionrank's source files (path and bytes) and of :data:`LIBRARIES`' versions.
+
+    >>> len(code_fingerprint())
+    64
+    """
+    return source_fingerprint(Path(__file__).resolve().parents[1])
+
+
+def source_fingerprint(package: Path) -> str:
+    """sha256 of a package folder's ``*.py`` files and of :data:`LIBRARIES`' versions."""
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    for name in LIBRARIES:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = "-"
+        h.update(f"{name}=={version}\0".encode())
+    return h.hexdigest()
 
 
 def stage_key(*parts: Any) -> str:
-    """A short stable hash of JSON-able parts (dataclasses as dicts) and the package version."""
-    from fusionrank import __version__
-
-    text = json.dumps([__version__, *parts], sort_keys=True, default=_plain)
+    """A short stable hash of JSON-able parts (dataclasses as dicts) and of the code."""
+    text = json.dumps([code_fingerprint(), *parts], sort_keys=True, default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def is_fresh(folder: Path, key: str) -> bool:
-    marker = folder / "stage.json"
-    return marker.exists() and read_json(marker).get("key") == key
+    """Whether ``folder`` holds a finished stage with ``key`` whose files all verify."""
+    marker = folder / MARKER
+    if not marker.exists():
+        return False
+    try:
+        done = read_json(marker)
+        if not isinstance(done, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        _warn(folder, f"its done-marker {marker.name} is unreadable ({exc})")
+        return False
+    if done.get("key") != key:
+        return False
+    files = done.get("files")
+    if not isinstance(files, dict):
+        _warn(folder, f"its done-marker {marker.name} records no checksums")
+        return False
+    for name, expected in sorted(files.items()):
+        problem = _check(folder / name, expected)
+        if problem:
+            _warn(folder, f"{name} {problem}")
+            return False
+    return True
+
+
+def begin_stage(folder: Path) -> None:
+    """Drop the done-marker before a stage (re)writes its folder."""
+    (folder / MARKER).unlink(missing_ok=True)
 
 
 def mark_done(folder: Path, key: str, **info: Any) -> None:
-    write_json(folder / "stage.json", {"key": key, **info})
+    """Write the done-marker last: the key, ``info`` and the checksum of every stage file."""
+    files = {
+        path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MARKER and not _is_scratch(path, folder)
+    }
+    write_json(folder / MARKER, {"key": key, **info, "files": files})
+
+
+def _check(path: Path, expected: dict[str, Any]) -> str | None:
+    if not path.is_file():
+        return "is missing"
+    size = path.stat().st_size
+    if size != expected.get("bytes"):
+        return f"has {size} bytes, {expected.get('bytes')} were written (truncated or replaced)"
+    if sha256_file(path) != expected.get("sha256"):
+        return "changed since it was written (checksum differs)"
+    return None
+
+
+def _is_scratch(path: Path, folder: Path) -> bool:
+    """Temporary files of an interrupted write and lock files are not stage outputs."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def _warn(folder: Path, problem: str) -> None:
+    warnings.warn(f"cached stage {folder}: {problem}; recomputing it", StageCacheWarning, stacklevel=3)
 
 
 def _plain(value: Any) -> Any:

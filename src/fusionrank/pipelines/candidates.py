@@ -19,7 +19,7 @@ from fusionrank.data.errors import DataError
 from fusionrank.data.splits import Split
 from fusionrank.features.table import FeatureContext, attach_labels, build_features
 from fusionrank.io import read_json, write_json
-from fusionrank.pipelines.cache import is_fresh, mark_done
+from fusionrank.pipelines.cache import begin_stage, is_fresh, mark_done
 from fusionrank.pipelines.config import RunConfig
 from fusionrank.pipelines.models_stage import write_parquet
 from fusionrank.recommender import Recommender
@@ -114,6 +114,7 @@ def candidates_and_features(
             pd.read_parquet(out / "features_test.parquet"),
             read_json(out / "candidate_recall.json"),
         )
+    begin_stage(out)
     train = split.matrix(TRAIN)
     exclude = {VALID: train, TEST: split.matrix(TRAIN, VALID)}
     truth = {VALID: split.matrix(VALID), TEST: split.matrix(TEST)}

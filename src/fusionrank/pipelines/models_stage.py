@@ -13,7 +13,7 @@ import pandas as pd
 from fusionrank.data.splits import Split
 from fusionrank.evaluation.evaluate import evaluate
 from fusionrank.io import atomic_path, read_json, write_json
-from fusionrank.pipelines.cache import is_fresh, mark_done, stage_key
+from fusionrank.pipelines.cache import begin_stage, is_fresh, mark_done, stage_key
 from fusionrank.pipelines.config import RunConfig
 from fusionrank.recommender import Recommender
 from fusionrank.registry import load_model
@@ -29,6 +29,7 @@ class FittedModel:
     metrics: dict[str, Any]
     per_user: pd.DataFrame
     key: str
+    cached: bool = False
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -59,9 +60,10 @@ def model_stage(
         log(f"  {name}: cached")
         model = load_model(out / "model", cls)
         return FittedModel(
-            model, read_json(out / "metrics.json"), pd.read_parquet(out / "per_user.parquet"), key
+            model, read_json(out / "metrics.json"), pd.read_parquet(out / "per_user.parquet"), key, True
         )
     log(f"  {name}: fitting")
+    begin_stage(out)
     model = spec.build(name, config.split.seed, progress)
     model.fit(split)
     result = evaluate(model, split, config.evaluation.ks, metrics=config.evaluation.metrics)

@@ -33,9 +33,10 @@ from fusionrank.data.splits import prepare_split
 from fusionrank.features.table import feature_columns
 from fusionrank.fusion.content import align, ensure_vectors
 from fusionrank.io import read_json, sha256_file, write_json
-from fusionrank.pipelines.cache import is_fresh, mark_done, stage_key
+from fusionrank.pipelines.cache import begin_stage, is_fresh, mark_done, stage_key
 from fusionrank.pipelines.candidates import candidates_and_features
 from fusionrank.pipelines.config import RunConfig
+from fusionrank.pipelines.lock import folder_lock
 from fusionrank.pipelines.models_stage import model_stage
 from fusionrank.pipelines.ranker_stage import ablation_rows, fit_ranker, ranker_metrics
 from fusionrank.ranker.lgbm import LTRRanker
@@ -55,6 +56,8 @@ class RunOutput:
     importance: pd.DataFrame
     ablation: list[dict[str, Any]]
     recall: dict[str, dict[str, float]]
+    time_s: float = 0.0
+    """Wall time of the whole run (also in ``timings.json``, kept apart from the metrics)."""
 
 
 def default_modalities(config: RunConfig, profile: Any) -> tuple[str, ...]:
@@ -68,12 +71,17 @@ def run_pipeline(
     config: RunConfig, force: bool = False, log: Log = print, progress: bool = False
 ) -> RunOutput:
     """Run (or reuse) every stage of ``config``; writes ``<out>/<name>/`` and returns its results.
-    ``log`` gets one line per stage; ``progress`` shows the models' training bars."""
+    ``log`` gets one line per stage; ``progress`` shows the models' training bars. A second
+    run into the same folder while this one runs is refused (:class:`RunLockedError`)."""
+    folder = Path(config.out) / config.name
+    with folder_lock(folder, log):
+        return _run_locked(config, folder, force, log, progress)
+
+
+def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress: bool) -> RunOutput:
     from fusionrank.pipelines.report import write_report
 
     t_start = time.perf_counter()
-    folder = Path(config.out) / config.name
-    folder.mkdir(parents=True, exist_ok=True)
     data = config.open_dataset()
     split = prepare_split(data, config.split)
     split_key = stage_key(
@@ -122,6 +130,7 @@ def run_pipeline(
         ranker = LTRRanker.load(rdir)
         ablation = read_json(rdir / "ablation.json")
     else:
+        begin_stage(rdir)
         ranker = fit_ranker(config, valid, columns)
         ranker.save(rdir)
     result = ranker_metrics(ranker, test, split, config)
@@ -142,13 +151,16 @@ def run_pipeline(
         "features": columns,
     }
     per_user[LTR] = result.per_user
-    payload = {
+    timings = {
+        "models": {name: m.pop("timings", {}) for name, m in metrics.items()},
+        "cached": sorted(name for name, f in fitted.items() if f.cached) + (["ranker"] if cached else []),
+    }
+    payload = {  # numbers only: two runs of one config and seed write the same bytes
         "dataset": data.name,
         "split": dataclasses.asdict(config.split),
         "models": metrics,
         "candidate_recall": recall,
         "ablation": ablation,
-        "time_s": time.perf_counter() - t_start,
     }
     write_json(folder / "metrics.json", payload)
     write_json(folder / "config.json", config.to_json())
@@ -156,4 +168,6 @@ def run_pipeline(
     split.items.save(folder / "items.parquet")
     output = RunOutput(folder, payload, per_user, ranker.importance(), ablation, recall)
     write_report(output, config, split, Path(config.peers) if config.peers else None)
+    output.time_s = time.perf_counter() - t_start
+    write_json(folder / "timings.json", {"total_s": output.time_s, **timings})
     return output

@@ -45,7 +45,10 @@ class RankerConfig:
     """After early stopping picks the tree count, refit on all label users with that count."""
     seed: int = 2020
     threads: int = 0
-    """LightGBM threads (0: its default)."""
+    """LightGBM threads (0: its default). The same model needs the same thread count."""
+    deterministic: bool = True
+    """LightGBM's ``deterministic`` with ``force_row_wise``: the same booster bytes on every
+    run (same data, seed and threads)."""
 
     def __post_init__(self) -> None:
         if self.bags < 1:
@@ -129,6 +132,8 @@ class LTRRanker:
             lambdarank_truncation_level=cfg.truncation_level,
             random_state=seed,
             n_jobs=cfg.threads or None,
+            deterministic=cfg.deterministic,
+            force_row_wise=cfg.deterministic,
             verbose=-1,
         )
         features = self.features
