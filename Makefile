@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 ML100K := $(DATA)/ml-100k/ml-100k.inter
 
-.PHONY: install data demo test slow lint clean recbole-venv
+.PHONY: install data demo test test-slow slow lint clean recbole-venv
 
 install: $(STAMP)
 
@@ -27,9 +27,12 @@ demo: install data
 test: install data
 	FUSIONRANK_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q
 
-# The slow tests (a headless-Chromium screenshot of the run report; skipped without chromium).
-slow: install data
+# The slow tests: the kill -9 matrix of run/train at every stage, and a headless-Chromium
+# screenshot of the run report (skipped without chromium).
+test-slow: install data
 	FUSIONRANK_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -m slow
+
+slow: test-slow
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks notebooks/make_notebooks.py

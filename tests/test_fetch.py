@@ -64,5 +64,5 @@ def test_every_source_failing_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(fetch_mod, "_from_recbole_wheel", fail)
     root = tmp_path / "data"
     with pytest.raises(FetchError, match="index unreachable"):
-        fetch_ml100k(root, tmp_path / "nowhere", url="http://127.0.0.1:9/ml-100k.zip", log=lambda m: None)
+        fetch_ml100k(root, url="http://127.0.0.1:9/ml-100k.zip", log=lambda m: None)
     assert list(root.iterdir()) == []

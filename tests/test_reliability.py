@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from fusionrank.io import StorageError, read_json
+from fusionrank.io import StageCacheWarning, StorageError, read_json
 from fusionrank.pipelines import cache
-from fusionrank.pipelines.cache import StageCacheWarning
 from fusionrank.pipelines.config import load_run_config
 from fusionrank.pipelines.lock import LOCK_FILE, RunLockedError, folder_lock
 from fusionrank.pipelines.run import run_pipeline
@@ -185,3 +184,18 @@ def test_a_full_disk_names_the_path_and_leaves_no_partial_file(tiny_root, tmp_pa
     _, lines = _run(path)  # space freed: the rerun completes, reusing the finished models
     assert sum("cached" in line for line in lines) == 8
     assert (features / "stage.json").exists()
+
+
+def test_a_damaged_saved_split_is_made_again(tiny_root):
+    import fusionrank as fr
+
+    data = fr.load_dataset("tiny", tiny_root)
+    first = fr.split(data, "ratio", seed=3)
+    saved = data.home / "splits" / first.config.name / "split.parquet"
+    saved.write_bytes(saved.read_bytes()[:100])
+    with pytest.warns(StageCacheWarning, match="split.parquet has 100 bytes"):
+        again = fr.split(data, "ratio", seed=3)
+    pd.testing.assert_frame_equal(first.train, again.train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StageCacheWarning)
+        fr.split(data, "ratio", seed=3)  # repaired

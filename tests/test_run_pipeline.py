@@ -14,7 +14,7 @@ from fusionrank.collab.mf import BPR
 from fusionrank.columns import ITEM_IDX, PART, TEST, TRAIN, USER_IDX
 from fusionrank.data.idmap import IdMap
 from fusionrank.data.splits import Split, SplitConfig
-from fusionrank.io import read_json
+from fusionrank.io import mark_done, read_json
 from fusionrank.pipelines.candidates import retrieve_source
 from fusionrank.pipelines.cli import app
 from fusionrank.pipelines.config import ConfigError, load_run_config, parse_run_config
@@ -94,6 +94,7 @@ def test_test_interactions_never_reach_features_or_ranker(tiny_root, tmp_path):
         items[(items.index(i) + 7) % len(items)] for i in table.loc[test, "item_id"]
     ]
     table.to_parquet(folder / "split.parquet", index=False)
+    mark_done(folder, SplitConfig().name)  # a saved split whose test part differs, not a damaged one
     cfg2 = dataclasses.replace(cfg, out=str(tmp_path / "runs2"))
     second = run_pipeline(cfg2, log=lambda m: None)
     f1 = pd.read_parquet(first.folder / "features" / "features_test.parquet")

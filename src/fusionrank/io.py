@@ -1,4 +1,5 @@
-"""Small file helpers shared by every stage: atomic writes, JSON manifests, hashing."""
+"""Small file helpers shared by every stage: atomic writes, JSON manifests, hashing, and the
+done-marker that says a folder of outputs is finished and intact."""
 
 from __future__ import annotations
 
@@ -56,6 +57,78 @@ def write_json(path: str | Path, payload: Any) -> None:
     """Write JSON atomically, pretty-printed, keys in insertion order."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+
+
+MARKER = "stage.json"
+"""A finished stage's done-marker: written last, it records every file's size and sha256."""
+
+
+class StageCacheWarning(UserWarning):
+    """A cached stage failed verification and is recomputed."""
+
+
+class IncompleteOutputError(ValueError):
+    """A folder that a command reads was not finished (its writer was killed) or was damaged."""
+
+
+def verify_stage(folder: Path) -> str | None:
+    """``None`` when ``folder``'s done-marker exists and every file it records verifies;
+    else what is wrong, in a few words."""
+    marker = folder / MARKER
+    if not marker.exists():
+        return f"it has no {MARKER} (not finished: interrupted, or still being written)"
+    try:
+        done = read_json(marker)
+        files = done["files"]
+        if not isinstance(files, dict):
+            raise ValueError("files is not a mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its done-marker {MARKER} is unreadable ({exc})"
+    for name, expected in sorted(files.items()):
+        problem = _check(folder / name, expected)
+        if problem:
+            return f"{name} {problem}"
+    return None
+
+
+def require_complete(folder: Path, what: str) -> None:
+    """Raise :class:`IncompleteOutputError` unless ``folder`` is a finished, intact stage."""
+    problem = verify_stage(folder)
+    if problem:
+        raise IncompleteOutputError(
+            f"{what} {folder} cannot be used: {problem}; rerun the command that wrote it"
+        )
+
+
+def begin_stage(folder: Path) -> None:
+    """Drop the done-marker before a stage (re)writes its folder."""
+    (folder / MARKER).unlink(missing_ok=True)
+
+
+def mark_done(folder: Path, key: str, **info: Any) -> None:
+    """Write the done-marker last: the key, ``info`` and the checksum of every stage file."""
+    files = {
+        path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MARKER and not _is_scratch(path, folder)
+    }
+    write_json(folder / MARKER, {"key": key, **info, "files": files})
+
+
+def _check(path: Path, expected: dict[str, Any]) -> str | None:
+    if not path.is_file():
+        return "is missing"
+    size = path.stat().st_size
+    if size != expected.get("bytes"):
+        return f"has {size} bytes, {expected.get('bytes')} were written (truncated or replaced)"
+    if sha256_file(path) != expected.get("sha256"):
+        return "changed since it was written (checksum differs)"
+    return None
+
+
+def _is_scratch(path: Path, folder: Path) -> bool:
+    """Temporary files of an interrupted write and lock files are not stage outputs."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
 def read_json(path: str | Path) -> Any:

@@ -19,7 +19,7 @@ import dataclasses
 import importlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from fusionrank.columns import ITEM_ID, RANK, SCORE, TRAIN, USER_ID, VALID
+from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
 from fusionrank.io import atomic_path, read_json, write_json
 from fusionrank.scoring import top_k
@@ -232,22 +233,44 @@ class Recommender(ABC):
         folder = Path(folder)
         if not (folder / "config.json").exists():
             raise FileNotFoundError(f"{folder} is not a saved model (no config.json)")
-        meta = read_json(folder / "config.json")
+        meta = _read_saved(folder / "config.json", read_json)
         model_cls = model_class or _saved_class(meta["class"])
         if not (isinstance(model_cls, type) and issubclass(model_cls, Recommender)):
             raise TypeError(f"{meta['class']} is not a Recommender")
         config = build_settings(model_cls.config_class, meta["config"], owner=str(folder / "config.json"))
         model = model_cls(config)
         model.name = meta.get("name", model.name)
-        model.users, model.items = IdMap.load(folder / "users.parquet"), IdMap.load(folder / "items.parquet")
+        model.users = _read_saved(folder / "users.parquet", IdMap.load)
+        model.items = _read_saved(folder / "items.parquet", IdMap.load)
         model.n_users, model.n_items = meta["n_users"], meta["n_items"]
         model.fit_seconds = meta.get("fit_seconds", 0.0)
         model.history = meta.get("history")
-        arrays = load_file(str(folder / "weights.safetensors"))
-        model.seen = csr_from_arrays("seen", arrays)
-        model.load_meta(meta.get("meta") or {})
-        model.load_state(arrays)
+        weights = folder / "weights.safetensors"
+        arrays = _read_saved(weights, lambda path: load_file(str(path)))
+        try:
+            model.seen = csr_from_arrays("seen", arrays)
+            model.load_meta(meta.get("meta") or {})
+            model.load_state(arrays)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise DataError(
+                f"saved weights do not fit the model ({exc}); save it again", file=weights
+            ) from exc
         return model
+
+
+def _read_saved(path: Path, read: Callable[[Path], Any]) -> Any:
+    """Read one file of a saved model; a missing, truncated or damaged file is a DataError."""
+    if not path.exists():
+        raise DataError(
+            "missing from the saved model (it was not saved completely); save it again", file=path
+        )
+    try:
+        return read(path)
+    except Exception as exc:  # each reader has its own error types (JSON, Arrow, safetensors)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"the saved model's file is damaged or truncated ({reason}); save it again", file=path
+        ) from exc
 
 
 def _saved_class(path: str) -> type:

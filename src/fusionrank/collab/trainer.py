@@ -12,8 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fusionrank.collab.negatives import NegativeKind
+from fusionrank.determinism import repeatable
 
 
 @dataclass(frozen=True)
@@ -144,24 +144,6 @@ def train_loop(
         torch.set_num_threads(config.threads)
     with repeatable(config.deterministic):
         return _train(model, config, validate, epochs, validate_first, desc)
-
-
-@contextmanager
-def repeatable(enabled: bool = True) -> Iterator[None]:
-    """Run the block with torch's deterministic algorithms on (or off), then restore the setting.
-
-    Same seed, same threads -> the same bits: without it, threaded scatter-adds (the gradient
-    of an embedding lookup) sum in a different order from run to run.
-    """
-    before, warn_only = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def _train(

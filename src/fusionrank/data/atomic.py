@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fusionrank.data.errors import DataError
+from fusionrank.data.errors import DataError, not_utf8
 
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 ATOMIC_SUFFIXES = ("inter", "item", "user", "kg", "link")
@@ -52,8 +52,12 @@ def read_atomic(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError("file does not exist", file=path)
-    with open(path, encoding="utf-8") as f:
-        header = f.readline()
+    with open(path, "rb") as f:
+        first = f.readline()
+    try:
+        header = first.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path) or DataError("the header line is not UTF-8 text", file=path) from exc
     if not header.strip():
         raise DataError("file is empty: expected a header of name:type fields", file=path)
     fields = parse_atomic_header(header, path)
@@ -71,8 +75,11 @@ def read_atomic(path: str | Path) -> pd.DataFrame:
             engine="c",
             skip_blank_lines=True,
         )
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path) or DataError(f"not UTF-8 text: {exc}", file=path) from exc
     except pd.errors.ParserError as exc:  # wrong number of fields on a line
-        raise DataError(f"malformed line: {exc}", file=path) from exc
+        _check_field_counts(path, len(names), names)
+        raise DataError(f"malformed line: {str(exc).strip()}", file=path) from exc
     if raw.empty:
         raise DataError("file has a header but no data rows", file=path)
     _check_field_counts(path, len(names), names)

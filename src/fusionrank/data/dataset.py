@@ -283,8 +283,10 @@ def load_atomic(
             raise DataError(
                 f"missing column; the file has {list(inter.columns)}", file=inter_path, column=col
             )
-    if RATING not in inter.columns:
-        inter[RATING] = 1.0
+    present = {c: c if c in inter.columns else None for c in (RATING, TIMESTAMP, DOMAIN)}
+    cols = InteractionColumns(rating=present[RATING], timestamp=present[TIMESTAMP], domain=present[DOMAIN])
+    checked = normalise_interactions(inter, cols, inter_path)  # empty ids, bad times, NaN ratings
+    inter = inter.assign(**{c: checked[c] for c in checked.columns})
     if TIMESTAMP not in inter.columns:
         inter[TIMESTAMP] = 0.0
     items = None
@@ -295,8 +297,7 @@ def load_atomic(
         files["items"] = directory / f"{name}.item"
     users = tables.get("user")
     if users is not None:
-        users = users.copy()
-        users[USER_ID] = users[USER_ID].astype(str)
+        users = normalise_catalogue(users, USER_ID, directory / f"{name}.user", id_name=USER_ID)
     profile = profile or DatasetProfile()
     check_profile(profile, items, users, str(directory / f"{name}.item"))
     return Dataset(
@@ -314,7 +315,14 @@ def load_atomic(
 
 def load_stored(folder: Path, name: str, feedback: FeedbackConfig | None = None) -> Dataset:
     """Load a dataset stored by :meth:`Dataset.save` (Parquet tables + ``dataset.json``)."""
-    meta = read_json(folder / DATASET_FILE)
+    try:
+        meta = read_json(folder / DATASET_FILE)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"not valid JSON ({exc}); import the dataset again", file=folder / DATASET_FILE
+        ) from exc
+    if not isinstance(meta, dict):
+        raise DataError("expected a JSON object; import the dataset again", file=folder / DATASET_FILE)
     profile = DatasetProfile.from_json(meta.get("profile"), owner=str(folder / DATASET_FILE))
     if meta.get("format") == "atomic":
         return load_atomic(folder, name, feedback, profile)

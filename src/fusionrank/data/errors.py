@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 
@@ -32,3 +33,40 @@ class DataError(ValueError):
             where.append(f"column {column!r}")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+def not_utf8(path: str | Path, header_lines: int = 1, chunk: int = 1 << 24) -> DataError | None:
+    """The first bytes of ``path`` that are not UTF-8, as a :class:`DataError` naming the
+    row (the line, less ``header_lines``), or None when the whole file decodes.
+
+    Read in binary chunks (no Python loop over lines), so it is cheap enough to call when
+    a parser has failed on a large file.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.csv")
+    >>> _ = open(path, "wb").write(b"uid,sku\\nu1,a\\nu2,\\xff\\n")
+    >>> err = not_utf8(path)
+    >>> err.row, "not UTF-8" in str(err)
+    (2, True)
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                start = max(exc.start - len(exc.object) + len(block), 0)  # pending bytes come first
+                line = lines + block.count(b"\n", 0, start) + 1
+                row = line - header_lines
+                byte = exc.object[exc.start : exc.start + 1]
+                return DataError(
+                    f"byte {byte!r} is not UTF-8 text; save the file as UTF-8"
+                    + (" (in the header line)" if row < 1 else ""),
+                    file=path,
+                    row=row if row >= 1 else None,
+                )
+            if not block:
+                return None
+            lines += block.count(b"\n")

@@ -22,6 +22,7 @@ Split kinds (``SplitConfig.kind``):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -44,7 +45,15 @@ from fusionrank.columns import (
 )
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.idmap import IdMap
-from fusionrank.io import atomic_path, read_json, write_json
+from fusionrank.io import (
+    StageCacheWarning,
+    atomic_path,
+    begin_stage,
+    mark_done,
+    read_json,
+    verify_stage,
+    write_json,
+)
 
 SplitKind = Literal[
     "ratio", "temporal-ratio", "leave-last", "global-temporal", "cold-items", "cold-users", "cross-domain"
@@ -240,8 +249,10 @@ class Split:
 
     # --- persistence -----------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
-        """Write ``split.parquet``, ``users.parquet``, ``items.parquet`` and a manifest."""
+        """Write ``split.parquet``, ``users.parquet``, ``items.parquet``, a manifest and, last,
+        the done-marker with their checksums."""
         folder = Path(folder)
+        begin_stage(folder)
         frames = []
         for name in PARTS:
             f = self.part(name).drop(columns=[USER_IDX, ITEM_IDX]).copy()
@@ -262,6 +273,7 @@ class Split:
                 **self.meta,
             },
         )
+        mark_done(folder, self.config.name)
 
     @classmethod
     def load(cls, folder: str | Path, dataset: Dataset | None = None) -> Split:
@@ -447,7 +459,10 @@ def prepare_split(dataset: Dataset, config: SplitConfig, root: str | Path | None
     ``config``, else make it and save it there (nothing is saved without a folder)."""
     base = Path(root) / dataset.name if root is not None else dataset.home
     folder = base / "splits" / config.name if base is not None else None
-    if folder is not None and (folder / "manifest.json").exists():
+    problem = verify_stage(folder) if folder is not None and (folder / "manifest.json").exists() else None
+    if problem is not None:
+        warnings.warn(f"saved split {folder}: {problem}; making it again", StageCacheWarning, stacklevel=2)
+    elif folder is not None and (folder / "manifest.json").exists():
         split = Split.load(folder, dataset)
         rows = len(split.train) + len(split.valid) + len(split.test)
         expected = rows if config.kind == "cross-domain" else len(dataset.interactions)

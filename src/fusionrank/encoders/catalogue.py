@@ -18,7 +18,7 @@ def open_catalogue(path: Path) -> Any:
     import datasets
 
     from fusionrank.data.atomic import read_atomic
-    from fusionrank.data.loaders import FORMATS
+    from fusionrank.data.loaders import FORMATS, parse_error, quiet_datasets
 
     datasets.disable_progress_bars()
     if path.suffix == ".item":
@@ -30,11 +30,12 @@ def open_catalogue(path: Path) -> Any:
         raise DataError("catalogue file is missing or empty", file=path)
     kwargs = {"sep": "\t"} if fmt == "tsv" else {}
     try:
-        return datasets.load_dataset(
-            "csv" if fmt == "tsv" else fmt, data_files=str(path), split="train", **kwargs
-        )
-    except Exception as exc:
-        raise DataError(f"could not read catalogue: {exc}", file=path) from exc
+        with quiet_datasets():
+            return datasets.load_dataset(
+                "csv" if fmt == "tsv" else fmt, data_files=str(path), split="train", **kwargs
+            )
+    except Exception as exc:  # the parser's own errors: located to a row where possible
+        raise parse_error(path, exc) from exc
 
 
 def shard_ids(table: Any, config: EmbedConfig, start: int, stop: int) -> list[str]:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionrank.encoders.embed_config import EmbedConfig
-from fusionrank.encoders.vectors import errors_table, write_vector_manifest, write_vectors
+from fusionrank.encoders.vectors import errors_table, shard_schema, write_vector_manifest, write_vectors
 from fusionrank.io import atomic_path, read_json, sha256_file, write_json
 
 
@@ -52,7 +52,12 @@ def check_job(out: Path, fingerprint: dict) -> None:
             raise EmbedSettingsError(f"{out} holds vector shards but no job.json; use an empty --out")
         write_json(job, fingerprint)
         return
-    previous = read_json(job)
+    try:
+        previous = read_json(job)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EmbedSettingsError(
+            f"{job} is not valid JSON ({exc}); delete the folder {out} to start again"
+        ) from exc
     if previous != fingerprint:
         diffs = []
         for key in ("settings", "weights", "dim", "catalogue"):
@@ -99,13 +104,14 @@ def write_manifest(
     out: Path, shards: list[Shard], fingerprint: dict, config: EmbedConfig, encoder: Any, n_rows: int
 ) -> dict:
     """Merge the error parts and write the manifest once every shard is done."""
-    shard_info, error_tables = [], []
+    shard_info: list[dict[str, Any]] = []
+    error_tables = []
     for s in shards:
-        meta = pq.read_metadata(shard_path(out, s.index))
+        shard_rows, _ = shard_schema(shard_path(out, s.index))  # a damaged shard is named
         shard_info.append(
             {
                 "file": shard_path(out, s.index).name,
-                "rows": meta.num_rows,
+                "rows": shard_rows,
                 "catalogue_rows": [s.start + 1, s.stop],
             }
         )

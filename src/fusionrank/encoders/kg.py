@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fusionrank.collab.trainer import repeatable
 from fusionrank.columns import ITEM_ID
+from fusionrank.determinism import repeatable
 from fusionrank.encoders.vectors import write_vector_folder
 from fusionrank.io import sha256_file
 

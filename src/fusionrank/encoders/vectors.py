@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionrank.columns import ITEM_ID, VECTOR
+from fusionrank.data.errors import DataError
 from fusionrank.io import atomic_path, read_json, write_json
 
 ERRORS_FILE = "errors.parquet"
@@ -137,7 +138,10 @@ def write_vector_folder(
 
 
 def read_vector_file(path: str | Path, id_column: str = ITEM_ID) -> tuple[np.ndarray, np.ndarray]:
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"not a readable Parquet shard: {_first_line(exc)}", file=path) from exc
     ids = np.asarray(table[id_column].to_pylist(), dtype=object)
     col = table[VECTOR].combine_chunks()
     dim = col.type.list_size
@@ -145,13 +149,79 @@ def read_vector_file(path: str | Path, id_column: str = ITEM_ID) -> tuple[np.nda
     return ids, flat.reshape(-1, dim).astype(np.float32, copy=False)
 
 
-def read_vectors(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """All ids and vectors of a finished vectors folder, in catalogue order."""
+def shard_schema(path: str | Path) -> tuple[int, pa.Schema]:
+    """Rows and schema of a Parquet shard from its footer; a missing, truncated or
+    unreadable file is a :class:`DataError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("shard is missing", file=path)
+    try:
+        meta = pq.read_metadata(path)
+        return meta.num_rows, meta.schema.to_arrow_schema()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"not a readable Parquet shard: {_first_line(exc)}", file=path) from exc
+
+
+def check_vector_folder(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a finished vectors folder, after checking that it agrees with the
+    shards (each listed shard exists, is readable, has the listed rows, the id column and
+    vectors of the manifest's dim; the rows add up; no shard is left out). Only Parquet
+    footers are read. A disagreement is a :class:`DataError` naming the file."""
     folder = Path(folder)
-    manifest = folder / MANIFEST
-    if not manifest.exists():
+    path = folder / MANIFEST
+    if not path.exists():
         raise FileNotFoundError(f"{folder} has no manifest.json: the embedding job did not finish")
-    meta = read_json(manifest)
+    try:
+        meta = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"not valid JSON: {_first_line(exc)}", file=path) from exc
+    if not isinstance(meta, dict):
+        raise DataError("expected a JSON object", file=path)
+    for key, kind in (("dim", int), ("rows", int), ("shards", list)):
+        if not isinstance(meta.get(key), kind):
+            raise DataError(
+                f"{key!r} is missing or not {'a list' if kind is list else 'an integer'}", file=path
+            )
+    id_column = meta.get("id_column", ITEM_ID)
+    listed = set()
+    for i, shard in enumerate(meta["shards"]):
+        name = shard.get("file") if isinstance(shard, dict) else None
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise DataError(f"shards[{i}]: expected a file name inside the folder, got {name!r}", file=path)
+        listed.add(name)
+        rows, schema = shard_schema(folder / name)
+        if rows != shard.get("rows"):
+            raise DataError(f"has {rows} rows, manifest.json says {shard.get('rows')}", file=folder / name)
+        if id_column not in schema.names or VECTOR not in schema.names:
+            raise DataError(
+                f"expected columns {id_column!r} and {VECTOR!r}, has {schema.names}", file=folder / name
+            )
+        kind = schema.field(VECTOR).type
+        size = getattr(kind, "list_size", None)
+        if size != meta["dim"]:
+            raise DataError(
+                f"vectors of dim {size if size is not None else kind}, manifest.json says {meta['dim']}",
+                file=folder / name,
+            )
+    total = sum(int(s["rows"]) for s in meta["shards"])
+    if total != meta["rows"]:
+        raise DataError(f"the shards hold {total} rows in all, 'rows' says {meta['rows']}", file=path)
+    extra = sorted(p.name for p in folder.glob("vectors-*.parquet") if p.name not in listed)
+    if extra:
+        raise DataError(f"shard {extra[0]} is in the folder but not in manifest.json", file=path)
+    return meta
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def read_vectors(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """All ids and vectors of a finished vectors folder, in catalogue order (checked with
+    :func:`check_vector_folder` first)."""
+    folder = Path(folder)
+    meta = check_vector_folder(folder)
     id_column = meta.get("id_column", ITEM_ID)
     parts = [read_vector_file(folder / s["file"], id_column) for s in meta["shards"]]
     if not parts:
@@ -168,10 +238,9 @@ class VectorSet:
 
     @classmethod
     def open(cls, folder: str | Path) -> VectorSet:
+        """A finished folder, checked against its shards (:func:`check_vector_folder`)."""
         folder = Path(folder)
-        if not (folder / MANIFEST).exists():
-            raise FileNotFoundError(f"{folder} has no manifest.json: the embedding job did not finish")
-        return cls(folder, read_json(folder / MANIFEST))
+        return cls(folder, check_vector_folder(folder))
 
     @property
     def rows(self) -> int:

@@ -22,6 +22,8 @@ from fusionrank.evaluation.metrics import METRICS
 from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
 from fusionrank.io import write_json
 
+DISPLAY_SETTINGS = ("progress",)
+"""Model settings that change what is shown, not the numbers: left out of the metrics."""
 TRAINING_TIMES = ("time_to_best_s", "total_s")
 """Wall times of a training history: moved to ``timings`` (as ``train_<key>``)."""
 
@@ -126,7 +128,7 @@ def evaluate(
         split=split.config.kind,
         seed=split.config.seed,
         model=model.name,
-        config=dataclasses.asdict(model.config),
+        config={k: v for k, v in dataclasses.asdict(model.config).items() if k not in DISPLAY_SETTINGS},
         metrics=result.metrics,
         per_user=per_user,
         n_users=result.n_users,

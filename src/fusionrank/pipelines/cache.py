@@ -5,10 +5,11 @@ wrote is still there, byte for byte.
   computes it (:func:`code_fingerprint`: the package's source files and the versions of
   the numeric libraries), so a code change or a library upgrade recomputes the stage
   without ``--force``.
-- The **done-marker** ``stage.json`` is written last, atomically, and records the size and
-  sha256 of every file of the stage. Reuse verifies them: a file that is missing,
-  truncated or changed (a full disk, a killed copy, a stray edit) makes the stage
-  recompute with a :class:`StageCacheWarning`, never a crash deep inside a reader.
+- The **done-marker** ``stage.json`` (:func:`fusionrank.io.mark_done`) is written last,
+  atomically, and records the size and sha256 of every file of the stage. Reuse verifies
+  them: a file that is missing, truncated or changed (a full disk, a killed copy, a stray
+  edit) makes the stage recompute with a :class:`~fusionrank.io.StageCacheWarning`, never
+  a crash deep inside a reader.
 """
 
 from __future__ import annotations
@@ -21,15 +22,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fusionrank.io import read_json, sha256_file, write_json
+from fusionrank.io import MARKER, StageCacheWarning, read_json, verify_stage
 
-MARKER = "stage.json"
 LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "torch", "lightgbm", "faiss-cpu", "transformers")
 """Libraries whose version is part of every stage key: an upgrade may change the numbers."""
-
-
-class StageCacheWarning(UserWarning):
-    """A cached stage failed verification and is recomputed."""
 
 
 @functools.cache
@@ -77,47 +73,11 @@ def is_fresh(folder: Path, key: str) -> bool:
         return False
     if done.get("key") != key:
         return False
-    files = done.get("files")
-    if not isinstance(files, dict):
-        _warn(folder, f"its done-marker {marker.name} records no checksums")
+    problem = verify_stage(folder)
+    if problem:
+        _warn(folder, problem)
         return False
-    for name, expected in sorted(files.items()):
-        problem = _check(folder / name, expected)
-        if problem:
-            _warn(folder, f"{name} {problem}")
-            return False
     return True
-
-
-def begin_stage(folder: Path) -> None:
-    """Drop the done-marker before a stage (re)writes its folder."""
-    (folder / MARKER).unlink(missing_ok=True)
-
-
-def mark_done(folder: Path, key: str, **info: Any) -> None:
-    """Write the done-marker last: the key, ``info`` and the checksum of every stage file."""
-    files = {
-        path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.name != MARKER and not _is_scratch(path, folder)
-    }
-    write_json(folder / MARKER, {"key": key, **info, "files": files})
-
-
-def _check(path: Path, expected: dict[str, Any]) -> str | None:
-    if not path.is_file():
-        return "is missing"
-    size = path.stat().st_size
-    if size != expected.get("bytes"):
-        return f"has {size} bytes, {expected.get('bytes')} were written (truncated or replaced)"
-    if sha256_file(path) != expected.get("sha256"):
-        return "changed since it was written (checksum differs)"
-    return None
-
-
-def _is_scratch(path: Path, folder: Path) -> bool:
-    """Temporary files of an interrupted write and lock files are not stage outputs."""
-    return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
 def _warn(folder: Path, problem: str) -> None:

@@ -18,8 +18,8 @@ from fusionrank.data.dataset import Dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.splits import Split
 from fusionrank.features.table import FeatureContext, attach_labels, build_features
-from fusionrank.io import read_json, write_json
-from fusionrank.pipelines.cache import begin_stage, is_fresh, mark_done
+from fusionrank.io import begin_stage, mark_done, read_json, write_json
+from fusionrank.pipelines.cache import is_fresh
 from fusionrank.pipelines.config import RunConfig
 from fusionrank.pipelines.models_stage import write_parquet
 from fusionrank.recommender import Recommender

@@ -19,9 +19,11 @@ from typing import Any
 import yaml
 
 from fusionrank.data.dataset import Dataset, load_dataset
+from fusionrank.data.errors import DataError
 from fusionrank.data.feedback import FeedbackConfig
-from fusionrank.data.profile import MODALITIES
+from fusionrank.data.profile import MODALITIES, DatasetProfile
 from fusionrank.data.splits import SplitConfig
+from fusionrank.encoders.vectors import check_vector_folder
 from fusionrank.evaluation.ranking import EvalConfig
 from fusionrank.features.table import FeatureConfig
 from fusionrank.ranker.lgbm import RankerConfig
@@ -216,7 +218,9 @@ def parse_run_config(raw: dict[str, Any], source: str = "<config>", base: Path |
     if isinstance(dataset_raw, str):
         dataset: str | DatasetSpec = dataset_raw
     else:
-        dataset = _build(DatasetSpec, dataset_raw, "dataset", source).resolved(base or Path.cwd())
+        spec = _build(DatasetSpec, dataset_raw, "dataset", source)
+        _build(DatasetProfile, spec.profile, "dataset.profile", source)  # its keys, before paths are resolved
+        dataset = spec.resolved(base or Path.cwd())
     if isinstance(raw.get("peers"), str) and base is not None:  # like the dataset's files
         raw["peers"] = str((base / Path(raw["peers"]).expanduser()).resolve())
     config = _build(RunConfig, {**raw, "dataset": "-", "models": {}}, "", source)
@@ -272,9 +276,14 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     if not path.exists():
         raise ConfigError(f"{path}: no such config file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r})") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: {where}not valid YAML: {' '.join(str(problem).split())}") from exc
     raw = raw or {}
     for key, value in (overrides or {}).items():
         node = raw
@@ -284,4 +293,17 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
             if not isinstance(node, dict):
                 raise ConfigError(f"{path}: override {key}: {p} is not a mapping")
         node[leaf] = value
-    return parse_run_config(raw, str(path), path.resolve().parent)
+    config = parse_run_config(raw, str(path), path.resolve().parent)
+    _check_vectors(config, str(path))
+    return config
+
+
+def _check_vectors(config: RunConfig, source: str) -> None:
+    """Vectors folders named by the config agree with their manifests (before anything runs)."""
+    if not isinstance(config.dataset, DatasetSpec):
+        return
+    for modality, folder in config.dataset.profile.get("vectors", {}).items():
+        try:
+            check_vector_folder(folder)
+        except (DataError, FileNotFoundError) as exc:
+            raise ConfigError(f"{source}: dataset.profile.vectors.{modality}: {exc}") from exc

@@ -16,7 +16,8 @@ from fusionrank.data.dataset import Dataset, default_root, load_dataset
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
 from fusionrank.encoders.vectors import write_vector_folder
 from fusionrank.evaluation.evaluate import Evaluation, evaluate
-from fusionrank.io import write_json
+from fusionrank.io import begin_stage, mark_done, write_json
+from fusionrank.pipelines.lock import folder_lock
 from fusionrank.recommender import Recommender
 from fusionrank.registry import build_model, model_class
 from fusionrank.settings import SettingsError, aliases_of, config_fields
@@ -119,8 +120,16 @@ def run_train(
 
 def save_run(model: Recommender, split: Split, result: Evaluation, out: Path, root: Path) -> None:
     """The model (safetensors + JSON), its item/user vectors in the vectors contract,
-    ``metrics.json``, and ``source.json`` (dataset and split) for ``fusionrank recommend``."""
-    out.mkdir(parents=True, exist_ok=True)
+    ``metrics.json``, and ``source.json`` (dataset and split) for ``fusionrank recommend``.
+    One writer at a time; the done-marker (with every file's checksum) is written last, so a
+    killed save is never read as a finished model."""
+    with folder_lock(out):
+        begin_stage(out)
+        _save_run(model, split, result, out, root)
+        mark_done(out, "train", model=model.name)
+
+
+def _save_run(model: Recommender, split: Split, result: Evaluation, out: Path, root: Path) -> None:
     model.save(out / "model")
     weights = {"source": "trained here", "path": str((out / "model").resolve())}
     exports = (

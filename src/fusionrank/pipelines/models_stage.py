@@ -12,8 +12,8 @@ import pandas as pd
 
 from fusionrank.data.splits import Split
 from fusionrank.evaluation.evaluate import evaluate
-from fusionrank.io import atomic_path, read_json, write_json
-from fusionrank.pipelines.cache import begin_stage, is_fresh, mark_done, stage_key
+from fusionrank.io import atomic_path, begin_stage, mark_done, read_json, write_json
+from fusionrank.pipelines.cache import is_fresh, stage_key
 from fusionrank.pipelines.config import RunConfig
 from fusionrank.recommender import Recommender
 from fusionrank.registry import load_model

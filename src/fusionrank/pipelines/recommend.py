@@ -27,7 +27,7 @@ from fusionrank.data.dataset import Dataset, load_dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
-from fusionrank.io import read_json
+from fusionrank.io import read_json, require_complete
 from fusionrank.pipelines.evaluate import RUN_SOURCE
 from fusionrank.recommender import Recommender, UnknownUserError
 from fusionrank.registry import build_model, load_model
@@ -53,6 +53,8 @@ def recommend(
             f"{run} is not a finished `fusionrank train --out` folder (model/)"
             " or `fusionrank run` folder (ranker/)"
         )
+    for finished in (run / "features", run / "ranker") if ltr else (run,):  # not killed mid-write
+        require_complete(finished, "the run folder" if ltr else "the train folder")
     if explain and not ltr:
         raise ValueError("--explain needs a `fusionrank run` folder (a LightGBM ranker explains its scores)")
     data, split = open_run_split(run, root)  # the run's id maps are the split's

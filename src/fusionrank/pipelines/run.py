@@ -32,8 +32,8 @@ from fusionrank.columns import TEST, TRAIN, VALID
 from fusionrank.data.splits import prepare_split
 from fusionrank.features.table import feature_columns
 from fusionrank.fusion.content import align, ensure_vectors
-from fusionrank.io import read_json, sha256_file, write_json
-from fusionrank.pipelines.cache import begin_stage, is_fresh, mark_done, stage_key
+from fusionrank.io import begin_stage, mark_done, read_json, sha256_file, write_json
+from fusionrank.pipelines.cache import is_fresh, stage_key
 from fusionrank.pipelines.candidates import candidates_and_features
 from fusionrank.pipelines.config import RunConfig
 from fusionrank.pipelines.lock import folder_lock

@@ -7,9 +7,8 @@ from pathlib import Path
 import typer
 
 from fusionrank.data.dataset import default_root, import_dataset
-from fusionrank.data.errors import DataError
+from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 from fusionrank.pipelines.cli.options import parse_pairs
-from fusionrank.settings import SettingsError
 
 
 def data_import(
@@ -31,6 +30,7 @@ def data_import(
         None, help="User-table columns used as side features, comma separated."
     ),
     root: Path = typer.Option(None, help="Data directory (default: $FUSIONRANK_DATA or ./data)."),
+    debug: bool = DEBUG,
 ) -> None:
     """Store your own files under the data folder.
 
@@ -43,7 +43,7 @@ def data_import(
         profile["title"] = title
     if user_features:
         profile["user_features"] = user_features.split(",")
-    try:
+    with user_errors(debug):
         data = import_dataset(
             name,
             interactions,
@@ -56,7 +56,4 @@ def data_import(
             image_root=image_root,
             profile=profile or None,
         )
-    except (DataError, SettingsError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     typer.echo(f"stored {data!r} in {(root or default_root()) / name}")

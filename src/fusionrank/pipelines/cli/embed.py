@@ -7,11 +7,8 @@ from typing import Any
 
 import typer
 
-from fusionrank.data.errors import DataError
-from fusionrank.encoders.engine import EmbedSettingsError
 from fusionrank.encoders.engine import embed as embed_fn
-from fusionrank.encoders.weights import ModelNotFoundError
-from fusionrank.settings import SettingsError
+from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 
 
 def embed(
@@ -40,6 +37,7 @@ def embed(
     precision: str = typer.Option(None, help="fp32 | bf16 | fp16"),
     workers: int = typer.Option(None, help="Image-decoding worker processes (default 2)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar; one summary line."),
+    debug: bool = DEBUG,
 ) -> None:
     """Embed every catalogue row; rerun the same command to resume after an interruption."""
     given: dict[str, Any] = {
@@ -62,7 +60,7 @@ def embed(
         settings["weights"] = None
     if quiet:
         settings["quiet"] = True
-    try:
+    with user_errors(debug):
         if (catalogue is None) == (dataset is None):
             raise ValueError("give either --catalogue FILE or --dataset NAME")
         if dataset is not None:
@@ -72,6 +70,3 @@ def embed(
         else:
             source = catalogue
         embed_fn(source, out, encoder, **settings)  # type: ignore[arg-type]
-    except (DataError, EmbedSettingsError, ModelNotFoundError, SettingsError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc

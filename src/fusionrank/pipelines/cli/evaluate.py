@@ -7,14 +7,13 @@ from typing import cast
 
 import typer
 
-from fusionrank.data.errors import DataError
 from fusionrank.data.splits import SPLIT_KINDS, SplitConfig, SplitKind
 from fusionrank.evaluation.table import format_table
 from fusionrank.io import write_json
+from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 from fusionrank.pipelines.cli.options import parse_ks
 from fusionrank.pipelines.evaluate import parse_overrides, run_evaluate
 from fusionrank.registry import MODELS
-from fusionrank.settings import SettingsError
 
 TABLE_METRICS = (
     "ndcg@10",
@@ -51,6 +50,7 @@ def evaluate(
     modalities: str = typer.Option(
         None, help="Content of the content models: text, image, clip, kg, or text,kg."
     ),
+    debug: bool = DEBUG,
 ) -> None:
     """Fit models on a split and print their test metrics.
 
@@ -58,33 +58,30 @@ def evaluate(
     ranking over all items, or over the protocol's candidates: the cold items of
     ``--split cold-items`` (all items: the all-items columns), the target domain's items
     of ``--split cross-domain``."""
-    try:
+    with user_errors(debug):
         overrides = parse_overrides(set_)
         if modalities:
             overrides["modalities"] = modalities.split(",")
         cut = parse_ks(ks)
         config = SplitConfig(kind=cast(SplitKind, split), seed=seed)  # SplitConfig checks the kind
         results = run_evaluate(dataset, model, config, root, overrides, cut)
-    except (DataError, SettingsError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    shown = [m for m in TABLE_METRICS if int(m.split("@")[1]) in cut]
-    rows = []
-    for name, res in results.items():
-        row = {"model": name, **{m: res.metrics.get(m, "-") for m in shown}}
-        if res.all_items is not None:
-            row["all-items ndcg@10"] = res.all_items.get("ndcg@10", "-")
-        row["users"] = res.n_users
-        row["fit_s"] = res.timings["fit_s"]
-        row["eval_s"] = res.timings["evaluate_s"]
-        rows.append(row)
-    label = LABELS.get(split, "test, full ranking over all items")
-    typer.echo(f"{dataset} · split {split} · seed {seed} · {label}")
-    typer.echo(format_table(rows, list(rows[0])))
-    if json_out:
-        payload = (
-            results[model[0]].to_dict()
-            if len(model) == 1
-            else {"models": {n: r.to_dict() for n, r in results.items()}}
-        )
-        write_json(json_out, payload)
+        shown = [m for m in TABLE_METRICS if int(m.split("@")[1]) in cut]
+        rows = []
+        for name, res in results.items():
+            row = {"model": name, **{m: res.metrics.get(m, "-") for m in shown}}
+            if res.all_items is not None:
+                row["all-items ndcg@10"] = res.all_items.get("ndcg@10", "-")
+            row["users"] = res.n_users
+            row["fit_s"] = res.timings["fit_s"]
+            row["eval_s"] = res.timings["evaluate_s"]
+            rows.append(row)
+        label = LABELS.get(split, "test, full ranking over all items")
+        typer.echo(f"{dataset} · split {split} · seed {seed} · {label}")
+        typer.echo(format_table(rows, list(rows[0])))
+        if json_out:
+            payload = (
+                results[model[0]].to_dict()
+                if len(model) == 1
+                else {"models": {n: r.to_dict() for n, r in results.items()}}
+            )
+            write_json(json_out, payload)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from fusionrank.data.errors import DataError
 from fusionrank.evaluation.table import format_table
+from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 from fusionrank.pipelines.recommend import recommend as recommend_fn
 from fusionrank.settings import SettingsError
 
@@ -32,18 +32,16 @@ def recommend(
         "--new-items",
         help="Catalogue of items not in training (CSV/TSV/Parquet/JSONL): rank them by text.",
     ),
+    debug: bool = DEBUG,
 ) -> None:
     """Top-k items for a user from a finished run.
 
     From history, or from side features for a user unknown to training; --new-items ranks
     items that were not in training from their content alone."""
-    try:
+    with user_errors(debug):
         side = dict(f.split("=", 1) for f in feature or [] if "=" in f)
         if len(side) != len(feature or []):
             raise SettingsError("--feature: expected KEY=VALUE")
         table = recommend_fn(run, user, k, root, side or None, explain=explain, new_items=new_items)
-    except (DataError, SettingsError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(f"user {user} · from {table.attrs['source']}")
-    typer.echo(format_table(table.to_dict("records"), list(table.columns)))
+        typer.echo(f"user {user} · from {table.attrs['source']}")
+        typer.echo(format_table(table.to_dict("records"), list(table.columns)))

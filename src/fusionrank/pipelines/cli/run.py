@@ -7,10 +7,9 @@ from pathlib import Path
 
 import typer
 
-from fusionrank.data.errors import DataError
-from fusionrank.pipelines.config import ConfigError, load_run_config
+from fusionrank.pipelines.cli.errors import DEBUG, user_errors
+from fusionrank.pipelines.config import load_run_config
 from fusionrank.pipelines.evaluate import parse_overrides
-from fusionrank.settings import SettingsError
 
 
 def run(
@@ -21,6 +20,7 @@ def run(
         None, help="Folder of peer results to print beside the run (overrides `peers`)."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="Only the final table (no stage lines, no bars)."),
+    debug: bool = DEBUG,
 ) -> None:
     """The whole pipeline from one YAML config.
 
@@ -30,16 +30,13 @@ def run(
     from fusionrank.pipelines.report import print_summary
     from fusionrank.pipelines.run import run_pipeline
 
-    try:
+    with user_errors(debug):
         cfg = load_run_config(config, parse_overrides(set_))
         if peers is not None:
             cfg = dataclasses.replace(cfg, peers=str(peers.resolve()))
         output = run_pipeline(
             cfg, force=force, log=(lambda m: None) if quiet else typer.echo, progress=not quiet
         )
-    except (ConfigError, DataError, SettingsError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo("")
-    typer.echo(print_summary(output.metrics, Path(cfg.peers) if cfg.peers else None))
-    typer.echo(f"\nreport: {output.folder / 'report.html'} ({output.metrics['time_s']:.0f} s)")
+        typer.echo("")
+        typer.echo(print_summary(output.metrics, Path(cfg.peers) if cfg.peers else None))
+        typer.echo(f"\nreport: {output.folder / 'report.html'} ({output.time_s:.0f} s)")

@@ -7,14 +7,14 @@ from typing import cast
 
 import typer
 
-from fusionrank.data.errors import DataError
 from fusionrank.data.splits import SPLIT_KINDS, SplitConfig, SplitKind
 from fusionrank.evaluation.table import format_table
 from fusionrank.io import write_json
+from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 from fusionrank.pipelines.cli.options import parse_ks
 from fusionrank.pipelines.evaluate import parse_overrides, run_train
-from fusionrank.registry import MODELS
-from fusionrank.settings import SettingsError
+from fusionrank.registry import MODELS, model_class
+from fusionrank.settings import config_fields
 
 SHOWN = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20")
 
@@ -37,6 +37,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ks: str = typer.Option("5,10,20,50", help="Comma-separated cut-offs."),
     set_: list[str] = typer.Option(None, "--set", help="Model setting KEY=VALUE, e.g. --set reg=0.001."),
+    debug: bool = DEBUG,
 ) -> None:
     """Fit one model, evaluate it, and save it with --out.
 
@@ -51,21 +52,19 @@ def train(
         "patience": patience,
         "threads": threads,
         "device": device,
-        "progress": False if quiet else None,
     }
-    try:
+    with user_errors(debug):
         settings = {**{k: v for k, v in flags.items() if v is not None}, **parse_overrides(set_)}
+        if quiet and "progress" in config_fields(model_class(model).config_class):  # pop has no bar
+            settings.setdefault("progress", False)
         config = SplitConfig(kind=cast(SplitKind, split), seed=seed)  # SplitConfig checks the kind
         result = run_train(dataset, model, config, out, root, settings, parse_ks(ks))
-    except (DataError, SettingsError, ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    row = {"model": model, **{m: result.metrics[m] for m in SHOWN if m in result.metrics}}
-    if result.training:
-        row["epochs"] = result.training["epochs"]
-        row["best_epoch"] = result.training["best_epoch"]
-    row["fit_s"] = result.timings["fit_s"]
-    typer.echo(f"{dataset} · split {split} · seed {seed} · test, full ranking")
-    typer.echo(format_table([row], list(row)))
-    if json_out:
-        write_json(json_out, result.to_dict())
+        row = {"model": model, **{m: result.metrics[m] for m in SHOWN if m in result.metrics}}
+        if result.training:
+            row["epochs"] = result.training["epochs"]
+            row["best_epoch"] = result.training["best_epoch"]
+        row["fit_s"] = result.timings["fit_s"]
+        typer.echo(f"{dataset} · split {split} · seed {seed} · test, full ranking")
+        typer.echo(format_table([row], list(row)))
+        if json_out:
+            write_json(json_out, result.to_dict())
