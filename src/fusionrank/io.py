@@ -101,8 +101,30 @@ def require_complete(folder: Path, what: str) -> None:
 
 
 def begin_stage(folder: Path) -> None:
-    """Drop the done-marker before a stage (re)writes its folder."""
+    """Drop the done-marker before a stage (re)writes its folder, and the temporary files
+    that a killed writer left behind."""
     (folder / MARKER).unlink(missing_ok=True)
+    remove_stale_temporaries(folder)
+
+
+def remove_stale_temporaries(folder: Path, recursive: bool = True) -> None:
+    """Delete the ``.<name>.tmp-<pid>`` files of :func:`atomic_path` whose process is gone."""
+    if not folder.is_dir():
+        return
+    for path in folder.rglob(".*.tmp-*") if recursive else folder.glob(".*.tmp-*"):
+        pid = path.name.rpartition(".tmp-")[2]
+        if pid.isdigit() and not _alive(int(pid)) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def mark_done(folder: Path, key: str, **info: Any) -> None:

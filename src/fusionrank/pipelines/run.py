@@ -32,7 +32,7 @@ from fusionrank.columns import TEST, TRAIN, VALID
 from fusionrank.data.splits import prepare_split
 from fusionrank.features.table import feature_columns
 from fusionrank.fusion.content import align, ensure_vectors
-from fusionrank.io import begin_stage, mark_done, read_json, sha256_file, write_json
+from fusionrank.io import begin_stage, mark_done, read_json, remove_stale_temporaries, sha256_file, write_json
 from fusionrank.pipelines.cache import is_fresh, stage_key
 from fusionrank.pipelines.candidates import candidates_and_features
 from fusionrank.pipelines.config import RunConfig
@@ -75,6 +75,7 @@ def run_pipeline(
     run into the same folder while this one runs is refused (:class:`RunLockedError`)."""
     folder = Path(config.out) / config.name
     with folder_lock(folder, log):
+        remove_stale_temporaries(folder, recursive=False)  # the report's, if a run was killed there
         return _run_locked(config, folder, force, log, progress)
 
 
