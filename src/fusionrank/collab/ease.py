@@ -11,6 +11,7 @@ import torch
 
 from fusionrank.columns import TRAIN
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
+from fusionrank.resources import InsufficientMemoryError, available_memory_bytes
 
 if TYPE_CHECKING:
     from fusionrank.data.splits import Split
@@ -22,10 +23,30 @@ class EASEConfig:
 
     reg: float = 250.0
     """lambda in B = argmin |X - XB|^2 + lambda |B|^2 s.t. diag(B) = 0."""
+    max_items: int | None = None
+    """Refuse larger catalogues before allocating: EASE holds dense items x items matrices
+    (:func:`ease_memory`; 27k items: about 23 GB). None: refuse when that exceeds the
+    memory available now."""
 
     def __post_init__(self) -> None:
         if self.reg <= 0:
             raise ValueError(f"reg must be > 0, got {self.reg}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {self.max_items}")
+
+
+BYTES_PER_CELL = 32
+"""Peak bytes per items x items cell of :func:`ease_weights`: the float32 Gram product,
+its float64 copy, the inverse, the scaled inverse and the float32 weights."""
+
+
+def ease_memory(n_items: int) -> int:
+    """Bytes EASE needs at its peak for ``n_items`` items.
+
+    >>> round(ease_memory(27_000) / 1e9, 1)
+    23.3
+    """
+    return BYTES_PER_CELL * n_items * n_items
 
 
 def ease_weights(x: sp.csr_matrix, reg: float) -> np.ndarray:
@@ -38,12 +59,42 @@ def ease_weights(x: sp.csr_matrix, reg: float) -> np.ndarray:
     return b.to(torch.float32).numpy()
 
 
+def check_ease_memory(n_items: int, max_items: int | None = None) -> None:
+    """Raise :class:`InsufficientMemoryError` (naming the count, the memory and the
+    alternatives) when EASE on ``n_items`` is over ``max_items`` or, without one, over the
+    memory available now."""
+    need = ease_memory(n_items)
+    if max_items is not None:
+        if n_items <= max_items:
+            return
+        limit = f"max_items={max_items:,}"
+    else:
+        available = available_memory_bytes()
+        if need <= available:
+            return
+        limit = f"{_size(available)} available"
+    raise InsufficientMemoryError(
+        f"EASE on {n_items:,} items needs dense items x items matrices, about {_size(need)} "
+        f"at its peak ({limit}); use itemknn or rp3beta (sparse neighbours), restrict the "
+        "catalogue, or run it on a machine with that memory (and set max_items)"
+    )
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return f"{n_bytes:.1f} GB"  # pragma: no cover
+
+
 class EASE(Recommender):
     """score(u, ·) = x_u B."""
 
     config_class = EASEConfig
 
     def _fit(self, split: Split) -> None:
+        check_ease_memory(split.n_items, self.config.max_items)
         self.train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
         self.weights = ease_weights(self.train, self.config.reg)
 

@@ -21,6 +21,7 @@ from fusionrank.io import StorageError
 from fusionrank.pipelines.config import ConfigError
 from fusionrank.pipelines.lock import RunLockedError
 from fusionrank.recommender import UnknownUserError
+from fusionrank.resources import InsufficientMemoryError
 from fusionrank.settings import SettingsError
 
 EXIT_CODE = 2
@@ -36,6 +37,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ModelNotFoundError,
     StorageError,
     RunLockedError,
+    InsufficientMemoryError,
     FileNotFoundError,
     UnicodeDecodeError,
     ValueError,  # the library's refusal of a bad argument (an unknown model, split or protocol)
