@@ -19,14 +19,24 @@ if TYPE_CHECKING:
     from fusionrank.data.splits import Split
 
 
-def ranking_validator(model: Recommender, split: Split, metric: str) -> Callable[[], float] | None:
+def ranking_validator(
+    model: Recommender, split: Split, metric: str, max_users: int = 0, seed: int = 0
+) -> Callable[[], float] | None:
     """``metric`` (e.g. ``ndcg@10``) of ``model.score`` on ``split.valid`` by full ranking,
-    training items excluded; None when the split has no validation rows."""
+    training items excluded; None when the split has no validation rows. With ``max_users``
+    and more validation users than that, a seeded sample of them is scored, so that
+    validation does not dominate an epoch on a large user base."""
     from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
 
     if not len(split.valid):
         return None
     valid, train = split.matrix(VALID), split.matrix(TRAIN)
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    if max_users and len(users) > max_users:
+        keep = np.zeros(valid.shape[0], dtype=valid.dtype)
+        keep[np.random.default_rng(seed).choice(users, size=max_users, replace=False)] = 1
+        valid = sp.csr_matrix(sp.diags(keep) @ valid)
+        valid.eliminate_zeros()
     config = EvalConfig(ks=(int(metric.split("@")[1]),))
     return lambda: evaluate_ranking(model.score, valid, train, config).metrics[metric]
 
@@ -62,7 +72,11 @@ class TorchRecommender(Recommender, Trainable):
         seed_everything(cfg.seed)
         self.prepare(split)
         self.module = self.build().to(self.device)
-        validate = ranking_validator(self, split, cfg.valid_metric) if cfg.validation else None
+        validate = (
+            ranking_validator(self, split, cfg.valid_metric, cfg.valid_users, cfg.seed)
+            if cfg.validation
+            else None
+        )
         self.history = train_loop(self, cfg, validate, desc=type(self).__name__).as_dict()
         self.at_stage("test")
 

@@ -44,6 +44,8 @@ class TrainConfig:
     """Evaluate every this many epochs."""
     valid_metric: str = "ndcg@10"
     """Metric that picks the best epoch (full ranking, training items excluded)."""
+    valid_users: int = 5000
+    """Validate on at most this many users, a sample seeded by ``seed`` (0: every user)."""
     seed: int = 2020
     """Seeds torch, numpy and random."""
     threads: int | None = None
@@ -59,6 +61,8 @@ class TrainConfig:
     ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __post_init__(self) -> None:
+        if self.valid_users < 0:
+            raise ValueError(f"valid_users must be >= 0, got {self.valid_users}")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.patience < 0:
             raise ValueError("epochs, batch_size and eval_every must be >= 1 and patience >= 0")
         if self.learning_rate <= 0:

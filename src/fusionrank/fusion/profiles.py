@@ -185,7 +185,11 @@ class Profile(FeatureRecommender, Trainable):
         self._coo = self.train.tocoo()
         self._n = np.asarray(self.train.sum(axis=1)).ravel()
         self._feature_vectors = np.zeros((self.n_users, self._item_vecs.shape[1]), np.float32)
-        validate = ranking_validator(self, split, cfg.valid_metric) if cfg.validation else None
+        validate = (
+            ranking_validator(self, split, cfg.valid_metric, cfg.valid_users, cfg.seed)
+            if cfg.validation
+            else None
+        )
         self.history = train_loop(self, cfg, validate, desc="profile").as_dict()
 
     def parameter_groups(self, config: Any) -> list[dict[str, Any]]:

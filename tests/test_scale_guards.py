@@ -1,4 +1,4 @@
-"""Models whose memory is quadratic in items say so before they allocate."""
+"""Scale guards: models quadratic in items say so before they allocate; validation samples users."""
 
 from __future__ import annotations
 
@@ -43,3 +43,19 @@ def test_the_cli_reports_the_refusal_in_one_line(tiny_root):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: EASE on 40 items")
+
+
+def test_validation_scores_a_seeded_sample_of_users_when_there_are_many(tiny_root):
+    from fusionrank.collab.torch_base import ranking_validator
+    from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
+
+    split = fr.split(fr.load_dataset("tiny", tiny_root), "ratio")
+    model = fr.build_model("pop").fit(split)
+    every = ranking_validator(model, split, "ndcg@10")()
+    assert ranking_validator(model, split, "ndcg@10", max_users=1000)() == every
+    sampled = ranking_validator(model, split, "ndcg@10", max_users=5, seed=1)
+    assert sampled() == ranking_validator(model, split, "ndcg@10", max_users=5, seed=1)()
+    values = {ranking_validator(model, split, "ndcg@10", max_users=5, seed=s)() for s in range(6)}
+    assert len(values) > 1 and every not in values  # different users, not the whole set
+    whole = evaluate_ranking(model.score, split.matrix("valid"), split.matrix("train"), EvalConfig(ks=(10,)))
+    assert whole.n_users > 5 and whole.metrics["ndcg@10"] == every
