@@ -71,24 +71,40 @@ class IncompleteOutputError(ValueError):
     """A folder that a command reads was not finished (its writer was killed) or was damaged."""
 
 
-def verify_stage(folder: Path) -> str | None:
-    """``None`` when ``folder``'s done-marker exists and every file it records verifies;
-    else what is wrong, in a few words."""
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """``folder``'s done-marker, or None when it has none; ``ValueError`` when it is
+    unreadable or records no file checksums."""
     marker = folder / MARKER
     if not marker.exists():
-        return f"it has no {MARKER} (not finished: interrupted, or still being written)"
+        return None
     try:
         done = read_json(marker)
-        files = done["files"]
-        if not isinstance(files, dict):
-            raise ValueError("files is not a mapping")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"its done-marker {MARKER} is unreadable ({exc})"
-    for name, expected in sorted(files.items()):
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"its done-marker {MARKER} is unreadable ({exc})") from exc
+    if not isinstance(done, dict) or not isinstance(done.get("files"), dict):
+        raise ValueError(f"its done-marker {MARKER} is unreadable (no file checksums)")
+    return done
+
+
+def verify_files(folder: Path, done: dict[str, Any]) -> str | None:
+    """The first file recorded by the marker ``done`` that is missing, truncated or changed."""
+    for name, expected in sorted(done["files"].items()):
         problem = _check(folder / name, expected)
         if problem:
             return f"{name} {problem}"
     return None
+
+
+def verify_stage(folder: Path) -> str | None:
+    """``None`` when ``folder``'s done-marker exists and every file it records verifies;
+    else what is wrong, in a few words."""
+    try:
+        done = read_marker(folder)
+    except ValueError as exc:
+        return str(exc)
+    if done is None:
+        return f"it has no {MARKER} (not finished: interrupted, or still being written)"
+    return verify_files(folder, done)
 
 
 def require_complete(folder: Path, what: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fusionrank.data.errors import DataError, not_utf8
+from fusionrank.data.errors import DataError, header_line, not_utf8
 
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 ATOMIC_SUFFIXES = ("inter", "item", "user", "kg", "link")
@@ -52,12 +52,7 @@ def read_atomic(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError("file does not exist", file=path)
-    with open(path, "rb") as f:
-        first = f.readline()
-    try:
-        header = first.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise not_utf8(path) or DataError("the header line is not UTF-8 text", file=path) from exc
+    header = header_line(path)
     if not header.strip():
         raise DataError("file is empty: expected a header of name:type fields", file=path)
     fields = parse_atomic_header(header, path)

@@ -70,3 +70,14 @@ def not_utf8(path: str | Path, header_lines: int = 1, chunk: int = 1 << 24) -> D
             if not block:
                 return None
             lines += block.count(b"\n")
+
+
+def header_line(path: str | Path, encoding: str = "utf-8") -> str:
+    """The first line of ``path`` decoded as UTF-8 (``utf-8-sig`` skips a byte-order mark);
+    bytes that are not UTF-8 are a :class:`DataError` naming the file and row."""
+    with open(path, "rb") as f:
+        first = f.readline()
+    try:
+        return first.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path) or DataError("the header line is not UTF-8 text", file=path) from exc

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fusionrank.columns import DOMAIN, ITEM_ID, RATING, TIMESTAMP, USER_ID
-from fusionrank.data.errors import DataError, not_utf8
+from fusionrank.data.errors import DataError, header_line, not_utf8
 
 FORMATS = {
     ".csv": "csv",
@@ -143,12 +143,7 @@ def parse_error(path: str | Path, exc: BaseException) -> DataError:
 def _csv_header(path: Path, sep: str) -> list[str]:
     """The header's column names; a header that is empty, not UTF-8 or names a column twice
     is refused here (HF ``datasets`` would fail later with a less clear message)."""
-    with open(path, "rb") as f:
-        first = f.readline()
-    try:
-        line = first.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise not_utf8(path) or DataError("the header line is not UTF-8 text", file=path) from exc
+    line = header_line(path, "utf-8-sig")
     header = next(csv.reader([line], delimiter=sep), [])
     if not header or not any(h.strip() for h in header):
         raise DataError("file has no header line", file=path)

@@ -459,15 +459,18 @@ def prepare_split(dataset: Dataset, config: SplitConfig, root: str | Path | None
     ``config``, else make it and save it there (nothing is saved without a folder)."""
     base = Path(root) / dataset.name if root is not None else dataset.home
     folder = base / "splits" / config.name if base is not None else None
-    problem = verify_stage(folder) if folder is not None and (folder / "manifest.json").exists() else None
-    if problem is not None:
-        warnings.warn(f"saved split {folder}: {problem}; making it again", StageCacheWarning, stacklevel=2)
-    elif folder is not None and (folder / "manifest.json").exists():
-        split = Split.load(folder, dataset)
-        rows = len(split.train) + len(split.valid) + len(split.test)
-        expected = rows if config.kind == "cross-domain" else len(dataset.interactions)
-        if split.config == config and rows == expected and split.meta.get("dataset") == dataset.name:
-            return split
+    if folder is not None and (folder / "manifest.json").exists():
+        problem = verify_stage(folder)
+        if problem is not None:
+            warnings.warn(
+                f"saved split {folder}: {problem}; making it again", StageCacheWarning, stacklevel=2
+            )
+        else:
+            split = Split.load(folder, dataset)
+            rows = len(split.train) + len(split.valid) + len(split.test)
+            expected = rows if config.kind == "cross-domain" else len(dataset.interactions)
+            if split.config == config and rows == expected and split.meta.get("dataset") == dataset.name:
+                return split
     split = make_split(dataset, config)
     if folder is not None:
         split.save(folder)

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fusionrank.io import MARKER, StageCacheWarning, read_json, verify_stage
+from fusionrank.io import StageCacheWarning, read_marker, verify_files
 
 LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "torch", "lightgbm", "faiss-cpu", "transformers")
 """Libraries whose version is part of every stage key: an upgrade may change the numbers."""
@@ -61,19 +61,14 @@ def stage_key(*parts: Any) -> str:
 
 def is_fresh(folder: Path, key: str) -> bool:
     """Whether ``folder`` holds a finished stage with ``key`` whose files all verify."""
-    marker = folder / MARKER
-    if not marker.exists():
-        return False
     try:
-        done = read_json(marker)
-        if not isinstance(done, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
-        _warn(folder, f"its done-marker {marker.name} is unreadable ({exc})")
+        done = read_marker(folder)
+    except ValueError as exc:
+        _warn(folder, str(exc))
         return False
-    if done.get("key") != key:
+    if done is None or done.get("key") != key:
         return False
-    problem = verify_stage(folder)
+    problem = verify_files(folder, done)
     if problem:
         _warn(folder, problem)
         return False
