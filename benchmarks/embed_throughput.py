@@ -1,10 +1,14 @@
 """Embedding throughput: our engine end to end against sentence-transformers and bare loops.
 
 Each measurement runs in its own subprocess (so peak RSS is its own), with the model
-loaded before the clock starts. Text: all-MiniLM-L6-v2, batch 64, on 20,000
-MovieLens-like strings (title year genres) and 2,000 long strings (~200 tokens).
-Images: 2,000 generated 256 px JPEGs, resnet50 and open_clip ViT-B-32 with random weights,
-batch 32; the bare loop runs over tensors decoded and preprocessed before the clock.
+loaded (and, for ONNX, exported or read from its cache) before the clock starts. Text:
+all-MiniLM-L6-v2, batch 64, on 20,000 MovieLens-like strings (title year genres) and 2,000
+long strings (~200 tokens), through the engine at fp32, int8 (torch dynamic quantisation),
+and on ONNX Runtime at fp32 and int8. Images: 2,000 generated 256 px JPEGs, resnet50
+(channels_last with fused batch norm, and torchvision's plain module for comparison) and
+open_clip ViT-B-32 (fp32 and int8) with random weights, batch 32; the bare loop runs over
+tensors decoded and preprocessed before the clock. The quality column is the mean cosine
+of each engine setting's vectors against the fp32 engine's for the same items.
 
     .venv/bin/python benchmarks/embed_throughput.py          # -> benchmarks/results/embed_throughput.*
     .venv/bin/python benchmarks/embed_throughput.py --quick    # small sizes, for a smoke test
@@ -20,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +74,16 @@ def make_images(folder: Path, n: int, seed: int = 0) -> list[str]:
 # --- workers: each runs in its own process ------------------------------------------
 
 
-def worker_text(system: str, kind: str, n: int, batch: int) -> dict:
+TEXT_ENGINES = {
+    "fusionrank engine": {},
+    "fusionrank engine int8": {"precision": "int8"},
+    "fusionrank engine onnx": {"backend": "onnx"},
+    "fusionrank engine onnx int8": {"backend": "onnx", "precision": "int8"},
+}
+"""Engine rows of the text tasks: their settings (the first is fp32, the quality reference)."""
+
+
+def worker_text(system: str, kind: str, n: int, batch: int, out: str) -> dict:
     import pandas as pd
     import torch
 
@@ -83,9 +97,10 @@ def worker_text(system: str, kind: str, n: int, batch: int) -> dict:
         t0 = time.perf_counter()
         st.encode(texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True)
         return {"seconds": time.perf_counter() - t0}
-    from fusionrank.encoders.text import TextEncoder
+    from fusionrank.encoders.text import TextEncoder, TextEncoderConfig
 
-    enc = TextEncoder()
+    settings = TEXT_ENGINES.get(system, {})
+    enc = TextEncoder(TextEncoderConfig(**settings))  # type: ignore[arg-type]
     if system == "bare loop":
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -100,27 +115,48 @@ def worker_text(system: str, kind: str, n: int, batch: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cat = Path(tmp) / "catalogue.parquet"
         pd.DataFrame({"item_id": [str(i) for i in range(n)], "text": texts}).to_parquet(cat)
-        cfg = EmbedConfig(fields=("text",), batch_size=batch, quiet=True)
+        cfg = EmbedConfig(fields=("text",), batch_size=batch, quiet=True, **settings)  # type: ignore[arg-type]
         t0 = time.perf_counter()
-        manifest = embed_catalogue(cat, Path(tmp) / "out", cfg, encoder=enc, log=lambda m: None)
+        manifest = embed_catalogue(cat, Path(out), cfg, encoder=enc, log=lambda m: None)
         seconds = time.perf_counter() - t0
     assert manifest["rows"] == n
-    return {"seconds": seconds}
+    return {"seconds": seconds, "vectors": out}
 
 
-def worker_image(system: str, model: str, n: int, batch: int, folder: str, workers: int) -> dict:
+IMAGE_ENGINES = {
+    "fusionrank engine": {},
+    "fusionrank engine, plain NCHW module": {"optimize": False},
+    "fusionrank engine int8": {"precision": "int8"},
+}
+"""Engine rows of the image tasks (the plain module: resnet50 only; int8: ViT-B-32 only)."""
+
+
+def image_systems(model: str) -> list[str]:
+    engines = ["fusionrank engine"]
+    engines.append(
+        "fusionrank engine, plain NCHW module" if model == "resnet50" else "fusionrank engine int8"
+    )
+    return [*engines, "bare loop (pre-decoded)"]
+
+
+def worker_image(system: str, model: str, n: int, batch: int, folder: str, workers: int, out: str) -> dict:
     import pandas as pd
     import torch
     from PIL import Image
 
+    settings = dict(IMAGE_ENGINES.get(system, {}))
+    optimize = settings.pop("optimize", True)
+    torch.manual_seed(0)  # the same random weights in every row
     if model == "resnet50":
         from fusionrank.encoders.image import ImageEncoder, ImageEncoderConfig
 
-        enc = ImageEncoder(ImageEncoderConfig(model="resnet50", weights=None))
+        enc: Any = ImageEncoder(
+            ImageEncoderConfig(model="resnet50", weights=None, optimize=optimize, **settings)
+        )
     else:
         from fusionrank.encoders.clip import ClipEncoder, ClipEncoderConfig
 
-        enc = ClipEncoder(ClipEncoderConfig(model="ViT-B-32", pretrained=None))
+        enc = ClipEncoder(ClipEncoderConfig(model="ViT-B-32", pretrained=None, **settings))
     names = [f"{k}.jpg" for k in range(n)]
     if system == "bare loop (pre-decoded)":
         pixels = [enc.preprocess(Image.open(Path(folder) / f).convert("RGB")) for f in names]
@@ -143,12 +179,13 @@ def worker_image(system: str, model: str, n: int, batch: int, folder: str, worke
             quiet=True,
             weights=None,
             model=model,
+            **settings,  # type: ignore[arg-type]
         )
         t0 = time.perf_counter()
-        manifest = embed_catalogue(cat, Path(tmp) / "out", cfg, encoder=enc, log=lambda m: None)
+        manifest = embed_catalogue(cat, Path(out), cfg, encoder=enc, log=lambda m: None)
         seconds = time.perf_counter() - t0
     assert manifest["rows"] == n, manifest
-    return {"seconds": seconds}
+    return {"seconds": seconds, "vectors": out}
 
 
 def run_worker(args: list[str]) -> dict:
@@ -163,56 +200,72 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
-    parser.add_argument("--workers", type=int, default=2, help="image decoding workers of our engine")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="image decoding workers of our engine (default: its own)"
+    )
     parser.add_argument("--skip-images", action="store_true")
     args = parser.parse_args()
     if args.worker:
         kind, *rest = args.worker
         res = (
-            worker_text(rest[0], rest[1], int(rest[2]), int(rest[3]))
+            worker_text(rest[0], rest[1], int(rest[2]), int(rest[3]), rest[4])
             if kind == "text"
-            else worker_image(rest[0], rest[1], int(rest[2]), int(rest[3]), rest[4], int(rest[5]))
+            else worker_image(rest[0], rest[1], int(rest[2]), int(rest[3]), rest[4], _int(rest[5]), rest[6])
         )
         res["peak_rss_mb"] = peak_rss_mb()
         print("RESULT " + json.dumps(res))
         return
 
-    n_short, n_long, n_img = (500, 100, 64) if args.quick else (20_000, 2_000, 2_000)
+    n_short, n_long, n_img = (300, 40, 32) if args.quick else (20_000, 2_000, 2_000)
     rows = []
-    for kind, n in (("short", n_short), ("long", n_long)):
-        for system in ("fusionrank engine", "sentence-transformers", "bare loop"):
-            res = run_worker(["text", system, kind, str(n), "64"])
-            rows.append(
-                {
-                    "task": f"text {kind} ({n}) MiniLM",
-                    "system": system,
-                    "items": n,
-                    **res,
-                    "items_per_s": n / res["seconds"],
-                }
-            )
-            print(rows[-1], flush=True)
-    if not args.skip_images:
-        with tempfile.TemporaryDirectory() as tmp:
-            make_images(Path(tmp), n_img)
-            for model in ("resnet50", "ViT-B-32"):
-                for system in ("fusionrank engine", "bare loop (pre-decoded)"):
-                    res = run_worker(["image", system, model, str(n_img), "32", tmp, str(args.workers)])
-                    rows.append(
-                        {
-                            "task": f"images ({n_img}, 256 px) {model}",
-                            "system": system,
-                            "items": n_img,
-                            **res,
-                            "items_per_s": n_img / res["seconds"],
-                        }
-                    )
-                    print(rows[-1], flush=True)
-    for r in rows:
-        peers = [p for p in rows if p["task"] == r["task"] and p["system"] != "fusionrank engine"]
-        if r["system"] == "fusionrank engine":
-            r["ratio"] = {p["system"]: r["items_per_s"] / p["items_per_s"] for p in peers}
+    with tempfile.TemporaryDirectory() as vectors:
+        for kind, n in (("short", n_short), ("long", n_long)):
+            for system in (*TEXT_ENGINES, "sentence-transformers", "bare loop"):
+                out = str(Path(vectors) / f"text-{kind}-{len(rows)}")
+                res = run_worker(["text", system, kind, str(n), "64", out])
+                rows.append({"task": f"text {kind} ({n}) MiniLM", "system": system, "items": n, **res})
+                print(rows[-1], flush=True)
+        if not args.skip_images:
+            with tempfile.TemporaryDirectory() as tmp:
+                make_images(Path(tmp), n_img)
+                for model in ("resnet50", "ViT-B-32"):
+                    for system in image_systems(model):
+                        out = str(Path(vectors) / f"image-{len(rows)}")
+                        res = run_worker(
+                            ["image", system, model, str(n_img), "32", tmp, str(args.workers), out]
+                        )
+                        task = f"images ({n_img}, 256 px) {model}"
+                        rows.append({"task": task, "system": system, "items": n_img, **res})
+                        print(rows[-1], flush=True)
+        compare(rows)
     write(rows, quick=args.quick)
+
+
+def _int(text: str) -> int | None:
+    return None if text == "None" else int(text)
+
+
+def compare(rows: list[dict]) -> None:
+    """Items/s, each engine row's speed against the peers and the fp32 engine, and its
+    quality: the mean cosine of its vectors against the fp32 engine's for the same items."""
+    from fusionrank.encoders.vectors import read_vectors
+
+    for r in rows:
+        r["items_per_s"] = r["items"] / r["seconds"]
+    for r in rows:
+        if not r["system"].startswith("fusionrank engine"):
+            continue
+        same = [p for p in rows if p["task"] == r["task"]]
+        peers = [p for p in same if not p["system"].startswith("fusionrank engine")]
+        r["ratio"] = {p["system"]: r["items_per_s"] / p["items_per_s"] for p in peers}
+        fp32 = next(p for p in same if p["system"] == "fusionrank engine")
+        r["speedup_vs_fp32_engine"] = r["items_per_s"] / fp32["items_per_s"]
+        ids_a, a = read_vectors(r["vectors"])
+        ids_b, b = read_vectors(fp32["vectors"])
+        assert list(ids_a) == list(ids_b)
+        r["cosine_vs_fp32"] = float(np.mean(np.sum(a * b, axis=1)))
+    for r in rows:
+        r.pop("vectors", None)
 
 
 def write(rows: list[dict], quick: bool) -> None:
@@ -235,6 +288,10 @@ def write(rows: list[dict], quick: bool) -> None:
                 "items/s": round(r["items_per_s"], 1),
                 "seconds": round(r["seconds"], 1),
                 "peak RSS MB": round(r["peak_rss_mb"]),
+                "× fp32 engine": f"{r['speedup_vs_fp32_engine']:.2f}×"
+                if "speedup_vs_fp32_engine" in r
+                else "-",
+                "cosine vs fp32": f"{r['cosine_vs_fp32']:.4f}" if "cosine_vs_fp32" in r else "-",
                 "ours ÷ peer": ", ".join(f"{v:.2f}× {k}" for k, v in ratio.items()) or "-",
             }
         )
@@ -243,7 +300,9 @@ def write(rows: list[dict], quick: bool) -> None:
         "",
         f"`.venv/bin/python benchmarks/embed_throughput.py` on {meta['machine']}; each row in its own "
         "process, model loaded before timing; ours is end to end (catalogue read, batching, Parquet "
-        "shards, manifest).",
+        "shards, manifest). Cosine vs fp32: the mean over the same items against the fp32 engine "
+        "(the image models have random weights). ONNX rows: ONNX Runtime, the model exported "
+        "before the clock.",
         "",
         format_table(table_rows, list(table_rows[0]), markdown=True),
         "",

@@ -1,9 +1,13 @@
-"""Feeding the encoders: text tokenised per shard and batched by token length (less
-padding); images decoded and preprocessed by DataLoader workers while the model runs."""
+"""Feeding the encoders: text composed and tokenised per shard and batched by token length
+(each batch padded to its own longest row only); images decoded and preprocessed by
+DataLoader workers while the model runs. With a GPU, the next shard's text is prepared in a
+thread while the current one runs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +16,43 @@ import torch
 from tqdm.auto import tqdm
 
 from fusionrank.data.text import compose_text
-from fusionrank.encoders.embed_config import EmbedConfig, autocast
+from fusionrank.encoders.device import decode_workers
+from fusionrank.encoders.embed_config import EmbedConfig
 from fusionrank.encoders.job import Shard
+
+
+@dataclass
+class _ShardText:
+    """A shard's texts, ready for the model: catalogue rows, token ids, bad rows."""
+
+    rows: list[int] = field(default_factory=list)
+    tokens: Any = None
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _prepare(
+    table: Any, shard: Shard, encoder: Any, config: EmbedConfig, id_errors: dict[int, str]
+) -> _ShardText:
+    """Compose and tokenise one shard's texts (empty text and bad ids become errors)."""
+    fields = list(config.fields or ())
+    chunk = table[shard.start : shard.stop]
+    keys = list(chunk)
+    out, texts = _ShardText(), []
+    for j in range(shard.stop - shard.start):
+        r = shard.start + j
+        if r in id_errors:
+            out.errors.append((r, id_errors[r]))
+            continue
+        text = compose_text({k: chunk[k][j] for k in keys}, fields, config.template)
+        if not text:
+            out.errors.append((r, "empty text"))
+            continue
+        texts.append(text)
+        out.rows.append(r)
+    if texts:  # CLIP: a (rows, context) tensor; BERT family: lists of ids, unpadded
+        tokens = encoder.tokenize(texts)
+        out.tokens = tokens if encoder.kind == "clip" else tokens["input_ids"]
+    return out
 
 
 def embed_text(
@@ -27,44 +66,51 @@ def embed_text(
 ) -> None:
     """Embed the pending shards' texts; each shard goes to ``done`` once all its rows are in
     ``shard.vectors`` or ``shard.errors`` (empty text, a bad id)."""
-    fields = list(config.fields or ())
-    for shard in pending:
-        chunk = table[shard.start : shard.stop]
-        keys = list(chunk)
-        texts, rows = [], []
-        for j in range(shard.stop - shard.start):
-            r = shard.start + j
-            if r in id_errors:
-                shard.errors.append((r, id_errors[r]))
-                continue
-            text = compose_text({k: chunk[k][j] for k in keys}, fields, config.template)
-            if not text:
-                shard.errors.append((r, "empty text"))
-                continue
-            texts.append(text)
-            rows.append(r)
-        if texts:
-            for r, vec in zip(rows, _encode_texts(encoder, texts, config)):
+
+    def prepare(shard: Shard) -> _ShardText:
+        return _prepare(table, shard, encoder, config, id_errors)
+
+    for shard, prepared in _prepared(pending, prepare, ahead=config.device.startswith("cuda")):
+        shard.errors.extend(prepared.errors)
+        if prepared.rows:
+            for r, vec in zip(prepared.rows, _encode_tokens(encoder, prepared.tokens, config.batch_size)):
                 shard.vectors[r] = vec
         done(shard)
         bar.update(shard.stop - shard.start)
 
 
-def _encode_texts(encoder: Any, texts: list[str], config: EmbedConfig) -> np.ndarray:
-    out = np.empty((len(texts), encoder.dim), dtype=np.float32)
-    if encoder.kind == "clip":
-        with autocast(config):
-            for s in range(0, len(texts), config.batch_size):
-                out[s : s + config.batch_size] = (
-                    encoder.forward_text(encoder.tokenize(texts[s : s + config.batch_size])).cpu().numpy()
-                )
+def _prepared(
+    pending: list[Shard], prepare: Callable[[Shard], _ShardText], ahead: bool
+) -> Iterator[tuple[Shard, _ShardText]]:
+    """Each shard with its prepared text. With ``ahead`` (a GPU runs the model), the next
+    shard is prepared in a thread meanwhile (the tokenizer releases the GIL); on the CPU it
+    would only take cores from the model."""
+    if not ahead or len(pending) < 2:
+        for shard in pending:
+            yield shard, prepare(shard)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(prepare, pending[0])
+        for k, shard in enumerate(pending):
+            prepared = future.result()
+            if k + 1 < len(pending):
+                future = pool.submit(prepare, pending[k + 1])
+            yield shard, prepared
+
+
+def _encode_tokens(encoder: Any, tokens: Any, batch_size: int) -> np.ndarray:
+    """Vectors of one shard's tokenised texts, in order. Text encoders run the rows longest
+    first, so that each batch pads to a length close to all of its rows'."""
+    n = len(tokens)
+    out = np.empty((n, encoder.dim), dtype=np.float32)
+    if encoder.kind == "clip":  # fixed context length: nothing to sort
+        for s in range(0, n, batch_size):
+            out[s : s + batch_size] = encoder.forward_text(tokens[s : s + batch_size]).cpu().numpy()
         return out
-    ids = encoder.tokenize(texts)["input_ids"]
-    order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: less padding
-    with autocast(config):
-        for s in range(0, len(ids), config.batch_size):
-            rows = order[s : s + config.batch_size]
-            out[rows] = encoder.forward(encoder.collate([ids[i] for i in rows])).cpu().numpy()
+    order = np.argsort([-len(x) for x in tokens], kind="stable")
+    for s in range(0, n, batch_size):
+        rows = order[s : s + batch_size]
+        out[rows] = encoder.forward(encoder.collate([tokens[i] for i in rows])).cpu().numpy()
     return out
 
 
@@ -143,26 +189,26 @@ def embed_images(
     batches = list(_batches(pending, rows_of, config.batch_size))
     if not batches:
         return
+    workers = decode_workers(config.workers, config.device)
     loader = torch.utils.data.DataLoader(
         _ImageRows(paths, Path(config.image_root or "."), encoder.preprocess),
         batch_sampler=batches,
         collate_fn=_collate,
-        num_workers=config.workers,
-        prefetch_factor=4 if config.workers else None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
         pin_memory=config.device.startswith("cuda"),
     )
     by_row = {}
     for shard in pending:
         for r in rows_of[shard.index]:
             by_row[r] = shard
-    with autocast(config):
-        for rows, pixels, bad in loader:
-            shard = by_row[(rows or [r for r, _ in bad])[0]]
-            shard.errors.extend(bad)
-            if pixels is not None:
-                for r, vec in zip(rows, encoder.forward(pixels).cpu().numpy()):
-                    shard.vectors[r] = vec
-            shard.batches_left -= 1
-            if shard.batches_left == 0:
-                done(shard)
-                bar.update(shard.stop - shard.start)
+    for rows, pixels, bad in loader:
+        shard = by_row[(rows or [r for r, _ in bad])[0]]
+        shard.errors.extend(bad)
+        if pixels is not None:
+            for r, vec in zip(rows, encoder.forward(pixels).cpu().numpy()):
+                shard.vectors[r] = vec
+        shard.batches_left -= 1
+        if shard.batches_left == 0:
+            done(shard)
+            bar.update(shard.stop - shard.start)

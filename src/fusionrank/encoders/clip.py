@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fusionrank.encoders.device import to_device
+from fusionrank.encoders.precision import Precision, autocast, check_precision, quantize_linears
 from fusionrank.encoders.weights import ModelNotFoundError, file_identity, folder_identity, hub_offline
 
 
@@ -20,6 +22,9 @@ class ClipEncoderConfig:
     pretrained: str | None = None
     """A pretrained tag (e.g. ``laion2b_s34b_b79k``, served from the HF cache), a local
     checkpoint file, or ``None`` for random weights (tests, benchmarks)."""
+    precision: Precision = "fp32"
+    """``fp32``; ``int8`` (the transformers' linear layers, dynamically quantised; CPU);
+    ``bf16``/``fp16`` (autocast, GPU)."""
 
 
 class ClipEncoder:
@@ -31,6 +36,8 @@ class ClipEncoder:
         import open_clip
 
         self.config = config or ClipEncoderConfig()
+        check_precision(self.config.precision, device, kind="clip")
+        self.precision = self.config.precision
         name, pretrained = self.config.model, self.config.pretrained
         if Path(name).expanduser().is_dir():
             folder = Path(name).expanduser()
@@ -57,7 +64,10 @@ class ClipEncoder:
         self.tokenizer = open_clip.get_tokenizer(name)
         self.preprocess = preprocess
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
+        model = model.eval()
+        if self.precision == "int8":
+            model = quantize_linears(model)
+        self.model = model.to(self.device)
         self.dim = (
             int(self.model.text_projection.shape[1])
             if hasattr(self.model, "text_projection") and self.model.text_projection is not None
@@ -70,12 +80,17 @@ class ClipEncoder:
 
     @torch.inference_mode()
     def forward_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(tokens.to(self.device), normalize=True).float()
+        """(batch, context) token ids -> (batch, dim), normalised."""
+        with autocast(self.device, self.precision):
+            out = self.model.encode_text(to_device(tokens, self.device))
+        return torch.nn.functional.normalize(out.float(), dim=-1)
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(batch, 3, H, W) preprocessed pixels -> (batch, dim), normalised."""
-        return self.model.encode_image(pixels.to(self.device, non_blocking=True), normalize=True).float()
+        with autocast(self.device, self.precision):
+            out = self.model.encode_image(to_device(pixels, self.device))
+        return torch.nn.functional.normalize(out.float(), dim=-1)
 
     def encode_text(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         out = [

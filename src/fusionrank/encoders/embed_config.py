@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
-
 from fusionrank.columns import ITEM_ID
+from fusionrank.encoders.device import check_device
+from fusionrank.encoders.precision import Backend, Precision, check_precision
 
 EncoderKind = Literal["text", "image", "clip"]
-Precision = Literal["fp32", "bf16", "fp16"]
 
 
 @dataclass(frozen=True)
@@ -44,34 +42,34 @@ class EmbedConfig:
     normalize: bool = True
     """L2-normalise vectors (CLIP always is)."""
     precision: Precision = "fp32"
-    """bf16/fp16 run under autocast (fp16 only on CUDA)."""
+    """``fp32``; ``int8``: dynamic quantisation of the linear layers (text, CLIP; CPU);
+    ``bf16``/``fp16``: autocast (GPU; fp16 only on CUDA, bf16 on the CPU is slow)."""
+    backend: Backend = "torch"
+    """``torch``, or ``onnx``: ONNX Runtime on the CPU (text encoder; fp32 or int8)."""
     shard_size: int = 4096
     """Catalogue rows per output shard (and per resumable unit of work)."""
     batch_size: int = 64
     """Rows per forward pass."""
     device: str = "cpu"
-    """``cpu`` or ``cuda``."""
-    workers: int = 2
-    """DataLoader worker processes that decode images."""
+    """``cpu``, ``cuda`` or ``cuda:N``."""
+    workers: int | None = None
+    """DataLoader worker processes that decode images; None: one on the CPU, one per spare
+    core (at most 8) with a GPU."""
     quiet: bool = False
     """No progress bar (for logs); the summary line is still printed."""
 
     def __post_init__(self) -> None:
         if self.encoder not in ("text", "image", "clip"):
             raise ValueError(f"encoder must be text, image or clip, got {self.encoder!r}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        if self.precision == "fp16" and not self.device.startswith("cuda"):
-            raise ValueError("fp16 needs --device cuda; use bf16 or fp32 on the CPU")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but no CUDA device is available")
+        check_precision(self.precision, self.device, self.backend, self.encoder)
+        check_device(self.device)
         if self.encoder == "image" and not self.image_column:
             raise ValueError("the image encoder needs --image-column")
         if self.image_column and not self.image_root:
             raise ValueError("--image-column needs --image-root (images must stay inside it)")
         if self.modality == "text" and not (self.fields or self.template):
             raise ValueError("text embedding needs --fields (e.g. title,genres) or a template")
-        if self.shard_size < 1 or self.batch_size < 1 or self.workers < 0:
+        if self.shard_size < 1 or self.batch_size < 1 or (self.workers is not None and self.workers < 0):
             raise ValueError("shard_size and batch_size must be >= 1, workers >= 0")
 
     @property
@@ -79,9 +77,14 @@ class EmbedConfig:
         return "image" if self.encoder == "image" or self.image_column else "text"
 
     def decisive(self) -> dict[str, Any]:
-        """The settings that decide the output (every field but the speed knobs)."""
+        """The settings that decide the output (every field but the speed knobs). The
+        default backend is left out, so that settings written before it existed (job.json,
+        the content vectors' folder key) read the same."""
         speed = ("batch_size", "device", "workers", "quiet")
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in speed}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in speed}
+        if out["backend"] == "torch":
+            del out["backend"]
+        return out
 
 
 def build_encoder(config: EmbedConfig) -> Any:
@@ -92,7 +95,12 @@ def build_encoder(config: EmbedConfig) -> Any:
         kwargs = {"model": config.model} if config.model else {}
         return TextEncoder(
             TextEncoderConfig(
-                pooling=config.pooling, max_length=config.max_length, normalize=config.normalize, **kwargs
+                pooling=config.pooling,
+                max_length=config.max_length,
+                normalize=config.normalize,
+                precision=config.precision,
+                backend=config.backend,
+                **kwargs,
             ),
             config.device,
         )
@@ -101,19 +109,18 @@ def build_encoder(config: EmbedConfig) -> Any:
 
         return ImageEncoder(
             ImageEncoderConfig(
-                model=config.model or "resnet50", weights=config.weights, normalize=config.normalize
+                model=config.model or "resnet50",
+                weights=config.weights,
+                normalize=config.normalize,
+                precision=config.precision,
             ),
             config.device,
         )
     from fusionrank.encoders.clip import ClipEncoder, ClipEncoderConfig
 
     return ClipEncoder(
-        ClipEncoderConfig(model=config.model or "ViT-B-32", pretrained=config.clip_pretrained), config.device
+        ClipEncoderConfig(
+            model=config.model or "ViT-B-32", pretrained=config.clip_pretrained, precision=config.precision
+        ),
+        config.device,
     )
-
-
-def autocast(config: EmbedConfig) -> contextlib.AbstractContextManager:
-    if config.precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    return torch.autocast(device_type="cuda" if config.device.startswith("cuda") else "cpu", dtype=dtype)

@@ -30,6 +30,7 @@ from fusionrank.encoders.embed_config import EmbedConfig, EncoderKind, build_enc
 from fusionrank.encoders.job import (
     EmbedSettingsError,
     Shard,
+    check_encoder,
     check_job,
     errors_part,
     fingerprint,
@@ -37,6 +38,7 @@ from fusionrank.encoders.job import (
     shard_path,
     write_manifest,
 )
+from fusionrank.encoders.precision import BF16_CPU_NOTE
 from fusionrank.encoders.vectors import VectorSet
 from fusionrank.io import read_json
 from fusionrank.settings import build_settings
@@ -60,6 +62,9 @@ def embed_catalogue(
     table = open_catalogue(catalogue)
     id_errors = check_ids(table, config, catalogue)
     encoder = encoder or build_encoder(config)
+    check_encoder(encoder, config)
+    if config.precision == "bf16" and not config.device.startswith("cuda"):
+        log(BF16_CPU_NOTE)
     job = fingerprint(config, catalogue, encoder.identity, encoder.dim)
     out.mkdir(parents=True, exist_ok=True)
     check_job(out, job)
@@ -135,8 +140,9 @@ def embed(
     """Embed a dataset's catalogue (or a catalogue file) into ``out``: the batch engine
     behind ``fusionrank embed``, with the same options (fields of :class:`EmbedConfig`:
     ``model``, ``template``, ``fields``, ``image_column``, ``image_root``, ``weights``,
-    ``clip_pretrained``, ``batch_size``, ``shard_size``, ``device``, ``precision``,
-    ``workers``, ``quiet`` ...). For a dataset, the text template, image column and
+    ``clip_pretrained``, ``batch_size``, ``shard_size``, ``device``, ``precision``
+    (``fp32``, ``int8``, ``bf16``, ``fp16``), ``backend`` (``torch``, ``onnx``), ``workers``,
+    ``quiet`` ...). For a dataset, the text template, image column and
     encoder settings default to its profile's. Resumable: rerun after an interruption.
 
     >>> import tempfile, pandas as pd, fusionrank as fr

@@ -44,6 +44,20 @@ def fingerprint(config: EmbedConfig, catalogue: Path, identity: dict, dim: int) 
     return json.loads(json.dumps(payload))  # as it reads back from job.json (tuples -> lists)
 
 
+def check_encoder(encoder: Any, config: EmbedConfig) -> None:
+    """An encoder given to the engine must run at the precision and backend the job records."""
+    ran = (getattr(encoder, "precision", "fp32"), getattr(encoder, "backend", "torch"))
+    if ran != (config.precision, config.backend):
+        raise ValueError(
+            f"the encoder runs {ran[0]} on {ran[1]} but the job says {config.precision} on {config.backend}"
+        )
+
+
+def _setting(settings: dict, key: str) -> Any:
+    """A recorded setting; a missing ``backend`` is the default one (left out of fingerprints)."""
+    return settings.get(key, "torch" if key == "backend" else None)
+
+
 def check_job(out: Path, fingerprint: dict) -> None:
     """Record the job in ``job.json``, or refuse a folder written with other settings."""
     job = out / "job.json"
@@ -64,7 +78,7 @@ def check_job(out: Path, fingerprint: dict) -> None:
             a, b = previous.get(key), fingerprint.get(key)
             if isinstance(a, dict) and isinstance(b, dict):
                 diffs += [
-                    f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+                    f"{key}.{k}: {_setting(a, k)!r} -> {_setting(b, k)!r}"
                     for k in sorted(set(a) | set(b))
                     if a.get(k) != b.get(k)
                 ]
@@ -131,6 +145,8 @@ def write_manifest(
         modality=config.modality,
         model=config.model,
         catalogue_rows=n_rows,
+        precision=config.precision,
+        backend=config.backend,
         settings=fingerprint["settings"],
         catalogue=fingerprint["catalogue"],
     )

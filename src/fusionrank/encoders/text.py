@@ -1,4 +1,5 @@
-"""Text encoder: a BERT-family transformers model with mean or CLS pooling."""
+"""Text encoder: a BERT-family transformers model with mean or CLS pooling, run by torch
+(fp32, int8, bf16/fp16 autocast) or ONNX Runtime (fp32, int8)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,22 @@ from typing import Literal
 import numpy as np
 import torch
 
+from fusionrank.encoders.device import to_device
+from fusionrank.encoders.precision import (
+    BACKENDS,
+    PRECISIONS,
+    Backend,
+    Precision,
+    autocast,
+    check_precision,
+    quantize_linears,
+)
 from fusionrank.encoders.weights import DEFAULT_TEXT_MODEL, resolve_hf_model
 
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
-    """Which model and how to turn token states into one vector."""
+    """Which model, how to turn token states into one vector, and what runs it."""
 
     model: str = DEFAULT_TEXT_MODEL
     """A model folder, or a hub id found in the HF cache; the default ships in a package."""
@@ -23,31 +34,69 @@ class TextEncoderConfig:
     """Tokens kept per text (all-MiniLM-L6-v2 was trained with 256)."""
     normalize: bool = True
     """L2-normalise the vectors (cosine = dot product)."""
+    precision: Precision = "fp32"
+    """``fp32``; ``int8`` (dynamic quantisation, CPU); ``bf16``/``fp16`` (autocast, GPU)."""
+    backend: Backend = "torch"
+    """``torch``, or ``onnx`` (ONNX Runtime on the CPU; fp32 or int8)."""
 
     def __post_init__(self) -> None:
         if self.pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
         if self.max_length < 2:
             raise ValueError("max_length must be >= 2")
+        if self.precision not in PRECISIONS or self.backend not in BACKENDS:
+            check_precision(self.precision, "cpu", self.backend)  # names the bad value
+
+
+def pool_tokens(
+    hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, normalize: bool
+) -> torch.Tensor:
+    """One float32 vector per row of ``hidden`` (batch, seq, dim): the mean over the
+    attention mask or the first token, L2-normalised if asked, computed in float32 whatever
+    the model's precision. Both backends use it."""
+    hidden = hidden.float()  # a no-op for float32
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, seq, 1)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    if normalize:
+        pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+    return pooled
 
 
 class TextEncoder:
-    """``encode(list[str]) -> float32 (n, dim)``; the engine uses ``tokenize``/``forward``."""
+    """``encode(list[str]) -> float32 (n, dim)``; the engine uses ``tokenize``/``collate``/``forward``."""
 
     kind = "text"
 
     def __init__(self, config: TextEncoderConfig | None = None, device: str = "cpu") -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
 
         self.config = config or TextEncoderConfig()
+        check_precision(self.config.precision, device, self.config.backend, "text")
         folder, self.identity = resolve_hf_model(self.config.model)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        self.model = AutoModel.from_pretrained(str(folder)).eval().to(device)
         self.device = torch.device(device)
-        self.dim = int(self.model.config.hidden_size)
+        self.precision, self.backend = self.config.precision, self.config.backend
+        self.model: torch.nn.Module | None = None
+        self.onnx = None
+        if self.backend == "onnx":
+            from fusionrank.encoders.onnx_text import OnnxTextModel, ensure_onnx, require_onnx
+
+            require_onnx()
+            path = ensure_onnx(folder, self.identity, self.precision, self.tokenizer, self.config.model)
+            self.onnx = OnnxTextModel(path)
+            self.dim = int(AutoConfig.from_pretrained(str(folder)).hidden_size)
+        else:
+            model = AutoModel.from_pretrained(str(folder)).eval()
+            if self.precision == "int8":
+                model = quantize_linears(model)
+            self.model = model.to(self.device)
+            self.dim = int(model.config.hidden_size)
         self.normalized = self.config.normalize
 
     def tokenize(self, texts: list[str]) -> dict:
@@ -61,23 +110,21 @@ class TextEncoder:
         )
 
     def collate(self, input_ids: list[list[int]]) -> dict[str, torch.Tensor]:
-        """Pad a batch of token id lists to its own longest length."""
+        """Pad a batch of token id lists to its own longest length (on the device; to a GPU
+        through pinned memory, without blocking)."""
         batch = self.tokenizer.pad({"input_ids": input_ids}, return_tensors="pt")
-        return {k: v.to(self.device) for k, v in batch.items()}
+        return {k: to_device(v, self.device) for k, v in batch.items()}
 
     @torch.inference_mode()
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled (and normalised) vectors of one padded batch, (batch, dim) float32."""
-        out = self.model(**batch).last_hidden_state  # (batch, seq, dim)
-        if self.config.pooling == "cls":
-            pooled = out[:, 0]
+        if self.onnx is not None:
+            hidden = self.onnx(batch)
         else:
-            mask = batch["attention_mask"].unsqueeze(-1).to(out.dtype)  # (batch, seq, 1)
-            pooled = (out * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        pooled = pooled.float()
-        if self.config.normalize:
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled
+            assert self.model is not None
+            with autocast(self.device, self.precision):
+                hidden = self.model(**batch).last_hidden_state  # (batch, seq, dim)
+        return pool_tokens(hidden, batch["attention_mask"], self.config.pooling, self.config.normalize)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Encode texts in order (sorted by length internally to cut padding)."""

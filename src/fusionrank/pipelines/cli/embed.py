@@ -33,9 +33,17 @@ def embed(
     shard_size: int = typer.Option(
         None, help="Rows per output shard, the unit of resumption (default 4096)."
     ),
-    device: str = typer.Option(None, help="cpu | cuda"),
-    precision: str = typer.Option(None, help="fp32 | bf16 | fp16"),
-    workers: int = typer.Option(None, help="Image-decoding worker processes (default 2)."),
+    device: str = typer.Option(None, help="cpu | cuda | cuda:N"),
+    precision: str = typer.Option(
+        None,
+        help="fp32 (default) | int8 (dynamic quantisation, CPU; text and CLIP) | bf16 | fp16 (GPU autocast).",
+    ),
+    backend: str = typer.Option(
+        None, help="torch (default) | onnx (ONNX Runtime on the CPU; text encoder, fp32 or int8)."
+    ),
+    workers: int = typer.Option(
+        None, help="Image-decoding worker processes (default: 1 on the CPU, up to 8 with a GPU)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar; one summary line."),
     debug: bool = DEBUG,
 ) -> None:
@@ -53,6 +61,7 @@ def embed(
         "shard_size": shard_size,
         "device": device,
         "precision": precision,
+        "backend": backend,
         "workers": workers,
     }
     settings = {k: v for k, v in given.items() if v is not None}
