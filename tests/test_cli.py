@@ -30,7 +30,7 @@ def test_evaluate_prints_a_table_and_writes_the_contract(tiny_root, tmp_path):
     assert res.exit_code == 0, res.output
     assert "ndcg@10" in res.output and "ease" in res.output
     payload = json.loads(out.read_text())["models"]
-    assert payload["ease"]["config"] == {"reg": 5.0, "max_items": None}
+    assert payload["ease"]["config"] == {"reg": 5.0, "max_items": None, "top_items": None}
     for m in payload.values():
         assert {"dataset", "split", "model", "metrics", "timings"} <= set(m)
         assert m["dataset"] == "tiny" and 0 <= m["metrics"]["ndcg@10"] <= 1

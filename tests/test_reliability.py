@@ -164,23 +164,25 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tiny_root, tmp_path):
 
 
 def test_a_full_disk_names_the_path_and_leaves_no_partial_file(tiny_root, tmp_path, monkeypatch):
+    from fusionrank.features.shards import ShardWriter
+
     path = _config(tiny_root, tmp_path / "runs")
-    real = pd.DataFrame.to_parquet
+    real = ShardWriter.write
 
-    def full_disk(self, target, *args, **kwargs):
-        if "features_test" in str(os.fspath(target)) or ".features_test" in str(target):
-            Path(target).write_bytes(b"PAR1 half a file")
+    def full_disk(self, frame):
+        if "features_test" in self.path.name:  # the feature stage's second table, half written
+            real(self, frame)
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, target, *args, **kwargs)
+        return real(self, frame)
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", full_disk)
+    monkeypatch.setattr(ShardWriter, "write", full_disk)
     with pytest.raises(StorageError, match=r"could not write .*features_test\.parquet: No space left"):
         _run(path)
     features = tmp_path / "runs" / "t" / "features"
     assert not (features / "features_test.parquet").exists()
     assert not (features / "stage.json").exists()
     assert [p.name for p in features.iterdir() if p.name.startswith(".")] == []
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", real)
+    monkeypatch.setattr(ShardWriter, "write", real)
     _, lines = _run(path)  # space freed: the rerun completes, reusing the finished models
     assert sum("cached" in line for line in lines) == 8
     assert (features / "stage.json").exists()

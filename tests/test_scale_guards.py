@@ -59,3 +59,20 @@ def test_validation_scores_a_seeded_sample_of_users_when_there_are_many(tiny_roo
     assert len(values) > 1 and every not in values  # different users, not the whole set
     whole = evaluate_ranking(model.score, split.matrix("valid"), split.matrix("train"), EvalConfig(ks=(10,)))
     assert whole.n_users > 5 and whole.metrics["ndcg@10"] == every
+
+
+def test_ease_on_the_most_popular_items_scores_only_those(tiny_root, tmp_path):
+    import numpy as np
+
+    split = fr.split(fr.load_dataset("tiny", tiny_root), "ratio")
+    counts = np.asarray(split.matrix("train").sum(axis=0)).ravel()
+    model = fr.build_model("ease", top_items=12, max_items=12).fit(split)  # the limit counts kept items
+    scores = model.score(np.arange(4))
+    scored = np.flatnonzero(np.isfinite(scores[0]))
+    assert len(scored) == 12 and counts[scored].min() >= np.delete(counts, scored).max()
+    assert np.isneginf(np.delete(scores, scored, axis=1)).all()
+    assert model.item_similarity() is None
+    model.save(tmp_path / "m")
+    np.testing.assert_array_equal(fr.load_model(tmp_path / "m").score(np.arange(4)), scores)
+    exact = fr.build_model("ease").fit(split)
+    assert fr.build_model("ease", top_items=40).fit(split).score([0]).tolist() == exact.score([0]).tolist()

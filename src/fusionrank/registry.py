@@ -106,7 +106,7 @@ def build_model(name: str, **settings: Any) -> Recommender:
     >>> fr.build_model("ease", dim=32)
     Traceback (most recent call last):
     ...
-    fusionrank.settings.SettingsError: ease: dim: unknown setting; expected one of ['max_items', 'reg']
+    fusionrank.settings.SettingsError: ease: dim: unknown setting; expected one of ['max_items', 'reg', 'top_items']
     """
     cls = model_class(name)
     model = cls(build_settings(cls.config_class, settings, owner=name))

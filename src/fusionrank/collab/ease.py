@@ -27,12 +27,19 @@ class EASEConfig:
     """Refuse larger catalogues before allocating: EASE holds dense items x items matrices
     (:func:`ease_memory`; 27k items: about 23 GB). None: refuse when that exceeds the
     memory available now."""
+    top_items: int | None = None
+    """The approximate variant: fit B on the ``top_items`` most popular training items only
+    (memory and time in ``top_items``, not the catalogue); the other items are not scored
+    by EASE (``-inf``: other sources retrieve them) and there is no item-item matrix for the
+    cross-domain feature. None: exact EASE over every item."""
 
     def __post_init__(self) -> None:
         if self.reg <= 0:
             raise ValueError(f"reg must be > 0, got {self.reg}")
         if self.max_items is not None and self.max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {self.max_items}")
+        if self.top_items is not None and self.top_items < 1:
+            raise ValueError(f"top_items must be >= 1, got {self.top_items}")
 
 
 BYTES_PER_CELL = 32
@@ -75,8 +82,8 @@ def check_ease_memory(n_items: int, max_items: int | None = None) -> None:
         limit = f"{_size(available)} available"
     raise InsufficientMemoryError(
         f"EASE on {n_items:,} items needs dense items x items matrices, about {_size(need)} "
-        f"at its peak ({limit}); use itemknn or rp3beta (sparse neighbours), restrict the "
-        "catalogue, or run it on a machine with that memory (and set max_items)"
+        f"at its peak ({limit}); set top_items (EASE on the most popular items only), use "
+        "itemknn or rp3beta (sparse neighbours), or run it on a machine with that memory (and set max_items)"
     )
 
 
@@ -94,21 +101,44 @@ class EASE(Recommender):
     config_class = EASEConfig
 
     def _fit(self, split: Split) -> None:
-        check_ease_memory(split.n_items, self.config.max_items)
-        self.train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
+        train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
+        self.kept = popular_items(train, self.config.top_items)
+        n = split.n_items if self.kept is None else len(self.kept)
+        check_ease_memory(n, self.config.max_items)
+        self.train = train if self.kept is None else sp.csr_matrix(train[:, self.kept])
         self.weights = ease_weights(self.train, self.config.reg)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         users = self._check_users(users)
-        return np.asarray(self.train[users] @ self.weights, dtype=np.float32)
+        scores = np.asarray(self.train[users] @ self.weights, dtype=np.float32)
+        if self.kept is None:
+            return scores
+        out = np.full((len(users), self.n_items), -np.inf, np.float32)
+        out[:, self.kept] = scores
+        return out
 
-    def item_similarity(self) -> np.ndarray:
-        """EASE's item-item weights B (zero diagonal)."""
-        return self.weights
+    def item_similarity(self) -> np.ndarray | None:
+        """EASE's item-item weights B (zero diagonal); None for the ``top_items`` variant."""
+        return self.weights if self.kept is None else None
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"weights": self.weights, **csr_to_arrays("train", self.train)}
+        kept = {} if self.kept is None else {"kept_items": self.kept}
+        return {"weights": self.weights, **csr_to_arrays("train", self.train), **kept}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.weights = arrays["weights"]
         self.train = csr_from_arrays("train", arrays)
+        self.kept = arrays.get("kept_items")
+
+
+def popular_items(train: sp.csr_matrix, top: int | None) -> np.ndarray | None:
+    """Indices (ascending) of the ``top`` items with the most training interactions, ties
+    to the lower index; None when ``top`` is None or covers the catalogue.
+
+    >>> popular_items(sp.csr_matrix(np.array([[1, 0, 1, 1], [0, 0, 1, 1]])), 2).tolist()
+    [2, 3]
+    """
+    if top is None or top >= train.shape[1]:
+        return None
+    counts = np.asarray(train.sum(axis=0)).ravel()
+    return np.sort(np.argsort(-counts, kind="stable")[:top])

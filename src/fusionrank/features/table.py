@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,8 +56,9 @@ class FeatureContext:
     """Side features per user index (numeric or categorical columns), ``n_users`` rows."""
     domains: np.ndarray | None = None
     """Domain label per item ("" for none)."""
-    item_item: np.ndarray | None = None
-    """Item-item weights (EASE's B) for the cross-domain transfer score."""
+    item_item: np.ndarray | sp.spmatrix | None = None
+    """Item-item weights (EASE's dense B, or a sparse neighbour matrix) for the
+    cross-domain transfer score."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,10 @@ class FeatureConfig:
     item_item: str = "ease"
     """The run model whose item-item weights give the cross-domain transfer score."""
     chunk_size: int = 512
-    """Users scored at once."""
+    """Users scored at once (and written as one row group of the feature table)."""
+    rank_depth: int = 2000
+    """``rank_<source>`` is exact up to this rank; deeper items get ``rank_depth + 1``
+    (a top-``rank_depth`` selection is ~10x cheaper than sorting a large catalogue)."""
 
     def __post_init__(self) -> None:
         unknown = set(self.groups) - set(FEATURE_GROUPS)
@@ -110,35 +115,83 @@ def build_features(
 ) -> pd.DataFrame:
     """One row per candidate (``user_idx, item_idx`` of ``candidates``, sorted by user),
     with every feature of the configured groups. ``exclude`` marks items that are not
-    ranked for the user (their known items) when ranks and z-scores are computed."""
+    ranked for the user (their known items) when ranks and z-scores are computed.
+
+    Works in chunks of ``config.chunk_size`` users (see :class:`FeatureBuilder`), so memory
+    is one chunk of scores per source, never users x items."""
     config = config or FeatureConfig()
+    builder = FeatureBuilder(ctx, config)
     cands = candidates.sort_values([USER_IDX, ITEM_IDX], kind="stable").reset_index(drop=True)
-    u = np.array(cands[USER_IDX], dtype=np.int64)
-    i = np.array(cands[ITEM_IDX], dtype=np.int64)
-    out = pd.DataFrame({USER_IDX: u, ITEM_IDX: i})
-    if "n_sources" in cands.columns and "sources" in config.groups:
-        out["n_sources"] = cands["n_sources"].to_numpy()
-    train = sp.csr_matrix(ctx.train, dtype=np.float32)
-    groups = config.groups
-    if "sources" in groups:
-        for name, fn in ctx.sources.items():
-            out = out.assign(**_source_columns(name, fn, u, i, exclude, config.chunk_size))
-    if "content" in groups:
-        for name, vecs in ctx.content.items():
-            out[f"cos_{name}"] = _profile_cosine(train, vecs, u, i)
-    if "popularity" in groups:
-        out = out.assign(**_popularity_columns(train, ctx.interactions, u, i, config.window_days))
-    if "user" in groups:
-        hist = np.diff(train.indptr)
-        out["user_activity"] = np.log1p(hist[u]).astype(np.float32)
-        if ctx.user_side is not None:
-            for col in ctx.user_side.columns:
-                out[f"user_{col}"] = ctx.user_side[col].iloc[u].reset_index(drop=True)
-    if "genre" in groups and ctx.genres is not None:
-        out["genre_overlap"] = _genre_overlap(train, ctx.genres, u, i)
-    if "cross_domain" in groups and ctx.domains is not None:
-        out = out.assign(**_domain_columns(train, ctx.domains, ctx.item_item, u, i))
-    return out
+    u = cands[USER_IDX].to_numpy(np.int64)
+    users, starts = _rows_by_user(u)
+    frames = []
+    for a in range(0, len(users), config.chunk_size):
+        rows = users[a : a + config.chunk_size]
+        part = cands.iloc[starts[a] : starts[min(a + config.chunk_size, len(users))]]
+        scores = {name: chunk_scores(fn, rows, None, None) for name, fn in builder.sources.items()}
+        frames.append(builder.chunk(part, rows, scores, exclude))
+    if not frames:
+        return builder.chunk(cands, np.empty(0, np.int64), {}, exclude)
+    return pd.concat(frames, ignore_index=True)
+
+
+class FeatureBuilder:
+    """Features of one chunk of users at a time, from scores the caller already holds.
+
+    The run's feature stage scores every source once per chunk of users and uses the same
+    scores for retrieval (top-N) and for the ``sources`` features; nothing here is of size
+    users x items. Item-wide inputs (popularity, first-seen times) are computed once."""
+
+    def __init__(self, ctx: FeatureContext, config: FeatureConfig | None = None) -> None:
+        self.ctx = ctx
+        self.config = config or FeatureConfig()
+        self.train = sp.csr_matrix(ctx.train, dtype=np.float32)
+        groups = self.config.groups
+        self.sources: Mapping[str, ScoreFn] = ctx.sources if "sources" in groups else {}
+        self.hist = np.diff(self.train.indptr)
+        self._items = _item_popularity(self.train, ctx.interactions, self.config.window_days)
+        self._content = {name: unit_rows(np.asarray(v, np.float32)) for name, v in ctx.content.items()}
+        self._genres = None if ctx.genres is None else sp.csr_matrix(ctx.genres, dtype=np.float32)
+        self._domains = None if ctx.domains is None else _DomainInputs(self.train, ctx.domains, ctx.item_item)
+
+    def chunk(
+        self,
+        candidates: pd.DataFrame,
+        rows: np.ndarray,
+        scores: Mapping[str, torch.Tensor],
+        exclude: sp.csr_matrix,
+    ) -> pd.DataFrame:
+        """Features of ``candidates`` (sorted by user, then item; users are ``rows``, in order).
+        ``scores[name]`` is source ``name``'s float32 ``(len(rows), n_items)`` scores before
+        exclusion; known items are masked here, in place."""
+        u = np.array(candidates[USER_IDX], dtype=np.int64)
+        i = np.array(candidates[ITEM_IDX], dtype=np.int64)
+        out = pd.DataFrame({USER_IDX: u, ITEM_IDX: i})
+        groups = self.config.groups
+        if "n_sources" in candidates.columns and "sources" in groups:
+            out["n_sources"] = candidates["n_sources"].to_numpy()
+        local = np.searchsorted(rows, u)
+        if "sources" in groups:
+            for name in self.sources:
+                cols = _source_columns(scores[name], rows, local, i, exclude, self.config.rank_depth)
+                out = out.assign(**{f"{k}_{name}": v for k, v in cols.items()})
+        history = self.train[rows]
+        if "content" in groups:
+            for name, vecs in self._content.items():
+                profile = unit_rows(np.asarray(history @ vecs))
+                out[f"cos_{name}"] = np.einsum("nd,nd->n", profile[local], vecs[i]).astype(np.float32)
+        if "popularity" in groups:
+            out = out.assign(**self._items.columns(u, i))
+        if "user" in groups:
+            out["user_activity"] = np.log1p(self.hist[u]).astype(np.float32)
+            if self.ctx.user_side is not None:
+                for col in self.ctx.user_side.columns:
+                    out[f"user_{col}"] = self.ctx.user_side[col].iloc[u].reset_index(drop=True)
+        if "genre" in groups and self._genres is not None:
+            out["genre_overlap"] = _genre_overlap(history, self._genres, local, i)
+        if "cross_domain" in groups and self._domains is not None:
+            out = out.assign(**self._domains.columns(history, local, i))
+        return out
 
 
 def attach_labels(features: pd.DataFrame, truth: sp.csr_matrix) -> pd.DataFrame:
@@ -155,53 +208,91 @@ def _rows_by_user(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _source_columns(
-    name: str, fn: ScoreFn, u: np.ndarray, i: np.ndarray, exclude: sp.csr_matrix, chunk: int
+    s: torch.Tensor,
+    rows: np.ndarray,
+    local: np.ndarray,
+    i: np.ndarray,
+    exclude: sp.csr_matrix,
+    rank_depth: int,
 ) -> dict[str, np.ndarray]:
-    score = np.empty(len(u), np.float32)
-    z = np.empty(len(u), np.float32)
-    rank = np.empty(len(u), np.float32)
-    users, starts = _rows_by_user(u)
-    for a in range(0, len(users), chunk):
-        rows = users[a : a + chunk]
-        lo, hi = starts[a], starts[min(a + chunk, len(users))]
-        s = chunk_scores(fn, rows, None, None)  # a float32 copy of the source's scores
-        cannot = torch.isneginf(s)  # items this source does not score
-        mask_rows(s, exclude, rows)
-        known = torch.isneginf(s)
-        free = (~known).sum(1, keepdim=True).clamp(min=1)
-        filled = s.masked_fill(known, 0.0)
-        mean = filled.sum(1, keepdim=True) / free
-        var = ((filled - mean) ** 2).masked_fill(known, 0.0).sum(1, keepdim=True) / free
-        zs = (s - mean) / var.sqrt().clamp(min=1e-12)
-        order = torch.argsort(s, dim=1, descending=True, stable=True)
-        ranks = torch.empty_like(order)
-        ranks.scatter_(1, order, torch.arange(1, s.shape[1] + 1).expand_as(order).contiguous())
-        li = torch.from_numpy(np.searchsorted(rows, u[lo:hi]))
-        ii = torch.from_numpy(np.ascontiguousarray(i[lo:hi]))
-        missing = cannot[li, ii].numpy()
-        score[lo:hi] = np.where(missing, np.nan, s[li, ii].numpy())
-        z[lo:hi] = np.where(missing, np.nan, zs[li, ii].numpy())
-        rank[lo:hi] = np.where(missing, np.nan, ranks[li, ii].numpy())
-    return {f"score_{name}": score, f"z_{name}": z, f"rank_{name}": rank}
+    """``score``, ``z`` and ``rank`` of candidates ``(local, i)`` from one chunk of a
+    source's scores ``s`` (masked in place)."""
+    cannot = torch.isneginf(s)  # items this source does not score
+    mask_rows(s, exclude, rows)
+    known = torch.isneginf(s)
+    free = (~known).sum(1, keepdim=True).clamp(min=1)
+    filled = s.masked_fill(known, 0.0)
+    mean = filled.sum(1, keepdim=True) / free
+    var = ((filled - mean) ** 2).masked_fill(known, 0.0).sum(1, keepdim=True) / free
+    li = torch.from_numpy(local)
+    ii = torch.from_numpy(np.ascontiguousarray(i))
+    picked = s[li, ii]
+    zs = (picked - mean[li, 0]) / var[li, 0].sqrt().clamp(min=1e-12)
+    ranks = item_ranks(s, rank_depth)[li, ii]
+    missing = cannot[li, ii].numpy()
+    return {
+        "score": np.where(missing, np.nan, picked.numpy()).astype(np.float32),
+        "z": np.where(missing, np.nan, zs.numpy()).astype(np.float32),
+        "rank": np.where(missing, np.nan, ranks.numpy()).astype(np.float32),
+    }
 
 
-def _profile_cosine(train: sp.csr_matrix, vecs: np.ndarray, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-    v = unit_rows(np.asarray(vecs, np.float32))
-    profile = unit_rows(np.asarray(train @ v))
-    return np.einsum("nd,nd->n", profile[u], v[i]).astype(np.float32)
+def item_ranks(scores: torch.Tensor, depth: int) -> torch.Tensor:
+    """1-based rank of every item in each row (descending score, ties by item index).
+
+    Ranks are exact up to ``depth``; deeper items get ``depth + 1`` (an item tied with the
+    one at ``depth`` may fall either side). With ``depth`` at
+    least the row length this is a full stable argsort; below it a top-``depth`` selection
+    (about 10x cheaper than sorting 27k items) followed by a stable sort of the selection.
+
+    >>> item_ranks(torch.tensor([[0.5, 0.9, 0.5, 0.1]]), 4).tolist()
+    [[2, 1, 3, 4]]
+    >>> item_ranks(torch.tensor([[0.5, 0.9, 0.7, 0.1]]), 2).tolist()
+    [[3, 1, 2, 3]]
+    """
+    n_rows, n_items = scores.shape
+    if depth >= n_items:
+        order = torch.argsort(scores, dim=1, descending=True, stable=True)
+        fill = torch.zeros(1, dtype=torch.int32)
+    else:
+        _, top = torch.topk(scores, depth, dim=1)
+        top, _ = torch.sort(top, dim=1)  # by item index, so the stable sort breaks ties by index
+        order = top.gather(1, torch.argsort(scores.gather(1, top), dim=1, descending=True, stable=True))
+        fill = torch.full((1,), depth + 1, dtype=torch.int32)
+    ranks = fill.expand(n_rows, n_items).clone()
+    positions = torch.arange(1, order.shape[1] + 1, dtype=torch.int32).expand_as(order).contiguous()
+    ranks.scatter_(1, order, positions)
+    return ranks
 
 
-def _popularity_columns(
-    train: sp.csr_matrix, interactions: pd.DataFrame | None, u: np.ndarray, i: np.ndarray, window_days: float
-) -> dict[str, np.ndarray]:
+@dataclass
+class _ItemPopularity:
+    """Per-item training counts (all and recent), first-seen times, and each user's last
+    training time: the ``popularity`` group, computed once for the whole table."""
+
+    pop: np.ndarray
+    recent: np.ndarray | None = None
+    first_seen: np.ndarray | None = None
+    last_user: np.ndarray | None = None
+
+    def columns(self, u: np.ndarray, i: np.ndarray) -> dict[str, np.ndarray]:
+        cols = {"pop_log": np.log1p(self.pop[i]).astype(np.float32)}
+        if self.recent is not None and self.first_seen is not None and self.last_user is not None:
+            cols["pop_recent_log"] = np.log1p(self.recent[i]).astype(np.float32)
+            cols["item_age_days"] = ((self.last_user[u] - self.first_seen[i]) / 86400).astype(np.float32)
+        return cols
+
+
+def _item_popularity(
+    train: sp.csr_matrix, interactions: pd.DataFrame | None, window_days: float
+) -> _ItemPopularity:
     n_users, n_items = train.shape
-    pop = np.asarray(train.sum(axis=0)).ravel()
-    cols = {"pop_log": np.log1p(pop[i]).astype(np.float32)}
+    out = _ItemPopularity(np.asarray(train.sum(axis=0)).ravel())
     if interactions is not None and TIMESTAMP in interactions.columns and len(interactions):
         ts = interactions[TIMESTAMP].to_numpy(np.float64)
         items = interactions[ITEM_IDX].to_numpy()
         recent = ts >= ts.max() - window_days * 86400
-        cols["pop_recent_log"] = np.log1p(np.bincount(items[recent], minlength=n_items)[i]).astype(np.float32)
+        out.recent = np.bincount(items[recent], minlength=n_items)
         first = np.full(n_items, np.nan)
         order = np.argsort(ts)[::-1]  # the last write per item is its earliest timestamp
         first[items[order]] = ts[order]
@@ -209,38 +300,48 @@ def _popularity_columns(
         users = interactions[USER_IDX].to_numpy()
         order = np.argsort(ts)
         last_user[users[order]] = ts[order]
-        cols["item_age_days"] = ((last_user[u] - first[i]) / 86400).astype(np.float32)
-    return cols
-
-
-def _genre_overlap(train: sp.csr_matrix, genres: sp.csr_matrix, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-    g = sp.csr_matrix(genres, dtype=np.float32)
-    hist = np.maximum(np.diff(train.indptr), 1).astype(np.float32)
-    share = np.asarray((train @ g).todense()) / hist[:, None]  # (users, genres): share of history
-    per_item = np.maximum(np.asarray(g.sum(axis=1)).ravel(), 1)
-    return (np.asarray((sp.csr_matrix(share[u]).multiply(g[i])).sum(axis=1)).ravel() / per_item[i]).astype(
-        np.float32
-    )
-
-
-def _domain_columns(
-    train: sp.csr_matrix, domains: np.ndarray, item_item: np.ndarray | None, u: np.ndarray, i: np.ndarray
-) -> dict[str, np.ndarray]:
-    domains = np.asarray(domains).astype(str)
-    hist = np.maximum(np.diff(train.indptr), 1).astype(np.float32)
-    share = np.full(len(u), np.nan, np.float32)
-    transfer = np.full(len(u), np.nan, np.float32)
-    for d in sorted(set(domains) - {""}):
-        in_d = domains == d
-        rows = in_d[i]
-        share[rows] = (np.asarray(train[:, in_d].sum(axis=1)).ravel() / hist)[u[rows]]
-        if item_item is not None:
-            other = sp.csr_matrix(train.multiply((~in_d & (domains != "")).astype(np.float32)[None, :]))
-            cols = np.flatnonzero(in_d)
-            scores = np.asarray(other @ item_item[:, cols])  # (users, items in d) from the other domain only
-            pos = np.searchsorted(cols, i[rows])
-            transfer[rows] = scores[u[rows], pos]
-    out = {"domain_share": share}
-    if item_item is not None:
-        out["domain_transfer"] = transfer
+        out.first_seen, out.last_user = first, last_user
     return out
+
+
+def _genre_overlap(
+    history: sp.csr_matrix, genres: sp.csr_matrix, local: np.ndarray, i: np.ndarray
+) -> np.ndarray:
+    """Share of the user's history carrying each of the item's genres, averaged over them."""
+    hist = np.maximum(np.diff(history.indptr), 1).astype(np.float32)
+    share = np.asarray((history @ genres).todense()) / hist[:, None]  # (chunk, genres): share of history
+    per_item = np.maximum(np.asarray(genres.sum(axis=1)).ravel(), 1)
+    return (
+        np.asarray((sp.csr_matrix(share[local]).multiply(genres[i])).sum(axis=1)).ravel() / per_item[i]
+    ).astype(np.float32)
+
+
+class _DomainInputs:
+    """The ``cross_domain`` group: the share of the user's history in the item's domain, and
+    the item's score from the user's history in the other domains only (through the
+    item-item weights, dense or sparse, kept as given: never densified here)."""
+
+    def __init__(self, train: sp.csr_matrix, domains: np.ndarray, item_item: np.ndarray | sp.spmatrix | None):
+        self.domains = np.asarray(domains).astype(str)
+        self.names = sorted(set(self.domains) - {""})
+        labelled = self.domains != ""
+        self.in_domain = {d: self.domains == d for d in self.names}
+        self.others = {d: (~self.in_domain[d] & labelled).astype(np.float32) for d in self.names}
+        self.item_item: Any = sp.csr_matrix(item_item) if sp.issparse(item_item) else item_item
+
+    def columns(self, history: sp.csr_matrix, local: np.ndarray, i: np.ndarray) -> dict[str, np.ndarray]:
+        hist = np.maximum(np.diff(history.indptr), 1).astype(np.float32)
+        share = np.full(len(i), np.nan, np.float32)
+        transfer = np.full(len(i), np.nan, np.float32)
+        for d in self.names:
+            rows = self.in_domain[d][i]
+            share[rows] = (np.asarray(history[:, self.in_domain[d]].sum(axis=1)).ravel() / hist)[local[rows]]
+            if self.item_item is not None:
+                other = sp.csr_matrix(history.multiply(self.others[d][None, :]))
+                product: Any = other @ self.item_item  # (chunk, items) from the other domains only
+                scores = product if isinstance(product, np.ndarray) else product.toarray()
+                transfer[rows] = scores[local[rows], i[rows]]
+        out = {"domain_share": share}
+        if self.item_item is not None:
+            out["domain_transfer"] = transfer
+        return out

@@ -7,29 +7,28 @@ models and the training history; valid interactions only label the label stage."
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
 
-from fusionrank.columns import TEST, TRAIN, USER_ID, VALID
+from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_ID, USER_IDX, VALID
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.splits import Split
-from fusionrank.features.table import FeatureContext, attach_labels, build_features
-from fusionrank.io import begin_stage, mark_done, read_json, write_json
+from fusionrank.features.shards import ShardWriter
+from fusionrank.features.table import FeatureBuilder, FeatureConfig, FeatureContext, attach_labels
+from fusionrank.io import atomic_path, begin_stage, mark_done, read_json, write_json
 from fusionrank.pipelines.cache import is_fresh
 from fusionrank.pipelines.config import RunConfig
-from fusionrank.pipelines.models_stage import write_parquet
 from fusionrank.recommender import Recommender
-from fusionrank.retrieval.candidates import (
-    candidate_recall_by_source,
-    candidates_frame,
-    source_candidates,
-    union_candidates,
-)
-from fusionrank.retrieval.index import IndexConfig, VectorIndex
+from fusionrank.retrieval.candidates import candidates_frame, source_candidates, union_candidates
+from fusionrank.retrieval.index import IndexConfig, VectorIndex, resolve_kind
+from fusionrank.scoring import chunk_scores
 
 Log = Callable[[str], None]
 
@@ -39,11 +38,9 @@ def retrieve_source(
 ) -> pd.DataFrame:
     """Top-n of one source: through the vector index when one is set and the model has
     user and item vectors whose inner product is its score, else by exact scoring."""
-    if index.kind != "exact":
-        u_vec, i_vec = model.user_vectors(), model.item_vectors()
-        if u_vec is not None and i_vec is not None:
-            idx, _ = VectorIndex(i_vec, index).search(u_vec[users], n, exclude[users])
-            return candidates_frame(users, idx)
+    retriever = Retriever(model, n, index, exclude)
+    if retriever.index is not None:
+        return retriever.top(users, None)
     return source_candidates(model.score, users, n, exclude)
 
 
@@ -79,9 +76,7 @@ def feature_context(
     if data.users is not None:
         table = data.users.assign(**{USER_ID: data.users[USER_ID].astype(str)}).set_index(USER_ID)
         side = side_feature_frame(table.reindex(split.users.ids))
-    weights = models[item_item].item_similarity() if item_item in models else None
-    if weights is not None and not isinstance(weights, np.ndarray):  # sparse (ItemKNN, RP3beta): densify
-        weights = np.asarray(weights.todense())
+    weights = models[item_item].item_similarity() if item_item in models else None  # dense or sparse
     return FeatureContext(
         train=split.matrix(TRAIN),
         sources={name: m.score for name, m in models.items()},
@@ -94,6 +89,78 @@ def feature_context(
     )
 
 
+@dataclass
+class FeatureTables:
+    """The feature stage's outputs: the label stage's and the test stage's tables on disk."""
+
+    valid: Path
+    test: Path
+    recall: dict[str, dict[str, float]]
+    """Candidate recall per source and of the union (``union``), per stage."""
+    ann_recall: dict[str, float] = field(default_factory=dict)
+    """Recall@n of each source's approximate index against exact search (sampled users);
+    empty when every source was searched exactly."""
+
+
+def feature_chunk_size(config: FeatureConfig, n_items: int, n_sources: int, budget: int = 1 << 30) -> int:
+    """Users per chunk: the configured count, lowered so that one chunk of every source's
+    scores (float32, plus working copies) stays within ``budget`` bytes."""
+    per_user = max(1, n_items * 4 * (n_sources + 3))
+    return max(16, min(config.chunk_size, budget // per_user))
+
+
+class Retriever:
+    """One source's top-n per chunk of users: from the chunk's (masked) scores, or through
+    the vector index when one is set and the model has user and item vectors."""
+
+    def __init__(self, model: Recommender, n: int, index: IndexConfig, exclude: sp.csr_matrix) -> None:
+        self.n, self.exclude = n, exclude
+        self.index: VectorIndex | None = None
+        if resolve_kind(index, exclude.shape[1]) != "exact":
+            u_vec, i_vec = model.user_vectors(), model.item_vectors()
+            if u_vec is not None and i_vec is not None:
+                self.index = VectorIndex(i_vec, index)
+                self.user_vectors = u_vec
+
+    @property
+    def approximate(self) -> bool:
+        return self.index is not None and self.index.kind in ("hnsw", "ivf")
+
+    def top(self, rows: np.ndarray, scores: torch.Tensor | None) -> pd.DataFrame:
+        """``user_idx, item_idx, rank`` of the chunk; ``scores`` (known items at -inf) is
+        only read when there is no index."""
+        if self.index is not None:
+            idx, _ = self.index.search(self.user_vectors[rows], self.n, self.exclude[rows])
+            return candidates_frame(rows, idx)
+        if scores is None:
+            raise ValueError("exact retrieval needs the chunk's scores")
+        vals, top = torch.topk(scores, min(self.n, scores.shape[1]), dim=1)
+        top[torch.isneginf(vals)] = -1
+        return candidates_frame(rows, top.numpy())
+
+
+def ann_recall(retriever: Retriever, model: Recommender, users: np.ndarray, n_users: int, seed: int) -> float:
+    """Recall@n of the approximate index against exact search on a seeded sample of users."""
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(users, size=min(n_users, len(users)), replace=False))
+    exact = source_candidates(model.score, sample, retriever.n, retriever.exclude)
+    approx = retriever.top(sample, None)
+    n_items = retriever.exclude.shape[1]
+    key = lambda f: f[USER_IDX].to_numpy(np.int64) * n_items + f[ITEM_IDX].to_numpy(np.int64)  # noqa: E731
+    return float(np.isin(key(exact), key(approx)).mean()) if len(exact) else 1.0
+
+
+def _hits(cands: pd.DataFrame, truth: sp.csr_matrix, rows: np.ndarray) -> int:
+    """Relevant pairs of ``truth`` for users ``rows`` that are among ``cands``."""
+    sub = sp.coo_matrix(truth[rows])
+    if sub.nnz == 0:
+        return 0
+    n_items = truth.shape[1]
+    have = cands[USER_IDX].to_numpy(np.int64) * n_items + cands[ITEM_IDX].to_numpy(np.int64)
+    want = rows[sub.row].astype(np.int64) * n_items + sub.col
+    return int(np.isin(want, have).sum())
+
+
 def candidates_and_features(
     config: RunConfig,
     split: Split,
@@ -104,44 +171,82 @@ def candidates_and_features(
     folder: Path,
     force: bool,
     log: Log,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
-    """Candidates and features for the label stage (valid) and the test stage, cached."""
+    progress: bool = False,
+) -> FeatureTables:
+    """Candidates and features for the label stage (valid) and the test stage, cached.
+
+    Streams in chunks of users: each model scores the chunk once; the retrieval sources'
+    top-n of those scores form the candidates, the same scores give the source features,
+    and the chunk's rows are appended to ``features_<stage>.parquet`` as one row group.
+    Memory is one chunk of scores per model, never users x items."""
     out = folder / "features"
+    paths = {stage: out / f"features_{stage}.parquet" for stage in (VALID, TEST)}
     if not force and is_fresh(out, key):
         log("  candidates and features: cached")
-        return (
-            pd.read_parquet(out / "features_valid.parquet"),
-            pd.read_parquet(out / "features_test.parquet"),
+        ann_file = out / "ann_recall.json"
+        return FeatureTables(
+            paths[VALID],
+            paths[TEST],
             read_json(out / "candidate_recall.json"),
+            read_json(ann_file) if ann_file.exists() else {},
         )
     begin_stage(out)
     train = split.matrix(TRAIN)
     exclude = {VALID: train, TEST: split.matrix(TRAIN, VALID)}
     truth = {VALID: split.matrix(VALID), TEST: split.matrix(TEST)}
-    tables, recall = {}, {}
+    recall: dict[str, dict[str, float]] = {}
+    ann: dict[str, float] = {}
     users = np.flatnonzero(np.diff(train.indptr) > 0)
     sources = {name: models[name] for name in config.sources}  # retrieval; every model is a feature
-    ctx = feature_context(split, data, models, content, config.features.item_item)
+    builder = FeatureBuilder(
+        feature_context(split, data, models, content, config.features.item_item), config.features
+    )
+    chunk = feature_chunk_size(config.features, split.n_items, len(models))
     for stage in (VALID, TEST):
         for m in models.values():
             m.at_stage(stage)
-        per_source = {
-            s: retrieve_source(m, users, config.retrieval.n, exclude[stage], config.retrieval.index)
+        retrievers = {
+            s: Retriever(m, config.retrieval.n, config.retrieval.index, exclude[stage])
             for s, m in sources.items()
         }
-        recall[stage] = candidate_recall_by_source(per_source, truth[stage])
-        cands = union_candidates(per_source)
+        hits = dict.fromkeys([*sources, "union"], 0)
+        rows_written = 0
+        with atomic_path(paths[stage]) as tmp, ShardWriter(tmp) as writer:
+            starts = range(0, len(users), chunk)
+            for a in tqdm(starts, desc=f"features ({stage})", unit="chunk", disable=not progress):
+                rows = users[a : a + chunk]
+                scores = {}
+                for name, m in models.items():
+                    scores[name] = chunk_scores(m.score, rows, exclude[stage], None)
+                per_source = {s: r.top(rows, scores[s]) for s, r in retrievers.items()}
+                cands = union_candidates(per_source)
+                for s, frame in per_source.items():
+                    hits[s] += _hits(frame, truth[stage], rows)
+                hits["union"] += _hits(cands, truth[stage], rows)
+                table = builder.chunk(cands, rows, scores, exclude[stage])
+                del scores
+                if stage == VALID:
+                    table = attach_labels(table, truth[VALID])
+                writer.write(table)
+                rows_written += len(table)
+        n_truth = truth[stage].nnz
+        recall[stage] = {name: h / n_truth if n_truth else float("nan") for name, h in hits.items()}
         log(
-            f"  {stage}: {len(cands):,} candidates for {len(users):,} users,"
+            f"  {stage}: {rows_written:,} candidates for {len(users):,} users,"
             f" recall {recall[stage]['union']:.3f}"
         )
-        table = build_features(cands, ctx, exclude[stage], config.features)
-        tables[stage] = attach_labels(table, truth[VALID]) if stage == VALID else table
+        if stage == TEST:
+            for s, r in retrievers.items():
+                if r.approximate:
+                    ann[s] = ann_recall(
+                        r, sources[s], users, config.retrieval.ann_check_users, config.split.seed
+                    )
+                    kind = r.index.kind if r.index else ""
+                    log(f"  {s}: {kind} index, recall@{r.n} {ann[s]:.3f} against exact search")
     for m in models.values():
         m.at_stage(TEST)
-    out.mkdir(parents=True, exist_ok=True)
-    write_parquet(tables[VALID], out / "features_valid.parquet")
-    write_parquet(tables[TEST], out / "features_test.parquet")
     write_json(out / "candidate_recall.json", recall)
+    if ann:
+        write_json(out / "ann_recall.json", ann)
     mark_done(out, key)
-    return tables[VALID], tables[TEST], recall
+    return FeatureTables(paths[VALID], paths[TEST], recall, ann)

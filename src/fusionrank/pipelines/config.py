@@ -149,7 +149,10 @@ class RetrievalConfig:
     sources: tuple[str, ...] | None = None
     """Models whose top-n enter the union (default: every model of the run)."""
     index: IndexConfig = field(default_factory=IndexConfig)
-    """Search for models with user and item vectors (BPR, LightGCN): exact or a FAISS index."""
+    """Search for models with user and item vectors (BPR, LightGCN): exact or a FAISS index
+    (by default exact below ``index.hnsw_from`` items, HNSW above)."""
+    ann_check_users: int = 1000
+    """Users sampled (seeded) to measure an approximate index's recall@n against exact search."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ rank last), and the ablation (refits without each feature group and each source)
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,12 +15,21 @@ import pandas as pd
 from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_IDX, VALID
 from fusionrank.data.splits import Split
 from fusionrank.evaluation.ranking import EvalResult, evaluate_ranking
-from fusionrank.features.table import feature_columns, feature_group
+from fusionrank.features.shards import ShardedTable
+from fusionrank.features.table import LABEL, feature_columns, feature_group
 from fusionrank.pipelines.config import RunConfig
-from fusionrank.ranker.lgbm import LTRRanker
+from fusionrank.ranker.lgbm import LTRRanker, RankerConfig, training_users
 from fusionrank.scoring import ScoreFn
 
 Log = Callable[[str], None]
+
+
+def _fill(
+    out: np.ndarray, rows: np.ndarray, users: np.ndarray, items: np.ndarray, scores: np.ndarray
+) -> None:
+    lo, hi = np.searchsorted(users, rows, side="left"), np.searchsorted(users, rows, side="right")
+    for r, (a, b) in enumerate(zip(lo, hi)):
+        out[r, items[a:b]] = scores[a:b]
 
 
 def candidate_scores(table: pd.DataFrame, scores: np.ndarray, n_items: int) -> ScoreFn:
@@ -32,12 +43,48 @@ def candidate_scores(table: pd.DataFrame, scores: np.ndarray, n_items: int) -> S
 
     def score(rows: np.ndarray) -> np.ndarray:
         out = np.full((len(rows), n_items), -np.inf, np.float32)
-        lo, hi = np.searchsorted(users, rows, side="left"), np.searchsorted(users, rows, side="right")
-        for r, (a, b) in enumerate(zip(lo, hi)):
-            out[r, items[a:b]] = scores[a:b]
+        _fill(out, rows, users, items, scores)
         return out
 
     return score
+
+
+class ShardScores:
+    """A score function over all items backed by a feature table on disk: the ranker
+    scores one row group (chunk of users) at a time, when the evaluator first asks for
+    one of its users; candidates get the ranker's score, every other item ``-inf``.
+    Memory: the row groups of one evaluation chunk, never the whole table."""
+
+    def __init__(self, path: Path, ranker: LTRRanker, n_items: int, keep: int = 4) -> None:
+        self.table = ShardedTable(path)
+        self.ranker, self.n_items, self.keep = ranker, n_items, keep
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+
+    def _group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if g not in self._cache:
+            rows = self.table.read_group(g, [USER_IDX, ITEM_IDX, *self.ranker.features])
+            scores = np.asarray(self.ranker.predict(rows), dtype=np.float32)
+            self._cache[g] = (rows[USER_IDX].to_numpy(), rows[ITEM_IDX].to_numpy(), scores)
+            while len(self._cache) > self.keep:
+                self._cache.popitem(last=False)
+        return self._cache[g]
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        out = np.full((len(rows), self.n_items), -np.inf, np.float32)
+        for g in self.table.groups_of(rows):
+            _fill(out, rows, *self._group(int(g)))
+        return out
+
+
+def label_table(path: Path, config: RankerConfig) -> pd.DataFrame:
+    """The label stage's rows of the users the ranker trains on: users with a positive,
+    at most ``config.max_users`` of them (seeded), read from the table's row groups."""
+    table = ShardedTable(path)
+    keys = pd.DataFrame({USER_IDX: table.read_column(USER_IDX), LABEL: table.read_column(LABEL)})
+    positives = keys.groupby(USER_IDX)[LABEL].sum()
+    users = training_users(positives.index[positives.to_numpy() > 0].to_numpy(), config)
+    return table.read_users(users)
 
 
 def evaluate_scores(score: ScoreFn, split: Split, config: RunConfig) -> EvalResult:
@@ -56,15 +103,16 @@ def fit_ranker(config: RunConfig, valid: pd.DataFrame, columns: list[str]) -> LT
     return LTRRanker(config.ranker).fit(valid, columns)
 
 
-def ranker_metrics(ranker: LTRRanker, test: pd.DataFrame, split: Split, config: RunConfig) -> EvalResult:
-    return evaluate_scores(candidate_scores(test, ranker.predict(test), split.n_items), split, config)
+def ranker_metrics(ranker: LTRRanker, test: Path, split: Split, config: RunConfig) -> EvalResult:
+    """Test metrics of the ranker over the test feature table (scored a row group at a time)."""
+    return evaluate_scores(ShardScores(test, ranker, split.n_items), split, config)
 
 
 def ablation_rows(
     config: RunConfig,
     split: Split,
     valid: pd.DataFrame,
-    test: pd.DataFrame,
+    test: Path,
     full: LTRRanker,
     full_ndcg: float,
     log: Log,

@@ -22,7 +22,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from fusionrank.columns import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID, USER_IDX
+from fusionrank.columns import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID
 from fusionrank.data.dataset import Dataset, load_dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
@@ -115,9 +115,10 @@ def _with_titles(out: pd.DataFrame, data: Dataset, titles_of: pd.DataFrame | Non
 
 
 def _from_ranker(run: Path, user: int, items: IdMap, k: int, explain: bool) -> pd.DataFrame:
+    from fusionrank.features.shards import ShardedTable
     from fusionrank.ranker.lgbm import LTRRanker
 
-    rows = pd.read_parquet(run / "features" / "features_test.parquet", filters=[(USER_IDX, "==", int(user))])
+    rows = ShardedTable(run / "features" / "features_test.parquet").read_users([int(user)])
     if rows.empty:
         raise ValueError(f"user index {user} has no candidates in {run}")
     ranker = LTRRanker.load(run / "ranker")

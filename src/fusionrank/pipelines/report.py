@@ -487,6 +487,18 @@ def write_report(
             f"Candidate recall@{config.retrieval.n} per source (share of positives that reach the ranker)",
             table=recall,
         ),
+        *(
+            [
+                _Section(
+                    f"Approximate index: recall@{config.retrieval.n} against exact search (sampled users)",
+                    table=pd.DataFrame(
+                        {"source": list(ann), f"recall@{config.retrieval.n}": list(ann.values())}
+                    ),
+                )
+            ]
+            if (ann := output.metrics.get("ann_recall"))
+            else []
+        ),
         _Section(
             "Ablation (ranker refitted without each group / source; test NDCG@10)",
             table=ablation if len(ablation) else None,

@@ -28,9 +28,9 @@ from typing import Any
 
 import pandas as pd
 
-from fusionrank.columns import TEST, TRAIN, VALID
+from fusionrank.columns import TEST, TRAIN, USER_IDX, VALID
 from fusionrank.data.splits import prepare_split
-from fusionrank.features.table import feature_columns
+from fusionrank.features.shards import ShardedTable
 from fusionrank.fusion.content import align, ensure_vectors
 from fusionrank.io import begin_stage, mark_done, read_json, remove_stale_temporaries, sha256_file, write_json
 from fusionrank.pipelines.cache import is_fresh, stage_key
@@ -38,7 +38,7 @@ from fusionrank.pipelines.candidates import candidates_and_features
 from fusionrank.pipelines.config import RunConfig
 from fusionrank.pipelines.lock import folder_lock
 from fusionrank.pipelines.models_stage import model_stage
-from fusionrank.pipelines.ranker_stage import ablation_rows, fit_ranker, ranker_metrics
+from fusionrank.pipelines.ranker_stage import ablation_rows, fit_ranker, label_table, ranker_metrics
 from fusionrank.ranker.lgbm import LTRRanker
 
 LTR = "ltr"
@@ -58,6 +58,19 @@ class RunOutput:
     recall: dict[str, dict[str, float]]
     time_s: float = 0.0
     """Wall time of the whole run (also in ``timings.json``, kept apart from the metrics)."""
+
+
+class _StageClock:
+    """Wall seconds of each stage, in order (``timings.json``'s ``stages_s``)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = now - self._last
+        self._last = now
 
 
 def default_modalities(config: RunConfig, profile: Any) -> tuple[str, ...]:
@@ -83,6 +96,7 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
     from fusionrank.pipelines.report import write_report
 
     t_start = time.perf_counter()
+    clock = _StageClock()
     data = config.open_dataset()
     split = prepare_split(data, config.split)
     split_key = stage_key(
@@ -101,6 +115,7 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
     folders = {m: ensure_vectors(data, m, progress) for m in sorted(needed)}
     content_keys = {m: sha256_file(f / "manifest.json")[:16] for m, f in folders.items()}
     content = {m: align(folders[m], split.items)[0] for m in modalities}
+    clock.lap("split and content")
     log("models:")
     fitted = {
         name: model_stage(name, config, split, split_key, content_keys, folder, force, log, progress)
@@ -109,6 +124,7 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
     models = {name: f.model for name, f in fitted.items()}
     metrics = {name: f.metrics for name, f in fitted.items()}
     per_user = {name: f.per_user for name, f in fitted.items()}
+    clock.lap("models")
     log("candidates and features:")
     feat_key = stage_key(
         "features",
@@ -118,11 +134,13 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
         config.features,
         {m: content_keys[m] for m in modalities},
     )
-    valid, test, recall = candidates_and_features(
-        config, split, data, models, content, feat_key, folder, force, log
+    tables = candidates_and_features(
+        config, split, data, models, content, feat_key, folder, force, log, progress
     )
+    recall = tables.recall
+    clock.lap("features")
     log("ranker:")
-    columns = feature_columns(valid)
+    columns = ShardedTable(tables.valid).feature_names()
     rank_key = stage_key("ranker", feat_key, config.ranker, config.evaluation, config.ablation)
     rdir = folder / "ranker"
     cached = not force and is_fresh(rdir, rank_key)
@@ -132,16 +150,20 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
         ablation = read_json(rdir / "ablation.json")
     else:
         begin_stage(rdir)
+        valid = label_table(tables.valid, config.ranker)
+        log(f"  training on {valid[USER_IDX].nunique():,} label users, {len(valid):,} rows")
         ranker = fit_ranker(config, valid, columns)
         ranker.save(rdir)
-    result = ranker_metrics(ranker, test, split, config)
+    result = ranker_metrics(ranker, tables.test, split, config)
     log(
         f"  {len(columns)} features, {ranker.best_iteration} trees,"
         f" test ndcg@10 {result.metrics['ndcg@10']:.4f}"
     )
     if not cached:
         ndcg = result.metrics["ndcg@10"]
-        ablation = ablation_rows(config, split, valid, test, ranker, ndcg, log) if config.ablation else []
+        ablation = (
+            ablation_rows(config, split, valid, tables.test, ranker, ndcg, log) if config.ablation else []
+        )
         write_json(rdir / "ablation.json", ablation)
         mark_done(rdir, rank_key)
     metrics[LTR] = {
@@ -161,6 +183,7 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
         "split": dataclasses.asdict(config.split),
         "models": metrics,
         "candidate_recall": recall,
+        **({"ann_recall": tables.ann_recall} if tables.ann_recall else {}),
         "ablation": ablation,
     }
     write_json(folder / "metrics.json", payload)
@@ -168,7 +191,9 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
     split.users.save(folder / "users.parquet")
     split.items.save(folder / "items.parquet")
     output = RunOutput(folder, payload, per_user, ranker.importance(), ablation, recall)
+    clock.lap("ranker")
     write_report(output, config, split, Path(config.peers) if config.peers else None)
+    clock.lap("report")
     output.time_s = time.perf_counter() - t_start
-    write_json(folder / "timings.json", {"total_s": output.time_s, **timings})
+    write_json(folder / "timings.json", {"total_s": output.time_s, "stages_s": clock.laps, **timings})
     return output

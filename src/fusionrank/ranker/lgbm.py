@@ -49,12 +49,31 @@ class RankerConfig:
     deterministic: bool = True
     """LightGBM's ``deterministic`` with ``force_row_wise``: the same booster bytes on every
     run (same data, seed and threads)."""
+    max_users: int | None = 50_000
+    """Train on at most this many label users with a positive (a seeded sample; None: all).
+    The table of a sampled user keeps all its candidates, so query groups stay whole."""
 
     def __post_init__(self) -> None:
         if self.bags < 1:
             raise ValueError(f"bags must be >= 1, got {self.bags}")
+        if self.max_users is not None and self.max_users < 2:
+            raise ValueError(f"max_users must be >= 2 (or None), got {self.max_users}")
         if not 0 < self.stop_share < 1:
             raise ValueError(f"stop_share must be in (0, 1), got {self.stop_share}")
+
+
+def training_users(with_positive: np.ndarray, config: RankerConfig) -> np.ndarray:
+    """The label users the ranker trains on: all with a positive, or a seeded sample of
+    ``max_users`` of them (sorted).
+
+    >>> training_users(np.arange(10), RankerConfig(max_users=3)).tolist()
+    [0, 4, 7]
+    """
+    users = np.sort(np.asarray(with_positive, np.int64))
+    if config.max_users is None or len(users) <= config.max_users:
+        return users
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(users, size=config.max_users, replace=False))
 
 
 def groups_of(users: np.ndarray) -> np.ndarray:
@@ -98,6 +117,7 @@ class LTRRanker:
         with_pos = positives.index[positives.to_numpy() > 0].to_numpy()
         if len(with_pos) < 2:
             raise ValueError("need at least two users with a positive label to fit and stop")
+        with_pos = training_users(with_pos, cfg)
         table = table[np.isin(users, with_pos)]  # groups without a positive carry no gradient
         self.features = list(features)
         self.boosters, self.iterations, scores = [], [], []

@@ -1,13 +1,15 @@
 """Top-N by inner product over vectors: exact (torch) or a FAISS index.
 
-FAISS is optional (``pip install fusionrank[faiss]``). ``kind="auto"`` uses an exact flat
-index up to ``hnsw_from`` items and HNSW above; ``"ivf"`` trains an IVF-flat index. Known
+FAISS is optional (``pip install fusionrank[faiss]``). ``kind="auto"`` (the default) searches
+exactly (torch) up to ``hnsw_from`` items and with a FAISS HNSW index above (exactly, with
+a warning, when FAISS is not installed); ``"ivf"`` trains an IVF-flat index. Known
 items are excluded by searching deeper (``k`` + the longest excluded row) and filtering,
 so the result is the same top-N as exact search for flat indexes.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,10 +24,11 @@ IndexKind = Literal["exact", "flat", "hnsw", "ivf", "auto"]
 class IndexConfig:
     """Which index answers the inner-product search."""
 
-    kind: IndexKind = "exact"
-    """``exact`` (torch, no FAISS), or a FAISS ``flat`` / ``hnsw`` / ``ivf`` index, or ``auto``."""
+    kind: IndexKind = "auto"
+    """``exact`` (torch, no FAISS), a FAISS ``flat`` / ``hnsw`` / ``ivf`` index, or ``auto``
+    (exact below ``hnsw_from`` items, HNSW from there)."""
     hnsw_from: int = 200_000
-    """``auto`` switches from flat to HNSW at this many items."""
+    """``auto`` switches from exact search to HNSW at this many items."""
     hnsw_m: int = 32
     """HNSW graph degree."""
     ef_search: int = 256
@@ -43,6 +46,26 @@ def faiss_available() -> bool:
     return True
 
 
+def resolve_kind(config: IndexConfig, n_items: int) -> str:
+    """The index ``kind="auto"`` stands for at ``n_items`` items.
+
+    >>> resolve_kind(IndexConfig(), 1000), resolve_kind(IndexConfig(hnsw_from=500), 1000)
+    ('exact', 'hnsw')
+    """
+    if config.kind != "auto":
+        return config.kind
+    if n_items < config.hnsw_from:
+        return "exact"
+    if not faiss_available():
+        warnings.warn(
+            f"{n_items:,} items: install faiss-cpu (pip install 'fusionrank[faiss]') for HNSW search;"
+            " searching exactly",
+            stacklevel=3,
+        )
+        return "exact"
+    return "hnsw"
+
+
 class VectorIndex:
     """Inner-product search of user vectors against item vectors."""
 
@@ -51,9 +74,7 @@ class VectorIndex:
         self.items = np.ascontiguousarray(items, dtype=np.float32)
         if self.items.ndim != 2:
             raise ValueError(f"item vectors must be 2-d, got shape {self.items.shape}")
-        kind = self.config.kind
-        if kind == "auto":
-            kind = "hnsw" if len(self.items) >= self.config.hnsw_from else "flat"
+        kind = resolve_kind(self.config, len(self.items))
         self.kind = kind
         self._faiss = None if kind == "exact" else self._build_faiss(kind)
 
