@@ -11,7 +11,9 @@ written last. Invariant: rows in vectors + rows in errors = rows in the catalogu
 The pieces: :mod:`~fusionrank.encoders.embed_config` (settings, encoders),
 :mod:`~fusionrank.encoders.catalogue` (reading, id checks), :mod:`~fusionrank.encoders.job`
 (fingerprint, shards, manifest) and :mod:`~fusionrank.encoders.batches` (text and image
-feeding).
+feeding). ``engine="ray"`` moves the model work to a pool of Ray actors
+(:mod:`~fusionrank.encoders.ray_engine`); everything else, the fingerprint included, is
+the same, so a job started on one engine resumes on the other.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal
 
 from tqdm.auto import tqdm
 
@@ -39,6 +42,7 @@ from fusionrank.encoders.job import (
     write_manifest,
 )
 from fusionrank.encoders.precision import BF16_CPU_NOTE
+from fusionrank.encoders.ray_engine import RayOptions, embed_on_ray, require_ray
 from fusionrank.encoders.vectors import VectorSet
 from fusionrank.io import read_json
 from fusionrank.settings import build_settings
@@ -46,7 +50,19 @@ from fusionrank.settings import build_settings
 if TYPE_CHECKING:
     from fusionrank.data.dataset import Dataset
 
-__all__ = ["EmbedConfig", "EmbedSettingsError", "build_encoder", "embed", "embed_catalogue", "embed_config"]
+__all__ = [
+    "EmbedConfig",
+    "EmbedSettingsError",
+    "Engine",
+    "RayOptions",
+    "build_encoder",
+    "embed",
+    "embed_catalogue",
+    "embed_config",
+]
+
+Engine = Literal["local", "ray"]
+"""Where the model runs: in this process, or in a pool of Ray actors (same output)."""
 
 
 def embed_catalogue(
@@ -55,10 +71,23 @@ def embed_catalogue(
     config: EmbedConfig,
     encoder: Any = None,
     log: Callable[[str], None] | None = None,
+    engine: Engine = "local",
+    ray_options: RayOptions | None = None,
 ) -> dict:
-    """Embed every row of ``catalogue`` into ``out``; returns the manifest. Resumable."""
+    """Embed every row of ``catalogue`` into ``out``; returns the manifest. Resumable.
+    ``engine="ray"`` runs the encoder in Ray actors (``ray_options``: where, how many)."""
     catalogue, out = Path(catalogue), Path(out)
     log = log or (lambda m: print(m, file=sys.stderr))
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be local or ray, got {engine!r}")
+    if engine == "ray":
+        require_ray()
+        ray_options = ray_options or RayOptions()
+        ray_options.check(config)
+        if encoder is not None:
+            raise ValueError("the ray engine loads the encoder in each actor; pass settings, not an encoder")
+    elif ray_options is not None:
+        raise ValueError("Ray options (address, actors, GPUs per actor) need engine='ray'")
     table = open_catalogue(catalogue)
     id_errors = check_ids(table, config, catalogue)
     encoder = encoder or build_encoder(config)
@@ -68,6 +97,18 @@ def embed_catalogue(
     job = fingerprint(config, catalogue, encoder.identity, encoder.dim)
     out.mkdir(parents=True, exist_ok=True)
     check_job(out, job)
+    if engine == "ray":  # the actors load their own copies; the driver keeps what it records
+        encoder = SimpleNamespace(
+            identity=encoder.identity,
+            dim=encoder.dim,
+            normalized=encoder.normalized,
+            precision=config.precision,
+            backend=config.backend,
+        )
+        if config.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
     if (out / "manifest.json").exists():
         log(f"{out} is complete; nothing to do")
         return read_json(out / "manifest.json")
@@ -93,10 +134,22 @@ def embed_catalogue(
 
     def done(shard: Shard) -> None:
         good, bad = finish_shard(out, shard, shard_ids(table, config, shard.start, shard.stop), encoder.dim)
+        shard.vectors.clear()  # written: memory stays flat in the number of shards
+        shard.errors.clear()
         counts[0] += good
         counts[1] += bad
 
-    if config.modality == "text":
+    if engine == "ray":
+
+        def finished(shard: Shard) -> None:
+            done(shard)
+            bar.update(shard.stop - shard.start)
+
+        assert ray_options is not None
+        embed_on_ray(
+            catalogue, n, pending, config, id_errors, job["weights"], encoder.dim, ray_options, finished
+        )
+    elif config.modality == "text":
         embed_text(table, pending, encoder, config, id_errors, bar, done)
     else:
         embed_images(table, pending, encoder, config, id_errors, bar, done)
@@ -135,6 +188,11 @@ def embed(
     source: Dataset | str | Path,
     out: str | Path,
     encoder: EncoderKind = "text",
+    *,
+    engine: Engine = "local",
+    address: str | None = None,
+    actors: int | None = None,
+    gpus_per_actor: float | None = None,
     **settings: Any,
 ) -> VectorSet:
     """Embed a dataset's catalogue (or a catalogue file) into ``out``: the batch engine
@@ -144,6 +202,12 @@ def embed(
     (``fp32``, ``int8``, ``bf16``, ``fp16``), ``backend`` (``torch``, ``onnx``), ``workers``,
     ``quiet`` ...). For a dataset, the text template, image column and
     encoder settings default to its profile's. Resumable: rerun after an interruption.
+
+    ``engine="ray"`` runs the encoder in a pool of Ray actors (``pip install
+    'fusionrank[ray]'``): ``address`` of a cluster to join (default: ``$RAY_ADDRESS``, else
+    a local instance started for the job), ``actors`` (default: one per CPU, or per
+    ``gpus_per_actor`` GPUs). Same vectors, same folder; the engine does not enter the
+    job's fingerprint, so either engine resumes a job the other started.
 
     >>> import tempfile, pandas as pd, fusionrank as fr
     >>> events = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"]})
@@ -161,5 +225,13 @@ def embed(
     else:
         config = build_settings(EmbedConfig, {"encoder": encoder, **settings}, owner="embed")
         catalogue = Path(source)
-    embed_catalogue(catalogue, out, config)
+    given = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor}
+    if engine != "ray" and any(v is not None for v in given.values()):
+        raise ValueError(f"{', '.join(k for k, v in given.items() if v is not None)} need engine='ray'")
+    ray_options = (
+        RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor or 0)
+        if engine == "ray"
+        else None
+    )
+    embed_catalogue(catalogue, out, config, engine=engine, ray_options=ray_options)
     return VectorSet.open(out)

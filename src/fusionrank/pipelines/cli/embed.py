@@ -44,6 +44,18 @@ def embed(
     workers: int = typer.Option(
         None, help="Image-decoding worker processes (default: 1 on the CPU, up to 8 with a GPU)."
     ),
+    engine: str = typer.Option(
+        "local", help="local (this process) | ray (Ray actors; pip install 'fusionrank[ray]'). Same vectors."
+    ),
+    address: str = typer.Option(
+        None, help="Ray cluster to join (host:port or ray://host:port); default $RAY_ADDRESS, else local."
+    ),
+    actors: int = typer.Option(
+        None, help="Ray actors, each with its own encoder (default: one per CPU, or per --gpus-per-actor)."
+    ),
+    gpus_per_actor: float = typer.Option(
+        None, help="GPUs each Ray actor reserves, with --device cuda (a fraction shares a GPU)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar; one summary line."),
     debug: bool = DEBUG,
 ) -> None:
@@ -78,4 +90,8 @@ def embed(
             source: Any = load_dataset(dataset, root)
         else:
             source = catalogue
-        embed_fn(source, out, encoder, **settings)  # type: ignore[arg-type]
+        ray = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor}
+        ray_given = [f"--{k.replace('_', '-')}" for k, v in ray.items() if v is not None]
+        if ray_given and engine != "ray":
+            raise ValueError(f"{', '.join(ray_given)} need(s) --engine ray")
+        embed_fn(source, out, encoder, engine=engine, **ray, **settings)  # type: ignore[arg-type]

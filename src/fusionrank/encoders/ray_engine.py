@@ -1,0 +1,333 @@
+"""Batch embedding on Ray: the local engine's job, with the model run by a pool of Ray actors.
+
+The driver (:func:`fusionrank.encoders.engine.embed_catalogue`) keeps all the bookkeeping of
+the local engine: it opens the catalogue, checks the ids, records the job's fingerprint
+(``job.json``), lists the shards still to do, writes each finished shard (``finish_shard``:
+the one vectors writer) and, last, the manifest. Only the model work moves. A Ray Data
+dataset of the pending shards' descriptors (one block per shard) goes through
+``map_batches`` with :class:`ShardEmbedder`, a callable class: each actor loads the encoder
+once and embeds one shard per call with the local engine's own feeding code
+(``embed_text``/``embed_images``: same preprocessing, same bad-row rules), returning the
+shard's vectors and bad rows. The driver writes shards as they come back, in any order.
+The engine is no part of the fingerprint: a job started on one engine resumes on the other.
+
+Where Ray runs: inside a process that already runs Ray (``ray.is_initialized()``), that
+instance is used and left as it is. Else ``address`` (or ``$RAY_ADDRESS``, as set by
+``ray job submit``) joins a running cluster, which is left running (the driver only
+disconnects); with neither, a local instance is started for the job with the machine's
+cores, no dashboard and its files under the system temp folder, and shut down at the end,
+also on an error. On a cluster, the catalogue, the images and the model weights must be
+at the same paths on every node; the output folder only on the driver's.
+
+Faults: Ray Data restarts a dead actor and retries its shard (its defaults for actor pools:
+``max_restarts=-1``, ``max_task_retries=-1``); an exception raised by the encoder fails the
+job as it does locally, and a rerun resumes from the shards written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from fusionrank.encoders.embed_config import EmbedConfig
+from fusionrank.encoders.job import Shard
+
+RAY_MISSING = "the ray engine needs Ray: pip install 'fusionrank[ray]'"
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide the Ray engine runs (none of it changes the vectors)."""
+
+    address: str | None = None
+    """Cluster to join (``host:port`` or ``ray://host:port``); None: ``$RAY_ADDRESS`` when
+    set, else a local Ray instance started for the job."""
+    actors: int | None = None
+    """Actors, each with its own copy of the encoder (never more than the shards to do);
+    None: one per CPU of the cluster, or with GPUs one per ``gpus_per_actor`` GPUs."""
+    gpus_per_actor: float = 0
+    """GPUs each actor reserves (with ``device="cuda"``); a fraction shares a GPU."""
+    exit_once_at: tuple[str, int] | None = None
+    """Test seam (the fault test): ``(marker file, shard index)``. The first actor to reach
+    that shard creates the marker and its process exits at once, as a crashed worker would."""
+
+    def __post_init__(self) -> None:
+        if self.actors is not None and self.actors < 1:
+            raise ValueError(f"--actors must be >= 1, got {self.actors}")
+        if self.gpus_per_actor < 0:
+            raise ValueError(f"--gpus-per-actor must be >= 0, got {self.gpus_per_actor}")
+
+    def check(self, config: EmbedConfig) -> None:
+        """Refuse device settings that Ray cannot honour, in one line."""
+        cuda = config.device.startswith("cuda")
+        if cuda and not self.gpus_per_actor:
+            raise ValueError(
+                "--device cuda on the ray engine needs --gpus-per-actor (e.g. 1): "
+                "Ray gives GPUs only to actors that reserve them"
+            )
+        if self.gpus_per_actor and not cuda:
+            raise ValueError("--gpus-per-actor needs --device cuda")
+
+
+def require_ray() -> Any:
+    """The ``ray`` module (with Ray Data), or a one-line error naming the extra."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(RAY_MISSING) from exc
+    return ray
+
+
+def ray_temp_dir() -> Path:
+    """Where a local Ray instance keeps its sessions and logs: outside any work tree."""
+    return Path(tempfile.gettempdir()) / "fusionrank-ray"
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextmanager
+def ray_session(options: RayOptions, quiet: bool = False) -> Iterator[Any]:
+    """Ray for one job: the running instance of this process, a joined cluster, or a local
+    instance started here; what this function started or joined it shuts down or leaves."""
+    ray = require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine
+        ray.init(
+            address="local",
+            num_cpus=_cores(),
+            include_dashboard=False,
+            log_to_driver=not quiet,
+            logging_level=logging.WARNING,
+            _temp_dir=str(ray_temp_dir()),
+        )
+    else:
+        ray.init(address=address)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()  # stops an instance started here; only disconnects from a cluster
+
+
+def _pool(ray: Any, options: RayOptions, n_shards: int) -> tuple[int, int]:
+    """(actors, CPUs per actor) on this cluster. Each actor's torch uses its CPUs."""
+    total = ray.cluster_resources()
+    cpus, gpus = int(total.get("CPU", 0)), float(total.get("GPU", 0))
+    g = options.gpus_per_actor
+    if g and gpus < g:
+        raise ValueError(f"--gpus-per-actor {g:g}: the Ray cluster has {gpus:g} GPU(s)")
+    actors = options.actors or (int(gpus // g) if g else max(1, cpus))
+    actors = max(1, min(actors, n_shards))
+    node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    per_actor = max(1, min(cpus // actors, max(node_cpus, default=1)))
+    return actors, per_actor
+
+
+def _absolute(config: EmbedConfig) -> EmbedConfig:
+    """The config with its local paths made absolute (actors may run in another folder)."""
+    changes: dict[str, Any] = {}
+    for name in ("model", "weights", "clip_pretrained", "image_root"):
+        value = getattr(config, name)
+        if value and (name == "image_root" or Path(value).expanduser().exists()):
+            changes[name] = str(Path(value).expanduser().resolve())
+    return dataclasses.replace(config, **changes)
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    """Identities agree but for where the files lie (caches differ between nodes)."""
+    return {k: v for k, v in a.items() if k != "path"} == {k: v for k, v in b.items() if k != "path"}
+
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("index", pa.int64()),
+        ("rows", pa.large_list(pa.int64())),
+        ("vectors", pa.large_binary()),
+        ("error_rows", pa.large_list(pa.int64())),
+        ("error_reasons", pa.large_list(pa.large_string())),
+    ]
+)
+"""One row per shard: catalogue rows with a vector, the vectors (float32, row-major), and
+the bad rows with their reasons."""
+
+
+class ShardEmbedder:
+    """A Ray Data actor: loads the encoder once, then embeds one shard per call."""
+
+    def __init__(
+        self,
+        catalogue: str,
+        config: EmbedConfig,
+        n_rows: int,
+        identity: dict,
+        dim: int,
+        threads: int,
+        exit_once_at: tuple[str, int] | None = None,
+    ) -> None:
+        import torch
+
+        from fusionrank.encoders.catalogue import open_catalogue
+        from fusionrank.encoders.embed_config import build_encoder
+
+        torch.set_num_threads(threads)
+        if config.device.startswith("cuda"):  # the GPU(s) Ray gave this actor are cuda:0...
+            config = dataclasses.replace(config, device="cuda")
+        self.config, self.exit_once_at = config, exit_once_at
+        self.encoder = build_encoder(config)
+        mine = json.loads(json.dumps(self.encoder.identity))
+        if not _same_weights(mine, identity) or self.encoder.dim != dim:
+            raise RuntimeError(
+                f"a Ray worker loaded other weights than the driver ({mine} vs {identity}); "
+                "the model must be the same file on every node"
+            )
+        self.table = open_catalogue(Path(catalogue))  # memory-mapped; once per actor
+        if len(self.table) != n_rows:
+            raise RuntimeError(
+                f"a Ray worker reads {len(self.table)} rows in {catalogue}, the driver {n_rows}; "
+                "the catalogue must be the same file on every node"
+            )
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from tqdm.auto import tqdm
+
+        from fusionrank.encoders.batches import embed_images, embed_text
+
+        out: dict[str, list] = {name: [] for name in RESULT_SCHEMA.names}
+        for desc in batch.to_pylist():
+            shard = Shard(int(desc["index"]), int(desc["start"]), int(desc["stop"]))
+            self._maybe_exit(shard.index)
+            id_errors = {int(r): str(m) for r, m in json.loads(desc["id_errors"])}
+            finished: list[Shard] = []
+            feed = embed_text if self.config.modality == "text" else embed_images
+            feed(
+                self.table, [shard], self.encoder, self.config, id_errors, tqdm(disable=True), finished.append
+            )
+            if len(finished) != 1 or finished[0] is not shard:
+                raise RuntimeError(f"shard {shard.index} did not finish")
+            rows = sorted(shard.vectors)
+            vecs = (
+                np.stack([shard.vectors[r] for r in rows]).astype(np.float32, copy=False)
+                if rows
+                else np.empty((0, self.encoder.dim), np.float32)
+            )
+            bad = sorted(shard.errors)
+            out["index"].append(shard.index)
+            out["rows"].append(rows)
+            out["vectors"].append(np.ascontiguousarray(vecs).tobytes())
+            out["error_rows"].append([r for r, _ in bad])
+            out["error_reasons"].append([m for _, m in bad])
+        return pa.Table.from_pydict(out, schema=RESULT_SCHEMA)
+
+    def _maybe_exit(self, index: int) -> None:
+        """The test seam of :attr:`RayOptions.exit_once_at`."""
+        if self.exit_once_at is None or self.exit_once_at[1] != index:
+            return
+        try:
+            with open(self.exit_once_at[0], "x"):
+                pass
+        except FileExistsError:
+            return
+        os._exit(1)
+
+
+def _results(block: pa.Table, dim: int) -> Iterator[tuple[int, Shard]]:
+    """The shards of one result block, with their vectors and errors."""
+    for rec in block.to_pylist():
+        rows = rec["rows"]
+        vecs = np.frombuffer(rec["vectors"], dtype=np.float32)
+        if vecs.size != len(rows) * dim:
+            raise RuntimeError(f"shard {rec['index']}: {vecs.size} values for {len(rows)} rows of dim {dim}")
+        shard = Shard(int(rec["index"]), 0, 0)
+        shard.vectors = dict(zip(rows, vecs.reshape(len(rows), dim)))
+        shard.errors = list(zip(rec["error_rows"], rec["error_reasons"]))
+        yield shard.index, shard
+
+
+def embed_on_ray(
+    catalogue: Path,
+    n_rows: int,
+    pending: list[Shard],
+    config: EmbedConfig,
+    id_errors: dict[int, str],
+    identity: dict,
+    dim: int,
+    options: RayOptions,
+    done: Callable[[Shard], None],
+) -> None:
+    """Embed the ``pending`` shards on Ray; each finished shard (its ``vectors`` and
+    ``errors`` filled in) goes to ``done`` on the driver as soon as it comes back."""
+    if not pending:
+        return
+    by_shard: dict[int, list[tuple[int, str]]] = {s.index: [] for s in pending}
+    for r, message in id_errors.items():
+        if r // config.shard_size in by_shard:
+            by_shard[r // config.shard_size].append((r, message))
+    items = [
+        {
+            "index": s.index,
+            "start": s.start,
+            "stop": s.stop,
+            "id_errors": json.dumps(sorted(by_shard[s.index])),
+        }
+        for s in pending
+    ]
+    left = {s.index: s for s in pending}
+    with ray_session(options, config.quiet) as ray:
+        actors, cpus = _pool(ray, options, len(pending))
+        context = ray.data.DataContext.get_current()
+        bars = context.enable_progress_bars
+        context.enable_progress_bars = False  # the engine's own bar counts items
+        loggers = {"ray.data._internal.progress": logging.ERROR}  # "progress bars disabled"
+        if config.quiet:
+            loggers["ray.data"] = logging.WARNING  # no "starting execution" lines either
+        levels = {name: logging.getLogger(name).level for name in loggers}
+        for name, level in loggers.items():
+            logging.getLogger(name).setLevel(level)
+        try:
+            results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                ShardEmbedder,
+                fn_constructor_kwargs={
+                    "catalogue": str(catalogue.resolve()),
+                    "config": _absolute(config),
+                    "n_rows": n_rows,
+                    "identity": identity,
+                    "dim": dim,
+                    "threads": cpus,
+                    "exit_once_at": options.exit_once_at,
+                },
+                batch_size=1,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=cpus,
+                num_gpus=options.gpus_per_actor or None,
+            )
+            for block in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for index, result in _results(block, dim):
+                    shard = left.pop(index, None)
+                    if shard is None:  # a retried shard that came back twice
+                        continue
+                    shard.vectors, shard.errors = result.vectors, result.errors
+                    done(shard)
+        finally:
+            context.enable_progress_bars = bars
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+    if left:
+        raise RuntimeError(f"Ray returned no result for shard(s) {sorted(left)}")

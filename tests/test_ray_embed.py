@@ -1,0 +1,253 @@
+"""The Ray engine of batch embedding: the same folder as the local engine (text and images,
+bad rows included), resumption across engines, refusal of other settings, an actor process
+that dies mid-job, and the CLI flags.
+
+One Ray instance serves the module (2 CPUs, no dashboard); the engine joins it because Ray
+is already initialised in this process, and leaves it running.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from encoder_fixtures import save_tiny_bert, save_tiny_resnet
+from PIL import Image
+from typer.testing import CliRunner
+
+from fusionrank.encoders import ray_engine
+from fusionrank.encoders.engine import EmbedConfig, EmbedSettingsError, RayOptions, embed, embed_catalogue
+from fusionrank.encoders.ray_engine import ray_temp_dir
+from fusionrank.encoders.vectors import read_vectors
+from fusionrank.io import read_json
+from fusionrank.pipelines.cli import app
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    """A Ray instance for the module, its files in a short temporary folder."""
+    old = os.environ.get("RAY_USAGE_STATS_ENABLED")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    temp = tempfile.mkdtemp(prefix="fr-ray-")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    yield
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+    if old is None:
+        os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
+    else:
+        os.environ["RAY_USAGE_STATS_ENABLED"] = old
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return save_tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+def _text_catalogue(tmp_path, n=40):
+    rows = [{"item_id": f"i{k}", "title": f"Film {k} " + "word " * (k % 5)} for k in range(n)]
+    rows[3]["title"] = ""  # empty text
+    rows[9]["item_id"] = "i2"  # duplicate id
+    path = tmp_path / "catalogue.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _same_folder(a, b):
+    """Same ids, vectors (1e-5), errors, manifest and job fingerprint."""
+    ids_a, vec_a = read_vectors(a)
+    ids_b, vec_b = read_vectors(b)
+    assert list(ids_a) == list(ids_b)
+    np.testing.assert_allclose(vec_a, vec_b, atol=1e-5)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(a / "errors.parquet"), pd.read_parquet(b / "errors.parquet")
+    )
+    assert read_json(a / "manifest.json") == read_json(b / "manifest.json")
+    assert read_json(a / "job.json") == read_json(b / "job.json")
+
+
+def test_text_on_ray_equals_the_local_engine(tmp_path, bert_dir):
+    path = _text_catalogue(tmp_path)
+    settings = {"model": str(bert_dir), "fields": ["title"], "shard_size": 8, "batch_size": 4, "quiet": True}
+    embed(path, tmp_path / "local", **settings)
+    on_ray = embed(path, tmp_path / "ray", engine="ray", actors=2, **settings)
+    assert (on_ray.rows, on_ray.manifest["errors"], len(on_ray.manifest["shards"])) == (38, 2, 5)
+    assert sorted(on_ray.errors()["reason"]) == ["duplicate item id 'i2'", "empty text"]
+    _same_folder(tmp_path / "ray", tmp_path / "local")
+    assert not list((tmp_path / "ray").glob(".*tmp*"))
+    assert ray.is_initialized(), "the engine joined the module's Ray instance and left it running"
+
+
+def test_images_on_ray_equal_the_local_engine(tmp_path):
+    weights = save_tiny_resnet(tmp_path / "r18.safetensors")
+    root = tmp_path / "images"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(6):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / f"{k}.jpg")
+        rows.append({"item_id": f"i{k}", "image": f"{k}.jpg"})
+    data = (root / "0.jpg").read_bytes()
+    (root / "broken.jpg").write_bytes(data[: len(data) // 3])
+    (tmp_path / "outside.jpg").write_bytes(data)
+    rows[2:2] = [
+        {"item_id": "missing", "image": "nope.jpg"},
+        {"item_id": "truncated", "image": "broken.jpg"},
+        {"item_id": "escape", "image": "../outside.jpg"},
+    ]
+    path = tmp_path / "catalogue.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    settings = {
+        "encoder": "image",
+        "model": "resnet18",
+        "weights": str(weights),
+        "image_column": "image",
+        "image_root": str(root),
+        "shard_size": 4,
+        "batch_size": 3,
+        "quiet": True,
+    }
+    embed(path, tmp_path / "local", workers=0, **settings)
+    on_ray = embed(path, tmp_path / "ray", engine="ray", actors=1, **settings)  # one decoding worker
+    assert (on_ray.rows, on_ray.manifest["errors"], len(on_ray.manifest["shards"])) == (6, 3, 3)
+    reasons = on_ray.errors().set_index("item_id")["reason"]
+    assert reasons["missing"].startswith("missing image") and "escapes" in reasons["escape"]
+    assert reasons["truncated"].startswith("unreadable image")
+    _same_folder(tmp_path / "ray", tmp_path / "local")
+
+
+def test_resume_across_engines_and_refusal(tmp_path, bert_dir):
+    path = _text_catalogue(tmp_path)
+    settings = {"model": str(bert_dir), "fields": ["title"], "shard_size": 8, "quiet": True}
+    clean = tmp_path / "clean"
+    embed(path, clean, **settings)
+    # A local job killed with shards 1, 2 and 4 unfinished (2 lost only its error part) ...
+    out = tmp_path / "out"
+    shutil.copytree(clean, out)
+    for name in ("manifest.json", "errors.parquet", "vectors-00001.parquet", "vectors-00004.parquet"):
+        (out / name).unlink()
+    (out / ".errors" / "errors-00002.parquet").unlink()
+    inodes = {p.name: p.stat().st_ino for p in out.glob("vectors-*.parquet")}
+    # ... is resumed on Ray: the finished shards are kept as they are, the rest is redone.
+    embed(path, out, engine="ray", actors=1, **settings)
+    _same_folder(out, clean)
+    after = {p.name: p.stat().st_ino for p in out.glob("vectors-*.parquet")}
+    assert after["vectors-00000.parquet"] == inodes["vectors-00000.parquet"]
+    assert after["vectors-00003.parquet"] == inodes["vectors-00003.parquet"]
+    assert after["vectors-00002.parquet"] != inodes["vectors-00002.parquet"]
+    # The finished folder is not touched again; other settings are refused before Ray runs.
+    assert embed(path, out, engine="ray", **settings).rows == 38
+    with pytest.raises(EmbedSettingsError, match="pooling"):
+        embed(path, out, engine="ray", pooling="cls", **settings)
+    # A job finished on Ray, interrupted again, is resumed by the local engine.
+    for name in ("manifest.json", "errors.parquet", "vectors-00002.parquet"):
+        (out / name).unlink()
+    embed(path, out, **settings)
+    _same_folder(out, clean)
+
+
+def test_an_actor_that_dies_mid_job_is_restarted_and_the_job_completes(tmp_path, bert_dir):
+    path = _text_catalogue(tmp_path)
+    config = EmbedConfig(model=str(bert_dir), fields=("title",), shard_size=8, quiet=True)
+    marker = tmp_path / "died-once"
+    options = RayOptions(actors=1, exit_once_at=(str(marker), 2))
+    manifest = embed_catalogue(path, tmp_path / "out", config, engine="ray", ray_options=options)
+    assert marker.exists(), "the actor process exited on shard 2"
+    assert manifest["rows"] + manifest["errors"] == 40
+    embed_catalogue(path, tmp_path / "clean", config)
+    _same_folder(tmp_path / "out", tmp_path / "clean")
+
+
+LOCAL_INSTANCE = """
+import sys
+import ray
+from typer.testing import CliRunner
+from fusionrank.pipelines.cli import app
+
+res = CliRunner().invoke(app, sys.argv[1:])
+assert res.exit_code == 0, res.output
+assert not ray.is_initialized(), "the job's own Ray instance was shut down"
+"""
+
+
+def test_cli_on_a_local_ray_instance_of_its_own(tmp_path, bert_dir):
+    """Without Ray running in the process, the job starts a local instance (its files under
+    the system temp folder) and shuts it down at the end."""
+    path = _text_catalogue(tmp_path, n=12)
+    args = ["embed", "--catalogue", str(path), "--model", str(bert_dir), "--fields", "title", "--quiet"]
+    args += ["--shard-size", "6", "--out", str(tmp_path / "out"), "--engine", "ray", "--actors", "1"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_INSTANCE, *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_json(tmp_path / "out" / "manifest.json")["rows"] == 10
+    assert not [p for p in tmp_path.iterdir() if "ray" in p.name.lower()], "no Ray files in the work folder"
+    assert ray_temp_dir().is_dir() and ray_temp_dir().parent == Path(tempfile.gettempdir())
+
+
+class _FakeRay:
+    """Records what :func:`ray_session` asks of Ray."""
+
+    def __init__(self, running=False):
+        self.running, self.calls = running, []
+
+    def is_initialized(self):
+        return self.running
+
+    def init(self, **kwargs):
+        self.calls.append(("init", kwargs))
+        self.running = True
+
+    def shutdown(self):
+        self.calls.append(("shutdown", {}))
+        self.running = False
+
+
+@pytest.mark.parametrize("address", [None, "10.0.0.1:6379"])
+def test_ray_session_shuts_down_what_it_started_or_joined_also_after_an_error(monkeypatch, address):
+    fake = _FakeRay()
+    monkeypatch.setattr(ray_engine, "require_ray", lambda: fake)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(KeyError), ray_engine.ray_session(RayOptions(address=address)):
+        raise KeyError("boom")
+    (name, kwargs), last = fake.calls
+    assert name == "init" and last == ("shutdown", {}) and not fake.running
+    if address is None:
+        assert kwargs["address"] == "local" and kwargs["include_dashboard"] is False
+        assert Path(kwargs["_temp_dir"]).parent == Path(tempfile.gettempdir())
+    else:
+        assert kwargs == {"address": address}
+    running = _FakeRay(running=True)  # Ray already up in this process: used, left alone
+    monkeypatch.setattr(ray_engine, "require_ray", lambda: running)
+    with pytest.raises(KeyError), ray_engine.ray_session(RayOptions(address=address)):
+        raise KeyError("boom")
+    assert running.calls == [] and running.running
+
+
+def test_cli_refuses_ray_flags_without_the_ray_engine(tmp_path, bert_dir):
+    path = _text_catalogue(tmp_path, n=12)
+    base = ["embed", "--catalogue", str(path), "--model", str(bert_dir), "--fields", "title", "--quiet"]
+    runner = CliRunner()
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--actors", "2"])
+    assert res.exit_code == 2 and "--actors need(s) --engine ray" in res.output
+    res = runner.invoke(
+        app, [*base, "--out", str(tmp_path / "c"), "--engine", "ray", "--gpus-per-actor", "1"]
+    )
+    assert res.exit_code == 2 and "--gpus-per-actor needs --device cuda" in res.output
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "d"), "--engine", "spark"])
+    assert res.exit_code == 2 and "engine must be local or ray" in res.output
+
+
+def test_a_missing_ray_is_one_line(tmp_path, bert_dir, monkeypatch):
+    path = _text_catalogue(tmp_path, n=12)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ValueError, match=r"pip install 'fusionrank\[ray\]'"):
+        embed(path, tmp_path / "o", engine="ray", model=str(bert_dir), fields=["title"], quiet=True)
