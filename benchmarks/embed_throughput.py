@@ -12,6 +12,10 @@ of each engine setting's vectors against the fp32 engine's for the same items.
 
     .venv/bin/python benchmarks/embed_throughput.py          # -> benchmarks/results/embed_throughput.*
     .venv/bin/python benchmarks/embed_throughput.py --quick    # small sizes, for a smoke test
+    .venv/bin/python benchmarks/embed_throughput.py --gate-only  # only the ml-100k quality gate
+
+Every run starts with the quality gate on ml-100k: each text setting's catalogue vectors
+against fp32 (mean cosine) and the cold-items ``ease-content`` NDCG@10 beside fp32's.
 """
 
 from __future__ import annotations
@@ -188,6 +192,39 @@ def worker_image(system: str, model: str, n: int, batch: int, folder: str, worke
     return {"seconds": seconds, "vectors": out}
 
 
+def quality_gate(seed: int = 2020) -> list[dict]:
+    """The ml-100k gate of every text setting: mean cosine of its catalogue vectors against
+    the fp32 engine's, and the cold-items ``ease-content`` (text) test NDCG@10 beside fp32's."""
+    import dataclasses
+
+    import fusionrank as fr
+    from fusionrank.data.dataset import default_root
+    from fusionrank.encoders.vectors import read_vectors
+    from fusionrank.fusion.content import ensure_vectors
+
+    base = fr.load_dataset("ml-100k", default_root())
+    split = fr.split(base, "cold-items", seed=seed)
+    rows: list[dict] = []
+    for system, settings in TEXT_ENGINES.items():
+        profile = dataclasses.replace(base.profile, encoders={"text": {**settings, "quiet": True}})
+        ds = dataclasses.replace(base, profile=profile)
+        ids, vecs = read_vectors(ensure_vectors(ds, "text"))
+        model = fr.build_model("ease-content", modalities=("text",))
+        result = fr.evaluate(model.fit(dataclasses.replace(split, dataset=ds)), split, ks=(10,))
+        rows.append({"system": system, "ids": ids, "vectors": vecs, "ndcg@10": result.metrics["ndcg@10"]})
+    ref = rows[0]
+    for r in rows:
+        assert list(r["ids"]) == list(ref["ids"])
+        r["cosine_vs_fp32"] = float(np.mean(np.sum(r["vectors"] * ref["vectors"], axis=1)))
+        r["ndcg_vs_fp32"] = r["ndcg@10"] / ref["ndcg@10"]
+        r["passes"] = r["cosine_vs_fp32"] >= 0.99 and r["ndcg_vs_fp32"] >= 0.99
+    for r in rows:
+        r.pop("ids")
+        r.pop("vectors", None)
+        print(r, flush=True)
+    return rows
+
+
 def run_worker(args: list[str]) -> dict:
     done = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True)
     for line in done.stdout.splitlines():
@@ -204,6 +241,7 @@ def main() -> None:
         "--workers", type=int, default=None, help="image decoding workers of our engine (default: its own)"
     )
     parser.add_argument("--skip-images", action="store_true")
+    parser.add_argument("--gate-only", action="store_true", help="only the ml-100k quality gate")
     args = parser.parse_args()
     if args.worker:
         kind, *rest = args.worker
@@ -216,6 +254,10 @@ def main() -> None:
         print("RESULT " + json.dumps(res))
         return
 
+    gate = quality_gate()
+    if args.gate_only:
+        write_gate(gate)
+        return
     n_short, n_long, n_img = (300, 40, 32) if args.quick else (20_000, 2_000, 2_000)
     rows = []
     with tempfile.TemporaryDirectory() as vectors:
@@ -238,7 +280,7 @@ def main() -> None:
                         rows.append({"task": task, "system": system, "items": n_img, **res})
                         print(rows[-1], flush=True)
         compare(rows)
-    write(rows, quick=args.quick)
+    write(rows, gate, quick=args.quick)
 
 
 def _int(text: str) -> int | None:
@@ -268,7 +310,43 @@ def compare(rows: list[dict]) -> None:
         r.pop("vectors", None)
 
 
-def write(rows: list[dict], quick: bool) -> None:
+def gate_table(gate: list[dict]) -> list[str]:
+    """The ml-100k quality gate as markdown lines."""
+    from fusionrank.evaluation.table import format_table
+
+    table = [
+        {
+            "setting": r["system"],
+            "cosine vs fp32 (ml-100k catalogue)": f"{r['cosine_vs_fp32']:.4f}",
+            "cold-items ease-content NDCG@10": f"{r['ndcg@10']:.4f}",
+            "÷ fp32": f"{r['ndcg_vs_fp32']:.4f}",
+            "passes": "yes" if r["passes"] else "no",
+        }
+        for r in gate
+    ]
+    return [
+        "## Quality gate (ml-100k)",
+        "",
+        "Each text setting embeds the ml-100k catalogue; cosine is the mean against the fp32 engine's "
+        "vectors; NDCG@10 is `ease-content` (text) on the cold-items split (seed 2020, protocol (a)). "
+        "A setting passes with cosine ≥ 0.99 and NDCG@10 ≥ 0.99 × fp32's.",
+        "",
+        format_table(table, list(table[0]), markdown=True),
+        "",
+    ]
+
+
+def write_gate(gate: list[dict]) -> None:
+    """The gate alone: ``embed_quality_gate.{json,md}``."""
+    from fusionrank.io import write_json
+
+    write_json(RESULTS / "embed_quality_gate.json", {"rows": gate})
+    lines = ["# Embedding settings: quality gate", "", *gate_table(gate)[2:]]
+    (RESULTS / "embed_quality_gate.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def write(rows: list[dict], gate: list[dict], quick: bool) -> None:
     from fusionrank.evaluation.table import format_table
     from fusionrank.io import write_json
 
@@ -277,7 +355,7 @@ def write(rows: list[dict], quick: bool) -> None:
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, CPU",
         "torch_threads": __import__("torch").get_num_threads(),
     }
-    write_json(RESULTS / f"{name}.json", {"meta": meta, "rows": rows})
+    write_json(RESULTS / f"{name}.json", {"meta": meta, "rows": rows, "quality_gate": gate})
     table_rows = []
     for r in rows:
         ratio = r.get("ratio", {})
@@ -306,6 +384,7 @@ def write(rows: list[dict], quick: bool) -> None:
         "",
         format_table(table_rows, list(table_rows[0]), markdown=True),
         "",
+        *gate_table(gate),
     ]
     (RESULTS / f"{name}.md").write_text("\n".join(md))
     print("\n".join(md))

@@ -103,10 +103,10 @@ def build_model(name: str, **settings: Any) -> Recommender:
     >>> import fusionrank as fr
     >>> fr.build_model("lightgcn", dim=32).config.embedding_dim
     32
-    >>> fr.build_model("ease", dim=32)
+    >>> fr.build_model("ease", dim=32)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    fusionrank.settings.SettingsError: ease: dim: unknown setting; expected one of ['max_items', 'reg', 'top_items']
+    fusionrank.settings.SettingsError: ease: dim: unknown setting; expected one of ['max_items', ...]
     """
     cls = model_class(name)
     model = cls(build_settings(cls.config_class, settings, owner=name))
