@@ -50,7 +50,8 @@ SIZES = {
 def run_config(name: str, dataset: str, root: Path, out: Path, interactions: int) -> dict[str, Any]:
     """The one config of every size. LightGCN propagates the whole graph at every step, so
     its fixed budget is one epoch of 16 steps (a batch of interactions / 16): cost linear in
-    the log, where a fixed batch size would make it quadratic."""
+    the log, where a fixed batch size would make it quadratic. Its ``loss_chunk`` (default)
+    keeps each step's memory bounded whatever the batch."""
     return {
         "name": name,
         "dataset": dataset,
@@ -161,6 +162,7 @@ def measure(size: str, work: Path) -> dict[str, Any]:
         "stages_s": timings["stages_s"],
         "model_fit_s": {m: t.get("fit_s") for m, t in timings["models"].items()},
         "peak_rss_mb": peak_mb,
+        "peak_rss_after_stage_mb": timings.get("peak_rss_mb", {}),
         "ndcg@10": ndcg,
         "oracle_ndcg@10": synth["oracle"]["metrics"]["ndcg@10"],
         "best_source": best_source[1],
@@ -223,6 +225,20 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"- {k}: time ×{v['time']:.2f}, peak RSS ×{v['rss']:.2f} for ×{v['data']:.1f} the data"
             )
+    staged = [r for r in rows if r.get("peak_rss_after_stage_mb")]
+    if staged:
+        stages = list(staged[0]["peak_rss_after_stage_mb"])
+        lines += [
+            "",
+            "Peak RSS (MB) of the run process so far at the end of each stage (where it jumps is "
+            "the stage that holds the most):",
+            "",
+            "| size | " + " | ".join(stages) + " |",
+            "|---|" + "---|" * len(stages),
+        ]
+        for r in staged:
+            peaks = r["peak_rss_after_stage_mb"]
+            lines.append(f"| {r['size']} | " + " | ".join(f"{peaks.get(s, 0):.0f}" for s in stages) + " |")
     big = result.get("ratios", {}).get("5m -> 20m")
     if big:
         last = rows[-1]

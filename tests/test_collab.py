@@ -117,3 +117,14 @@ def test_bad_settings_are_refused():
         fr.build_model("gru4rec")
     with pytest.raises(ValueError):
         dataclasses.replace(TrainConfig(), epochs=0)
+
+
+def test_lightgcn_loss_chunks_leave_training_unchanged(split):
+    """A batch scored in loss chunks trains to the same vectors and losses as one piece."""
+    whole = _model("lightgcn", epochs=3).fit(split)
+    chunked = _model("lightgcn", epochs=3, loss_chunk=37).fit(split)
+    np.testing.assert_allclose(chunked.history["losses"], whole.history["losses"], rtol=1e-5)
+    np.testing.assert_allclose(chunked.item_embeddings(), whole.item_embeddings(), atol=1e-5)
+    assert not np.allclose(
+        _model("lightgcn", epochs=3, learning_rate=0.03).fit(split).item_embeddings(), whole.item_embeddings()
+    )

@@ -76,7 +76,11 @@ def test_two_fresh_runs_write_the_same_metrics_and_ranker(tiny_root, tmp_path, s
     ).read_bytes()
     metrics = read_json(folder_a / "metrics.json")
     assert "time_s" not in metrics and all("timings" not in m for m in metrics["models"].values())
-    assert read_json(folder_a / "timings.json")["total_s"] > 0
+    timings = read_json(folder_a / "timings.json")
+    assert timings["total_s"] > 0
+    peaks = list(timings["peak_rss_mb"].values())  # the process's high-water mark after each stage
+    assert list(timings["peak_rss_mb"]) == list(timings["stages_s"]) and peaks == sorted(peaks)
+    assert peaks[0] > 50
 
 
 def _stage_files(folder: Path) -> dict[str, Path]:

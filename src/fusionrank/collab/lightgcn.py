@@ -34,6 +34,11 @@ class LightGCNConfig(SampledTrainConfig):
     batch_size: int = 4096
     learning_rate: float = 2e-2
     num_negatives: int = 4
+    loss_chunk: int = 65_536
+    """Batch rows whose loss is computed at once. A step propagates the graph once; a
+    larger batch is scored in chunks of this size whose gradients are summed, so the
+    step's memory stays bounded whatever ``batch_size`` is (same gradient, up to float
+    rounding)."""
 
     ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {"dim": ("embedding_dim",)}
 
@@ -96,12 +101,42 @@ class LightGCN(PairwiseRecommender):
         users, pos, neg = (t.to(self.device) for t in batch)
         m: LightGCNModule = self.module  # type: ignore[assignment]
         u_all, i_all = m.propagate()
-        u, p, n = u_all[users], i_all[pos], i_all[neg]
-        loss = bpr_loss((u * p).sum(-1), (u.unsqueeze(1) * n).sum(-1))
         ego = m.embedding.weight
+        if len(users) <= self.config.loss_chunk:
+            return self._loss(u_all, i_all, ego, users, pos, neg, len(users))
+        # Large batch: the per-row tensors (batch x negatives x dim) would grow with the
+        # batch. Sum the chunks' gradients on detached copies of the propagated and ego
+        # vectors, then hand them back through a surrogate whose gradient is that sum
+        # and whose value is the batch loss.
+        lu, li, le = (t.detach().requires_grad_() for t in (u_all, i_all, ego))
+        value = 0.0
+        for s in range(0, len(users), self.config.loss_chunk):
+            part = slice(s, s + self.config.loss_chunk)
+            loss = self._loss(lu, li, le, users[part], pos[part], neg[part], len(users))
+            loss.backward()
+            value += float(loss.detach())
+        assert lu.grad is not None and li.grad is not None and le.grad is not None  # noqa: S101
+        surrogate = (u_all * lu.grad).sum() + (i_all * li.grad).sum() + (ego * le.grad).sum()
+        return surrogate - surrogate.detach() + value
+
+    def _loss(
+        self,
+        u_all: torch.Tensor,
+        i_all: torch.Tensor,
+        ego: torch.Tensor,
+        users: torch.Tensor,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        batch: int,
+    ) -> torch.Tensor:
+        """BPR + L2 of rows ``users, pos, neg`` as their share of a batch of ``batch`` rows."""
+        u, p, n = u_all[users], i_all[pos], i_all[neg]
+        share = len(users) / batch
+        loss = bpr_loss((u * p).sum(-1), (u.unsqueeze(1) * n).sum(-1)) * share
+        n_users = int(self.n_users)
         reg = (
-            ego[users].pow(2).sum() + ego[m.n_users + pos].pow(2).sum() + ego[m.n_users + neg].pow(2).sum()
-        ) / len(users)
+            ego[users].pow(2).sum() + ego[n_users + pos].pow(2).sum() + ego[n_users + neg].pow(2).sum()
+        ) / batch
         return loss + self.config.reg * reg
 
     def on_epoch_end(self) -> None:

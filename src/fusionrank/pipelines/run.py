@@ -20,6 +20,8 @@ The stages live in :mod:`~fusionrank.pipelines.models_stage`,
 from __future__ import annotations
 
 import dataclasses
+import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,16 +63,26 @@ class RunOutput:
 
 
 class _StageClock:
-    """Wall seconds of each stage, in order (``timings.json``'s ``stages_s``)."""
+    """Wall seconds of each stage, in order (``timings.json``'s ``stages_s``), and the
+    process's peak RSS so far at the end of each (``peak_rss_mb``: the stage where it
+    jumps is the one that holds the most)."""
 
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
         self._last = time.perf_counter()
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
         self.laps[stage] = now - self._last
+        self.peaks[stage] = round(peak_rss_mb(), 1)
         self._last = now
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (VmHWM) in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def default_modalities(config: RunConfig, profile: Any) -> tuple[str, ...]:
@@ -195,5 +207,8 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
     write_report(output, config, split, Path(config.peers) if config.peers else None)
     clock.lap("report")
     output.time_s = time.perf_counter() - t_start
-    write_json(folder / "timings.json", {"total_s": output.time_s, "stages_s": clock.laps, **timings})
+    write_json(
+        folder / "timings.json",
+        {"total_s": output.time_s, "stages_s": clock.laps, "peak_rss_mb": clock.peaks, **timings},
+    )
     return output
