@@ -29,21 +29,6 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def tiny_bert(folder: Path) -> Path:
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from fusionrank.encoders.weights import packaged_minilm_dir
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, vocab_size=30522
-    )
-    BertModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(str(packaged_minilm_dir())).save_pretrained(folder)
-    return folder
-
-
 def catalogue(path: Path, rows: int, seed: int = 0) -> Path:
     """``rows`` items with a title and a short description from a fixed vocabulary."""
     import pyarrow as pa
@@ -102,12 +87,14 @@ def measure(rows: int, work: Path, model: Path) -> dict:
 
 
 def main() -> None:
+    from fusionrank.encoders.tiny import save_tiny_bert
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fusionrank-embed-memory-"))
-    model = tiny_bert(work / "tiny-bert")
+    model = save_tiny_bert(work / "tiny-bert")
     rows = [measure(n, work, model) for n in args.sizes]
     ratio = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
     result = {

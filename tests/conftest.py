@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +86,21 @@ def ml100k_root() -> Path:
 @pytest.fixture(scope="session")
 def ml100k(ml100k_root: Path):
     return load_dataset("ml-100k", ml100k_root)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A Ray instance for a test module (2 CPUs, no dashboard, its files in a short temporary
+    folder); the code under test joins it because Ray is already initialised here."""
+    ray = pytest.importorskip("ray")
+    old = os.environ.get("RAY_USAGE_STATS_ENABLED")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    temp = tempfile.mkdtemp(prefix="fr-ray-")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+    if old is None:
+        os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
+    else:
+        os.environ["RAY_USAGE_STATS_ENABLED"] = old

@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from encoder_fixtures import save_tiny_bert, save_tiny_clip, save_tiny_resnet
 from PIL import Image
 
 from fusionrank.encoders.engine import EmbedConfig, EmbedSettingsError, embed, embed_catalogue
 from fusionrank.encoders.image import ImageEncoder, ImageEncoderConfig
 from fusionrank.encoders.text import TextEncoder, TextEncoderConfig
+from fusionrank.encoders.tiny import save_tiny_bert, save_tiny_clip, save_tiny_resnet
 from fusionrank.encoders.vectors import read_vectors
 
 

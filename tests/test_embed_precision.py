@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from encoder_fixtures import save_tiny_bert, save_tiny_clip, save_tiny_resnet
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -21,6 +20,7 @@ from fusionrank.encoders.device import decode_workers
 from fusionrank.encoders.engine import EmbedConfig, EmbedSettingsError, embed
 from fusionrank.encoders.image import ImageEncoder, ImageEncoderConfig
 from fusionrank.encoders.text import TextEncoder, TextEncoderConfig
+from fusionrank.encoders.tiny import save_tiny_bert, save_tiny_clip, save_tiny_resnet
 from fusionrank.pipelines.cli import app
 from fusionrank.settings import SettingsError
 

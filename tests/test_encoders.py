@@ -3,13 +3,13 @@ import copy
 import numpy as np
 import pytest
 import torch
-from encoder_fixtures import save_tiny_bert, save_tiny_clip, save_tiny_resnet
 from PIL import Image
 
 from fusionrank.data.text import compose_text
 from fusionrank.encoders.clip import ClipEncoder, ClipEncoderConfig
 from fusionrank.encoders.image import ImageEncoder, ImageEncoderConfig
 from fusionrank.encoders.text import TextEncoder, TextEncoderConfig
+from fusionrank.encoders.tiny import save_tiny_bert, save_tiny_clip, save_tiny_resnet
 from fusionrank.encoders.weights import ModelNotFoundError
 
 TEXTS = [

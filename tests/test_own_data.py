@@ -10,11 +10,11 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from encoder_fixtures import save_tiny_clip, save_tiny_resnet
 from test_api import own_files
 from typer.testing import CliRunner
 
 import fusionrank as fr
+from fusionrank.encoders.tiny import save_tiny_clip, save_tiny_resnet
 from fusionrank.pipelines.cli import app
 
 runner = CliRunner()

@@ -16,34 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from encoder_fixtures import save_tiny_bert, save_tiny_resnet
 from PIL import Image
 from typer.testing import CliRunner
 
-from fusionrank.encoders import ray_engine
+from fusionrank import ray_support
 from fusionrank.encoders.engine import EmbedConfig, EmbedSettingsError, RayOptions, embed, embed_catalogue
-from fusionrank.encoders.ray_engine import ray_temp_dir
+from fusionrank.encoders.tiny import save_tiny_bert, save_tiny_resnet
 from fusionrank.encoders.vectors import read_vectors
 from fusionrank.io import read_json
 from fusionrank.pipelines.cli import app
+from fusionrank.ray_support import ray_temp_dir
 
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance():
-    """A Ray instance for the module, its files in a short temporary folder."""
-    old = os.environ.get("RAY_USAGE_STATS_ENABLED")
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    temp = tempfile.mkdtemp(prefix="fr-ray-")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
-    yield
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
-    if old is None:
-        os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
-    else:
-        os.environ["RAY_USAGE_STATS_ENABLED"] = old
+pytestmark = pytest.mark.usefixtures("ray_instance")
 
 
 @pytest.fixture(scope="module")
@@ -214,9 +199,9 @@ class _FakeRay:
 @pytest.mark.parametrize("address", [None, "10.0.0.1:6379"])
 def test_ray_session_shuts_down_what_it_started_or_joined_also_after_an_error(monkeypatch, address):
     fake = _FakeRay()
-    monkeypatch.setattr(ray_engine, "require_ray", lambda: fake)
+    monkeypatch.setattr(ray_support, "require_ray", lambda: fake)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with pytest.raises(KeyError), ray_engine.ray_session(RayOptions(address=address)):
+    with pytest.raises(KeyError), ray_support.ray_session(address):
         raise KeyError("boom")
     (name, kwargs), last = fake.calls
     assert name == "init" and last == ("shutdown", {}) and not fake.running
@@ -226,8 +211,8 @@ def test_ray_session_shuts_down_what_it_started_or_joined_also_after_an_error(mo
     else:
         assert kwargs == {"address": address}
     running = _FakeRay(running=True)  # Ray already up in this process: used, left alone
-    monkeypatch.setattr(ray_engine, "require_ray", lambda: running)
-    with pytest.raises(KeyError), ray_engine.ray_session(RayOptions(address=address)):
+    monkeypatch.setattr(ray_support, "require_ray", lambda: running)
+    with pytest.raises(KeyError), ray_support.ray_session(address):
         raise KeyError("boom")
     assert running.calls == [] and running.running
 

@@ -42,9 +42,10 @@ from fusionrank.encoders.job import (
     write_manifest,
 )
 from fusionrank.encoders.precision import BF16_CPU_NOTE
-from fusionrank.encoders.ray_engine import RayOptions, embed_on_ray, require_ray
+from fusionrank.encoders.ray_engine import RayOptions, embed_on_ray
 from fusionrank.encoders.vectors import VectorSet
 from fusionrank.io import read_json
+from fusionrank.ray_support import require_ray
 from fusionrank.settings import build_settings
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ def embed_catalogue(
         file=sys.stderr,
     )
     counts = [0, 0]
+    nodes: dict[str, int] = {}
 
     def done(shard: Shard) -> None:
         good, bad = finish_shard(out, shard, shard_ids(table, config, shard.start, shard.stop), encoder.dim)
@@ -146,14 +148,18 @@ def embed_catalogue(
             bar.update(shard.stop - shard.start)
 
         assert ray_options is not None
-        embed_on_ray(
+        nodes = embed_on_ray(
             catalogue, n, pending, config, id_errors, job["weights"], encoder.dim, ray_options, finished
         )
+
     elif config.modality == "text":
         embed_text(table, pending, encoder, config, id_errors, bar, done)
     else:
         embed_images(table, pending, encoder, config, id_errors, bar, done)
     bar.close()
+    if nodes:
+        spread = ", ".join(f"{count} on {node[:8]}" for node, count in sorted(nodes.items()))
+        log(f"ray: {sum(nodes.values())} shards on {len(nodes)} node(s) ({spread})")
     manifest = write_manifest(out, shards, job, config, encoder, n)
     elapsed = time.perf_counter() - t0
     rate = counts[0] / elapsed if elapsed > 0 else float("nan")

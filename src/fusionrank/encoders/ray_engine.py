@@ -11,12 +11,8 @@ once and embeds one shard per call with the local engine's own feeding code
 shard's vectors and bad rows. The driver writes shards as they come back, in any order.
 The engine is no part of the fingerprint: a job started on one engine resumes on the other.
 
-Where Ray runs: inside a process that already runs Ray (``ray.is_initialized()``), that
-instance is used and left as it is. Else ``address`` (or ``$RAY_ADDRESS``, as set by
-``ray job submit``) joins a running cluster, which is left running (the driver only
-disconnects); with neither, a local instance is started for the job with the machine's
-cores, no dashboard and its files under the system temp folder, and shut down at the end,
-also on an error. On a cluster, the catalogue, the images and the model weights must be
+Where Ray runs: :func:`fusionrank.ray_support.ray_session` (local instance, joined cluster or
+the running one). On a cluster, the catalogue, the images and the model weights must be
 at the same paths on every node; the output folder only on the driver's.
 
 Faults: Ray Data restarts a dead actor and retries its shard (its defaults for actor pools:
@@ -30,9 +26,7 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +36,7 @@ import pyarrow as pa
 
 from fusionrank.encoders.embed_config import EmbedConfig
 from fusionrank.encoders.job import Shard
-
-RAY_MISSING = "the ray engine needs Ray: pip install 'fusionrank[ray]'"
+from fusionrank.ray_support import ray_session
 
 
 @dataclass(frozen=True)
@@ -78,52 +71,6 @@ class RayOptions:
             )
         if self.gpus_per_actor and not cuda:
             raise ValueError("--gpus-per-actor needs --device cuda")
-
-
-def require_ray() -> Any:
-    """The ``ray`` module (with Ray Data), or a one-line error naming the extra."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as exc:
-        raise ValueError(RAY_MISSING) from exc
-    return ray
-
-
-def ray_temp_dir() -> Path:
-    """Where a local Ray instance keeps its sessions and logs: outside any work tree."""
-    return Path(tempfile.gettempdir()) / "fusionrank-ray"
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-@contextmanager
-def ray_session(options: RayOptions, quiet: bool = False) -> Iterator[Any]:
-    """Ray for one job: the running instance of this process, a joined cluster, or a local
-    instance started here; what this function started or joined it shuts down or leaves."""
-    ray = require_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    address = options.address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine
-        ray.init(
-            address="local",
-            num_cpus=_cores(),
-            include_dashboard=False,
-            log_to_driver=not quiet,
-            logging_level=logging.WARNING,
-            _temp_dir=str(ray_temp_dir()),
-        )
-    else:
-        ray.init(address=address)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()  # stops an instance started here; only disconnects from a cluster
 
 
 def _pool(ray: Any, options: RayOptions, n_shards: int) -> tuple[int, int]:
@@ -162,10 +109,11 @@ RESULT_SCHEMA = pa.schema(
         ("vectors", pa.large_binary()),
         ("error_rows", pa.large_list(pa.int64())),
         ("error_reasons", pa.large_list(pa.large_string())),
+        ("node", pa.large_string()),
     ]
 )
-"""One row per shard: catalogue rows with a vector, the vectors (float32, row-major), and
-the bad rows with their reasons."""
+"""One row per shard: catalogue rows with a vector, the vectors (float32, row-major), the
+bad rows with their reasons, and the Ray node that embedded it."""
 
 
 class ShardEmbedder:
@@ -181,6 +129,7 @@ class ShardEmbedder:
         threads: int,
         exit_once_at: tuple[str, int] | None = None,
     ) -> None:
+        import ray
         import torch
 
         from fusionrank.encoders.catalogue import open_catalogue
@@ -190,6 +139,7 @@ class ShardEmbedder:
         if config.device.startswith("cuda"):  # the GPU(s) Ray gave this actor are cuda:0...
             config = dataclasses.replace(config, device="cuda")
         self.config, self.exit_once_at = config, exit_once_at
+        self.node = str(ray.get_runtime_context().get_node_id())
         self.encoder = build_encoder(config)
         mine = json.loads(json.dumps(self.encoder.identity))
         if not _same_weights(mine, identity) or self.encoder.dim != dim:
@@ -233,6 +183,7 @@ class ShardEmbedder:
             out["vectors"].append(np.ascontiguousarray(vecs).tobytes())
             out["error_rows"].append([r for r, _ in bad])
             out["error_reasons"].append([m for _, m in bad])
+            out["node"].append(self.node)
         return pa.Table.from_pydict(out, schema=RESULT_SCHEMA)
 
     def _maybe_exit(self, index: int) -> None:
@@ -247,8 +198,8 @@ class ShardEmbedder:
         os._exit(1)
 
 
-def _results(block: pa.Table, dim: int) -> Iterator[tuple[int, Shard]]:
-    """The shards of one result block, with their vectors and errors."""
+def _results(block: pa.Table, dim: int) -> Iterator[tuple[int, Shard, str]]:
+    """The shards of one result block, with their vectors and errors, and their node."""
     for rec in block.to_pylist():
         rows = rec["rows"]
         vecs = np.frombuffer(rec["vectors"], dtype=np.float32)
@@ -257,7 +208,7 @@ def _results(block: pa.Table, dim: int) -> Iterator[tuple[int, Shard]]:
         shard = Shard(int(rec["index"]), 0, 0)
         shard.vectors = dict(zip(rows, vecs.reshape(len(rows), dim)))
         shard.errors = list(zip(rec["error_rows"], rec["error_reasons"]))
-        yield shard.index, shard
+        yield shard.index, shard, rec["node"]
 
 
 def embed_on_ray(
@@ -270,11 +221,13 @@ def embed_on_ray(
     dim: int,
     options: RayOptions,
     done: Callable[[Shard], None],
-) -> None:
+) -> dict[str, int]:
     """Embed the ``pending`` shards on Ray; each finished shard (its ``vectors`` and
-    ``errors`` filled in) goes to ``done`` on the driver as soon as it comes back."""
+    ``errors`` filled in) goes to ``done`` on the driver as soon as it comes back.
+    Returns the count of shards each Ray node embedded (by node id)."""
+    nodes: dict[str, int] = {}
     if not pending:
-        return
+        return nodes
     by_shard: dict[int, list[tuple[int, str]]] = {s.index: [] for s in pending}
     for r, message in id_errors.items():
         if r // config.shard_size in by_shard:
@@ -289,7 +242,7 @@ def embed_on_ray(
         for s in pending
     ]
     left = {s.index: s for s in pending}
-    with ray_session(options, config.quiet) as ray:
+    with ray_session(options.address, config.quiet) as ray:
         actors, cpus = _pool(ray, options, len(pending))
         context = ray.data.DataContext.get_current()
         bars = context.enable_progress_bars
@@ -319,10 +272,11 @@ def embed_on_ray(
                 num_gpus=options.gpus_per_actor or None,
             )
             for block in results.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for index, result in _results(block, dim):
+                for index, result, node in _results(block, dim):
                     shard = left.pop(index, None)
                     if shard is None:  # a retried shard that came back twice
                         continue
+                    nodes[node] = nodes.get(node, 0) + 1
                     shard.vectors, shard.errors = result.vectors, result.errors
                     done(shard)
         finally:
@@ -331,3 +285,4 @@ def embed_on_ray(
                 logging.getLogger(name).setLevel(level)
     if left:
         raise RuntimeError(f"Ray returned no result for shard(s) {sorted(left)}")
+    return nodes

@@ -25,7 +25,7 @@ from fusionrank.features.table import FeatureBuilder, FeatureConfig, FeatureCont
 from fusionrank.io import atomic_path, begin_stage, mark_done, read_json, write_json
 from fusionrank.pipelines.cache import is_fresh
 from fusionrank.pipelines.config import RunConfig
-from fusionrank.recommender import Recommender
+from fusionrank.recommender import Recommender, Stage
 from fusionrank.retrieval.candidates import candidates_frame, source_candidates, union_candidates
 from fusionrank.retrieval.index import IndexConfig, VectorIndex, resolve_kind
 from fusionrank.scoring import chunk_scores
@@ -139,6 +139,45 @@ class Retriever:
         return candidates_frame(rows, top.numpy())
 
 
+class StageChunks:
+    """Candidates and feature rows of one stage (``valid``: labelled, or ``test``), one chunk
+    of users per call: each model scores the chunk once; the retrieval sources' top-n of
+    those scores form the candidates, the same scores give the source features. The one
+    chunk computation of both engines (``engine: ray`` runs it in Ray actors)."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        split: Split,
+        models: dict[str, Recommender],
+        builder: FeatureBuilder,
+        stage: Stage,
+    ) -> None:
+        for m in models.values():
+            m.at_stage(stage)
+        self.stage, self.models, self.builder = stage, models, builder
+        self.exclude = split.matrix(TRAIN) if stage == VALID else split.matrix(TRAIN, VALID)
+        self.truth = split.matrix(stage)
+        self.retrievers = {
+            s: Retriever(models[s], config.retrieval.n, config.retrieval.index, self.exclude)
+            for s in config.sources
+        }
+
+    def __call__(self, rows: np.ndarray) -> tuple[pd.DataFrame, dict[str, int]]:
+        """The chunk's feature rows (sorted by user) and each source's (and the union's)
+        count of relevant pairs among its candidates."""
+        scores = {name: chunk_scores(m.score, rows, self.exclude, None) for name, m in self.models.items()}
+        per_source = {s: r.top(rows, scores[s]) for s, r in self.retrievers.items()}
+        cands = union_candidates(per_source)
+        hits = {s: _hits(frame, self.truth, rows) for s, frame in per_source.items()}
+        hits["union"] = _hits(cands, self.truth, rows)
+        table = self.builder.chunk(cands, rows, scores, self.exclude)
+        del scores
+        if self.stage == VALID:
+            table = attach_labels(table, self.truth)
+        return table, hits
+
+
 def ann_recall(retriever: Retriever, model: Recommender, users: np.ndarray, n_users: int, seed: int) -> float:
     """Recall@n of the approximate index against exact search on a seeded sample of users."""
     rng = np.random.default_rng(seed)
@@ -178,7 +217,9 @@ def candidates_and_features(
     Streams in chunks of users: each model scores the chunk once; the retrieval sources'
     top-n of those scores form the candidates, the same scores give the source features,
     and the chunk's rows are appended to ``features_<stage>.parquet`` as one row group.
-    Memory is one chunk of scores per model, never users x items."""
+    Memory is one chunk of scores per model, never users x items. With ``engine: ray`` the
+    chunks run in Ray actors (:mod:`fusionrank.pipelines.ray_stages`) and come back in
+    order: the same tables."""
     out = folder / "features"
     paths = {stage: out / f"features_{stage}.parquet" for stage in (VALID, TEST)}
     if not force and is_fresh(out, key):
@@ -192,54 +233,44 @@ def candidates_and_features(
         )
     begin_stage(out)
     train = split.matrix(TRAIN)
-    exclude = {VALID: train, TEST: split.matrix(TRAIN, VALID)}
-    truth = {VALID: split.matrix(VALID), TEST: split.matrix(TEST)}
     recall: dict[str, dict[str, float]] = {}
     ann: dict[str, float] = {}
     users = np.flatnonzero(np.diff(train.indptr) > 0)
-    sources = {name: models[name] for name in config.sources}  # retrieval; every model is a feature
     builder = FeatureBuilder(
         feature_context(split, data, models, content, config.features.item_item), config.features
     )
     chunk = feature_chunk_size(config.features, split.n_items, len(models))
+    chunks = [users[a : a + chunk] for a in range(0, len(users), chunk)]
     for stage in (VALID, TEST):
-        for m in models.values():
-            m.at_stage(stage)
-        retrievers = {
-            s: Retriever(m, config.retrieval.n, config.retrieval.index, exclude[stage])
-            for s, m in sources.items()
-        }
-        hits = dict.fromkeys([*sources, "union"], 0)
+        work = StageChunks(config, split, models, builder, stage)
+        hits = dict.fromkeys([*config.sources, "union"], 0)
         rows_written = 0
+        if config.engine == "ray":
+            from fusionrank.pipelines.ray_stages import features_on_ray
+
+            results = features_on_ray(config, folder, stage, chunks, log)
+        else:
+            results = map(work, chunks)
         with atomic_path(paths[stage]) as tmp, ShardWriter(tmp) as writer:
-            starts = range(0, len(users), chunk)
-            for a in tqdm(starts, desc=f"features ({stage})", unit="chunk", disable=not progress):
-                rows = users[a : a + chunk]
-                scores = {}
-                for name, m in models.items():
-                    scores[name] = chunk_scores(m.score, rows, exclude[stage], None)
-                per_source = {s: r.top(rows, scores[s]) for s, r in retrievers.items()}
-                cands = union_candidates(per_source)
-                for s, frame in per_source.items():
-                    hits[s] += _hits(frame, truth[stage], rows)
-                hits["union"] += _hits(cands, truth[stage], rows)
-                table = builder.chunk(cands, rows, scores, exclude[stage])
-                del scores
-                if stage == VALID:
-                    table = attach_labels(table, truth[VALID])
+            bar = tqdm(
+                results, total=len(chunks), desc=f"features ({stage})", unit="chunk", disable=not progress
+            )
+            for table, chunk_hits in bar:
+                for name, h in chunk_hits.items():
+                    hits[name] += h
                 writer.write(table)
                 rows_written += len(table)
-        n_truth = truth[stage].nnz
+        n_truth = work.truth.nnz
         recall[stage] = {name: h / n_truth if n_truth else float("nan") for name, h in hits.items()}
         log(
             f"  {stage}: {rows_written:,} candidates for {len(users):,} users,"
             f" recall {recall[stage]['union']:.3f}"
         )
         if stage == TEST:
-            for s, r in retrievers.items():
+            for s, r in work.retrievers.items():
                 if r.approximate:
                     ann[s] = ann_recall(
-                        r, sources[s], users, config.retrieval.ann_check_users, config.split.seed
+                        r, models[s], users, config.retrieval.ann_check_users, config.split.seed
                     )
                     kind = r.index.kind if r.index else ""
                     log(f"  {s}: {kind} index, recall@{r.n} {ann[s]:.3f} against exact search")

@@ -156,6 +156,20 @@ class RetrievalConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """Where ``engine: ray`` runs."""
+
+    address: str | None = None
+    """Cluster to join (``host:port``); None: ``$RAY_ADDRESS``, else a local instance for the run."""
+    actors: int | None = None
+    """Actors (one CPU each), each holding the run's split and models; None: one per CPU."""
+
+    def __post_init__(self) -> None:
+        if self.actors is not None and self.actors < 1:
+            raise ValueError(f"ray.actors must be >= 1, got {self.actors}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything ``fusionrank run`` does, in one validated object."""
 
@@ -180,6 +194,13 @@ class RunConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     ablation: bool = True
     """Refit the ranker without each feature group and without each source (report table)."""
+    engine: str = "local"
+    """Where candidates, features and the ranker's test predictions are computed: ``local``
+    (this process) or ``ray`` (chunks of users in Ray actors that read the run folder's
+    stage outputs; the same tables and metrics). The ranker's own training engine is
+    ``ranker.engine``."""
+    ray: RayConfig = field(default_factory=RayConfig)
+    """Ray cluster and actors for ``engine: ray`` (and ``ranker.engine: ray``)."""
     peers: str | None = None
     """Folder of committed peer results (``collab_vs_peers.json``...) shown beside the run
     (relative to the config file); none by default."""
@@ -200,6 +221,12 @@ class RunConfig:
     def sources(self) -> tuple[str, ...]:
         """The models whose candidates enter the union."""
         return self.retrieval.sources if self.retrieval.sources is not None else tuple(self.models)
+
+    def content_modalities(self, profile: Any) -> tuple[str, ...]:
+        """The content features' modalities: as configured, else what the dataset has."""
+        if self.modalities is not None:
+            return self.modalities
+        return tuple(m for m, has in (("text", profile.text), ("image", profile.image)) if has)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values (``config.json`` of the run); :func:`parse_run_config` reads it back."""
@@ -239,6 +266,8 @@ def parse_run_config(raw: dict[str, Any], source: str = "<config>", base: Path |
             f"{source}: evaluation.ks: the report, the ablation and the ranker compare NDCG@10; "
             f"include 10 (got {list(config.evaluation.ks)})"
         )
+    if config.engine not in ("local", "ray"):
+        raise ConfigError(f"{source}: engine: expected 'local' or 'ray', got {config.engine!r}")
     if config.split.kind in ("cold-items", "cold-users", "cross-domain"):
         raise ConfigError(
             f"{source}: split.kind: the ranking pipeline needs a warm split, not {config.split.kind}"

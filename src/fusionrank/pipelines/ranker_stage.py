@@ -53,17 +53,29 @@ class ShardScores:
     """A score function over all items backed by a feature table on disk: the ranker
     scores one row group (chunk of users) at a time, when the evaluator first asks for
     one of its users; candidates get the ranker's score, every other item ``-inf``.
-    Memory: the row groups of one evaluation chunk, never the whole table."""
+    Memory: the row groups of one evaluation chunk, never the whole table. ``scores``:
+    the ranker's scores of every row group, computed elsewhere (``engine: ray``)."""
 
-    def __init__(self, path: Path, ranker: LTRRanker, n_items: int, keep: int = 4) -> None:
+    def __init__(
+        self,
+        path: Path,
+        ranker: LTRRanker,
+        n_items: int,
+        keep: int = 4,
+        scores: list[np.ndarray] | None = None,
+    ) -> None:
         self.table = ShardedTable(path)
-        self.ranker, self.n_items, self.keep = ranker, n_items, keep
+        self.ranker, self.n_items, self.keep, self.scores = ranker, n_items, keep, scores
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
     def _group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if g not in self._cache:
-            rows = self.table.read_group(g, [USER_IDX, ITEM_IDX, *self.ranker.features])
-            scores = np.asarray(self.ranker.predict(rows), dtype=np.float32)
+            if self.scores is not None:
+                rows = self.table.read_group(g, [USER_IDX, ITEM_IDX])
+                scores = self.scores[g]
+            else:
+                rows = self.table.read_group(g, [USER_IDX, ITEM_IDX, *self.ranker.features])
+                scores = np.asarray(self.ranker.predict(rows), dtype=np.float32)
             self._cache[g] = (rows[USER_IDX].to_numpy(), rows[ITEM_IDX].to_numpy(), scores)
             while len(self._cache) > self.keep:
                 self._cache.popitem(last=False)
@@ -103,9 +115,17 @@ def fit_ranker(config: RunConfig, valid: pd.DataFrame, columns: list[str]) -> LT
     return LTRRanker(config.ranker).fit(valid, columns)
 
 
-def ranker_metrics(ranker: LTRRanker, test: Path, split: Split, config: RunConfig) -> EvalResult:
-    """Test metrics of the ranker over the test feature table (scored a row group at a time)."""
-    return evaluate_scores(ShardScores(test, ranker, split.n_items), split, config)
+def ranker_metrics(
+    ranker: LTRRanker, test: Path, split: Split, config: RunConfig, saved: Path | None = None
+) -> EvalResult:
+    """Test metrics of the ranker over the test feature table (scored a row group at a time).
+    With ``engine: ray`` and the ranker ``saved`` in a folder, Ray actors score the groups."""
+    scores = None
+    if config.engine == "ray" and saved is not None:
+        from fusionrank.pipelines.ray_stages import predictions_on_ray
+
+        scores = predictions_on_ray(config, saved, test, ShardedTable(test).n_groups)
+    return evaluate_scores(ShardScores(test, ranker, split.n_items, scores=scores), split, config)
 
 
 def ablation_rows(

@@ -85,13 +85,6 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
-def default_modalities(config: RunConfig, profile: Any) -> tuple[str, ...]:
-    """The content features' modalities: as configured, else what the dataset has."""
-    if config.modalities is not None:
-        return config.modalities
-    return tuple(m for m, has in (("text", profile.text), ("image", profile.image)) if has)
-
-
 def run_pipeline(
     config: RunConfig, force: bool = False, log: Log = print, progress: bool = False
 ) -> RunOutput:
@@ -101,6 +94,11 @@ def run_pipeline(
     folder = Path(config.out) / config.name
     with folder_lock(folder, log):
         remove_stale_temporaries(folder, recursive=False)  # the report's, if a run was killed there
+        if config.engine == "ray" or config.ranker.engine == "ray":
+            from fusionrank.ray_support import ray_session
+
+            with ray_session(config.ray.address, quiet=not progress):  # one Ray for the whole run
+                return _run_locked(config, folder, force, log, progress)
         return _run_locked(config, folder, force, log, progress)
 
 
@@ -119,7 +117,7 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
         split.n_users,
         split.n_items,
     )
-    modalities = default_modalities(config, data.profile)
+    modalities = config.content_modalities(data.profile)
     needed = set(modalities)
     for spec in config.models.values():
         needed |= set(spec.modalities())
@@ -166,7 +164,7 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
         log(f"  training on {valid[USER_IDX].nunique():,} label users, {len(valid):,} rows")
         ranker = fit_ranker(config, valid, columns)
         ranker.save(rdir)
-    result = ranker_metrics(ranker, tables.test, split, config)
+    result = ranker_metrics(ranker, tables.test, split, config, saved=rdir)
     log(
         f"  {len(columns)} features, {ranker.best_iteration} trees,"
         f" test ndcg@10 {result.metrics['ndcg@10']:.4f}"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -52,6 +53,16 @@ class RankerConfig:
     max_users: int | None = 50_000
     """Train on at most this many label users with a positive (a seeded sample; None: all).
     The table of a sampled user keeps all its candidates, so query groups stay whole."""
+    engine: str = "local"
+    """``local`` (this process) or ``ray``: Ray Train's LightGBMTrainer with ``workers``
+    data-parallel workers, the table cut by user (:mod:`fusionrank.ranker.ray_train`), on
+    the Ray of this process, else ``$RAY_ADDRESS``, else a local instance (in a run:
+    ``ray.address``)."""
+    workers: int = 2
+    """Ray Train workers (``engine: ray``), one CPU each unless ``threads`` says more."""
+    storage: str | None = None
+    """Where Ray Train keeps the booster checkpoint (``engine: ray``); None: a temp folder,
+    removed after loading. On a multi-node cluster, a path every node can write (NFS, s3://)."""
 
     def __post_init__(self) -> None:
         if self.bags < 1:
@@ -60,6 +71,10 @@ class RankerConfig:
             raise ValueError(f"max_users must be >= 2 (or None), got {self.max_users}")
         if not 0 < self.stop_share < 1:
             raise ValueError(f"stop_share must be in (0, 1), got {self.stop_share}")
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"ranker.engine must be 'local' or 'ray', got {self.engine!r}")
+        if self.workers < 1:
+            raise ValueError(f"ranker.workers must be >= 1, got {self.workers}")
 
 
 def training_users(with_positive: np.ndarray, config: RankerConfig) -> np.ndarray:
@@ -121,13 +136,22 @@ class LTRRanker:
         table = table[np.isin(users, with_pos)]  # groups without a positive carry no gradient
         self.features = list(features)
         self.boosters, self.iterations, scores = [], [], []
-        for bag in range(cfg.bags):
-            booster, iterations, score = self._fit_one(table, with_pos, label, cfg.seed + bag)
-            self.boosters.append(booster)
-            self.iterations.append(iterations)
-            scores.append(score)
+        with self._engine():
+            for bag in range(cfg.bags):
+                booster, iterations, score = self._fit_one(table, with_pos, label, cfg.seed + bag)
+                self.boosters.append(booster)
+                self.iterations.append(iterations)
+                scores.append(score)
         self.stop_score = float(np.mean(scores))
         return self
+
+    def _engine(self) -> AbstractContextManager[Any]:
+        """One Ray instance for all of a fit's boosters (``engine: ray``)."""
+        if self.config.engine == "ray":
+            from fusionrank.ray_support import ray_session
+
+            return ray_session(None, quiet=True)
+        return nullcontext()
 
     def _fit_one(
         self, table: pd.DataFrame, with_pos: np.ndarray, label: str, seed: int
@@ -139,6 +163,8 @@ class LTRRanker:
             with_pos, size=max(1, int(round(cfg.stop_share * len(with_pos)))), replace=False
         )
         held = np.isin(users, stop_users)
+        if cfg.engine == "ray":
+            return self._fit_on_ray(table, held, label, seed)
         model = lgb.LGBMRanker(
             objective="lambdarank",
             n_estimators=cfg.n_estimators,
@@ -175,6 +201,50 @@ class LTRRanker:
             model.set_params(n_estimators=iterations)
             model.fit(table[features], table[label].to_numpy(), group=groups_of(users))
         return model.booster_, iterations, score
+
+    def _fit_on_ray(
+        self, table: pd.DataFrame, held: np.ndarray, label: str, seed: int
+    ) -> tuple[lgb.Booster, int, float]:
+        """``_fit_one`` on Ray Train: the same LightGBM settings, the same stopping users."""
+        from fusionrank.ranker.ray_train import train_on_ray
+
+        cfg = self.config
+        params = {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [cfg.eval_at],
+            "learning_rate": cfg.learning_rate,
+            "num_leaves": cfg.num_leaves,
+            "min_child_samples": cfg.min_child_samples,
+            "subsample": cfg.subsample,
+            "subsample_freq": 1,
+            "colsample_bytree": cfg.colsample_bytree,
+            "reg_lambda": cfg.reg_lambda,
+            "lambdarank_truncation_level": cfg.truncation_level,
+            "seed": seed,
+            "deterministic": cfg.deterministic,
+            "force_row_wise": cfg.deterministic,
+            "verbose": -1,
+        }
+        where: dict[str, Any] = {
+            "workers": cfg.workers,
+            "threads": cfg.threads,
+            "storage": cfg.storage,
+        }
+        booster, iterations, score = train_on_ray(
+            params,
+            table[~held],
+            self.features,
+            label,
+            rounds=cfg.n_estimators,
+            stop=table[held],
+            early_stopping_rounds=cfg.early_stopping_rounds,
+            eval_at=cfg.eval_at,
+            **where,
+        )
+        if cfg.refit:
+            booster, _, _ = train_on_ray(params, table, self.features, label, rounds=iterations, **where)
+        return booster, iterations, score
 
     def _check(self) -> list[lgb.Booster]:
         if not self.boosters:

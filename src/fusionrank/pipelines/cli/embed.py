@@ -45,7 +45,8 @@ def embed(
         None, help="Image-decoding worker processes (default: 1 on the CPU, up to 8 with a GPU)."
     ),
     engine: str = typer.Option(
-        "local", help="local (this process) | ray (Ray actors; pip install 'fusionrank[ray]'). Same vectors."
+        "local",
+        help="local (this process) | ray (Ray actors; pip install 'fusionrank\\[ray]'). Same vectors.",
     ),
     address: str = typer.Option(
         None, help="Ray cluster to join (host:port or ray://host:port); default $RAY_ADDRESS, else local."

@@ -1,4 +1,12 @@
-"""Tiny random models built from configs and saved the way real ones are, for the encoder tests."""
+"""Tiny random models built from configs and saved the way real ones are (save_pretrained,
+safetensors, an open_clip folder): for the tests, the benchmarks, and trying the encoders
+without downloaded weights. Loaded through the same code paths as real checkpoints.
+
+>>> import tempfile, pathlib
+>>> folder = save_tiny_bert(pathlib.Path(tempfile.mkdtemp()) / "bert")
+>>> sorted(p.name for p in folder.glob("*.json"))[:2]
+['config.json', 'special_tokens_map.json']
+"""
 
 from __future__ import annotations
 
