@@ -195,9 +195,12 @@ class _FakeRay:
         self.calls.append(("shutdown", {}))
         self.running = False
 
+    def get_runtime_context(self):
+        return type("Context", (), {"get_session_name": lambda _: "session_fake"})()
+
 
 @pytest.mark.parametrize("address", [None, "10.0.0.1:6379"])
-def test_ray_session_shuts_down_what_it_started_or_joined_also_after_an_error(monkeypatch, address):
+def test_ray_session_shuts_down_what_it_started_or_joined_also_after_an_error(monkeypatch, address, tmp_path):
     fake = _FakeRay()
     monkeypatch.setattr(ray_support, "require_ray", lambda: fake)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -210,6 +213,15 @@ def test_ray_session_shuts_down_what_it_started_or_joined_also_after_an_error(mo
         assert Path(kwargs["_temp_dir"]).parent == Path(tempfile.gettempdir())
     else:
         assert kwargs == {"address": address}
+    if address is None:  # the local instance's session folder: kept after a failure, removed after success
+        monkeypatch.setattr(ray_support, "ray_temp_dir", lambda: tmp_path)
+        (tmp_path / "session_fake").mkdir()
+        with pytest.raises(KeyError), ray_support.ray_session(address):
+            raise KeyError("boom")
+        assert (tmp_path / "session_fake").is_dir()
+        with ray_support.ray_session(address):
+            pass
+        assert not (tmp_path / "session_fake").exists()
     running = _FakeRay(running=True)  # Ray already up in this process: used, left alone
     monkeypatch.setattr(ray_support, "require_ray", lambda: running)
     with pytest.raises(KeyError), ray_support.ray_session(address):

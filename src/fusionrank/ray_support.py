@@ -6,13 +6,15 @@ and left as it is. Else ``address`` (or ``$RAY_ADDRESS``, as set by ``ray job su
 joins a running cluster, which is left running (the driver only disconnects); with
 neither, a local instance is started for the job with the machine's cores, no dashboard
 and its files under the system temp folder (never the working directory), and shut down
-at the end, also on an error.
+at the end, also on an error; its session folder (Ray's logs) is removed after a job that
+finished and kept after one that failed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,9 +62,15 @@ def ray_session(address: str | None = None, quiet: bool = False) -> Iterator[Any
             logging_level=logging.WARNING,
             _temp_dir=str(ray_temp_dir()),
         )
+        session = ray_temp_dir() / ray.get_runtime_context().get_session_name()
     else:
         ray.init(address=address)
+        session = None
+    done = False
     try:
         yield ray
+        done = True
     finally:
         ray.shutdown()  # stops an instance started here; only disconnects from a cluster
+        if session is not None and done:  # a finished job's logs go; a failed one's stay to be read
+            shutil.rmtree(session, ignore_errors=True)
