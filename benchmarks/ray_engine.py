@@ -102,11 +102,12 @@ def measure(job: str, args: list[str], engine: str, actors: int | None, work: Pa
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    summary = SUMMARY.search(done.stdout)
+    said = done.stdout + done.stderr  # the engine's summary and Ray lines go to stderr
+    summary = SUMMARY.search(said)
     if summary is None:
-        raise SystemExit(f"no summary line in:\n{done.stdout[-2000:]}")
+        raise SystemExit(f"no summary line in:\n{said[-2000:]}")
     items, errors, seconds = int(summary.group(1)), int(summary.group(2)), float(summary.group(3))
-    spread = SPREAD.search(done.stdout)
+    spread = SPREAD.search(said)
     row = {
         "job": job,
         "engine": engine,
@@ -193,9 +194,8 @@ def runs(work: Path) -> tuple[list[dict[str, Any]], str]:
     subprocess.run(synth, check=True, capture_output=True)
     embed = [str(BIN / "fusionrank"), "embed", "--dataset", "synth-100k", "--root", str(synth_root)]
     embed += ["--encoder", "text", "--out", str(work / "synth-100k-text-ray"), "--engine", "ray", "--quiet"]
-    summary = (
-        subprocess.run(embed, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    )
+    said = subprocess.run(embed, check=True, capture_output=True, text=True)
+    summary = next(line for line in (said.stdout + said.stderr).splitlines() if SUMMARY.search(line))
     rows = []
     for dataset, root in (("ml-100k", default_root()), ("synth-100k", synth_root)):
         local = fusionrank_run(run_config("local", dataset, root, work / "runs" / dataset))

@@ -71,8 +71,8 @@ def test_an_embed_job_spreads_over_two_nodes_and_matches_local(tmp_path):
     finally:
         _stop(folder)
     assert done.returncode == 0, done.stderr[-3000:]
-    spread = re.search(r"ray: 6 shards on (\d+) node\(s\) \((.*)\)", done.stdout)
-    assert spread and spread.group(1) == "2", done.stdout  # both nodes embedded shards
+    spread = re.search(r"ray: 6 shards on (\d+) node\(s\) \((.*)\)", done.stderr)  # the engine logs to stderr
+    assert spread and spread.group(1) == "2", done.stderr  # both nodes embedded shards
     subprocess.run([*embed, "--out", str(tmp_path / "local")], env=env, check=True, capture_output=True)
     (ids_ray, vecs_ray), (ids_local, vecs_local) = (
         read_vectors(tmp_path / "ray"),
