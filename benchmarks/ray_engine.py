@@ -265,7 +265,8 @@ def markdown(result: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "Where the bottleneck moves on a cluster (expected, not measured): the actors scale with the cluster (each loads "
+        "Where the bottleneck moves on a cluster (expected, not measured): the actors scale with "
+        "the cluster (each loads "
         "the model once and reads its shards of the catalogue directly, memory-mapped, so the "
         "catalogue and weights must sit at the same path on every node, e.g. shared storage). "
         "The driver only receives each shard's vectors and writes them (one Parquet file per "

@@ -45,7 +45,7 @@ def test_user_blocks_cut_whole_users_into_balanced_parts():
     parts = [set(users[b]) for b in blocks]
     assert all(not (p & q) for k, p in enumerate(parts) for q in parts[k + 1 :])  # no user in two parts
     sizes = [b.stop - b.start for b in blocks]
-    assert max(sizes) - min(sizes) <= 2 * 40  # cut at the user boundary nearest to equal rows
+    assert max(sizes) - min(sizes) <= 2 * 40  # cut at the first user boundary after each equal share
     assert user_blocks(np.array([0, 0, 0, 0, 0, 0, 1, 2]), 3) == [slice(0, 6), slice(6, 7), slice(7, 8)]
     with pytest.raises(ValueError, match="workers is 3 but only 2 users"):
         user_blocks(np.array([0, 0, 1]), 3)

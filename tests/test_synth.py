@@ -236,7 +236,7 @@ def test_a_dataset_it_did_not_make_is_never_overwritten(tmp_path):
 
 
 def test_the_image_encoder_finds_the_images(tmp_path):
-    from encoder_fixtures import save_tiny_resnet
+    from fusionrank.encoders.tiny import save_tiny_resnet
 
     synth_dataset("pics", root=tmp_path, users=50, items=30, interactions=600, images=12)
     weights = save_tiny_resnet(tmp_path / "r18.safetensors")

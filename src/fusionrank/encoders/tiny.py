@@ -4,8 +4,8 @@ without downloaded weights. Loaded through the same code paths as real checkpoin
 
 >>> import tempfile, pathlib
 >>> folder = save_tiny_bert(pathlib.Path(tempfile.mkdtemp()) / "bert")
->>> sorted(p.name for p in folder.glob("*.json"))[:2]
-['config.json', 'special_tokens_map.json']
+>>> (folder / "config.json").exists() and (folder / "tokenizer.json").exists()
+True
 """
 
 from __future__ import annotations

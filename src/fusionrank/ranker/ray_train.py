@@ -34,11 +34,11 @@ _runs = itertools.count(1)
 
 
 def user_blocks(users: np.ndarray, parts: int) -> list[slice]:
-    """Row slices of a user-sorted key column: ``parts`` blocks of whole users, cut at the
-    user boundaries nearest to equal row counts.
+    """Row slices of a user-sorted key column: ``parts`` blocks of whole users, each cut at
+    the first user boundary at or after an equal share of the rows.
 
     >>> user_blocks(np.array([0, 0, 0, 1, 1, 2, 3, 3]), 2)
-    [slice(0, 3, None), slice(3, 8, None)]
+    [slice(0, 5, None), slice(5, 8, None)]
     """
     users = np.asarray(users)
     if len(users) and np.any(np.diff(users) < 0):
