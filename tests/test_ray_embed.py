@@ -7,6 +7,7 @@ is already initialised in this process, and leaves it running.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 
 from fusionrank import ray_support
 from fusionrank.encoders.engine import EmbedConfig, EmbedSettingsError, RayOptions, embed, embed_catalogue
+from fusionrank.encoders.ray_engine import RayReport, _report
 from fusionrank.encoders.tiny import save_tiny_bert, save_tiny_resnet
 from fusionrank.encoders.vectors import read_vectors
 from fusionrank.io import read_json
@@ -62,7 +64,17 @@ def test_text_on_ray_equals_the_local_engine(tmp_path, bert_dir):
     path = _text_catalogue(tmp_path)
     settings = {"model": str(bert_dir), "fields": ["title"], "shard_size": 8, "batch_size": 4, "quiet": True}
     embed(path, tmp_path / "local", **settings)
-    on_ray = embed(path, tmp_path / "ray", engine="ray", actors=2, **settings)
+    said: list[str] = []
+    config = EmbedConfig(model=str(bert_dir), fields=("title",), shard_size=8, batch_size=4, quiet=True)
+    embed_catalogue(
+        path, tmp_path / "ray", config, engine="ray", ray_options=RayOptions(actors=2), log=said.append
+    )
+    on_ray = embed(path, tmp_path / "ray", engine="ray", actors=2, **settings)  # resumes: nothing left
+    line = next(s for s in said if s.startswith("ray: "))
+    assert re.fullmatch(
+        r"ray: 5 shards on 1 node\(s\) \(5 on \w{8}\); first shard back after [\d.]+s, then [\d.]+ items/s",
+        line,
+    ), line
     assert (on_ray.rows, on_ray.manifest["errors"], len(on_ray.manifest["shards"])) == (38, 2, 5)
     assert sorted(on_ray.errors()["reason"]) == ["duplicate item id 'i2'", "empty text"]
     _same_folder(tmp_path / "ray", tmp_path / "local")
@@ -160,6 +172,20 @@ res = CliRunner().invoke(app, sys.argv[1:])
 assert res.exit_code == 0, res.output
 assert not ray.is_initialized(), "the job's own Ray instance was shut down"
 """
+
+
+def test_the_report_separates_start_up_from_the_steady_rate():
+    """With 2 actors, the steady rate counts the rows back after the second shard over the
+    time since it came back; the first shard's time is the start-up figure."""
+    back = [(10.0, 100), (10.5, 100), (11.5, 100), (12.5, 100), (13.0, 50)]
+    report = _report({"abcdef0123": 5}, back, actors=2)
+    assert report.first_back_s == 10.0
+    assert report.steady_items_per_s == pytest.approx(250 / 2.5)
+    assert report.summary() == (
+        "ray: 5 shards on 1 node(s) (5 on abcdef01); first shard back after 10.0s, then 100.0 items/s"
+    )
+    assert _report({"n": 2}, back[:2], actors=2).steady_items_per_s is None  # no shard after start-up
+    assert RayReport({}).summary() == "ray: 0 shards on 0 node(s) ()"
 
 
 def test_cli_on_a_local_ray_instance_of_its_own(tmp_path, bert_dir):

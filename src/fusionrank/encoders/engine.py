@@ -132,7 +132,7 @@ def embed_catalogue(
         file=sys.stderr,
     )
     counts = [0, 0]
-    nodes: dict[str, int] = {}
+    report = None
 
     def done(shard: Shard) -> None:
         good, bad = finish_shard(out, shard, shard_ids(table, config, shard.start, shard.stop), encoder.dim)
@@ -148,7 +148,7 @@ def embed_catalogue(
             bar.update(shard.stop - shard.start)
 
         assert ray_options is not None
-        nodes = embed_on_ray(
+        report = embed_on_ray(
             catalogue, n, pending, config, id_errors, job["weights"], encoder.dim, ray_options, finished
         )
 
@@ -157,9 +157,8 @@ def embed_catalogue(
     else:
         embed_images(table, pending, encoder, config, id_errors, bar, done)
     bar.close()
-    if nodes:
-        spread = ", ".join(f"{count} on {node[:8]}" for node, count in sorted(nodes.items()))
-        log(f"ray: {sum(nodes.values())} shards on {len(nodes)} node(s) ({spread})")
+    if report is not None and report.nodes:
+        log(report.summary())
     manifest = write_manifest(out, shards, job, config, encoder, n)
     elapsed = time.perf_counter() - t0
     rate = counts[0] / elapsed if elapsed > 0 else float("nan")

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +212,29 @@ def _results(block: pa.Table, dim: int) -> Iterator[tuple[int, Shard, str]]:
         yield shard.index, shard, rec["node"]
 
 
+@dataclass
+class RayReport:
+    """Where and how fast a Ray embed job ran."""
+
+    nodes: dict[str, int]
+    """Shards embedded by each Ray node (by node id)."""
+    first_back_s: float | None = None
+    """Seconds from entering Ray to the first shard coming back: Ray's start-up, the actors'
+    start and model load, and one shard's work."""
+    steady_items_per_s: float | None = None
+    """Rows per second once every actor has returned a shard (None with too few shards)."""
+
+    def summary(self) -> str:
+        """The engine's ``ray:`` log line."""
+        spread = ", ".join(f"{count} on {node[:8]}" for node, count in sorted(self.nodes.items()))
+        line = f"ray: {sum(self.nodes.values())} shards on {len(self.nodes)} node(s) ({spread})"
+        if self.first_back_s is not None:
+            line += f"; first shard back after {self.first_back_s:.1f}s"
+        if self.steady_items_per_s is not None:
+            line += f", then {self.steady_items_per_s:.1f} items/s"
+        return line
+
+
 def embed_on_ray(
     catalogue: Path,
     n_rows: int,
@@ -221,13 +245,13 @@ def embed_on_ray(
     dim: int,
     options: RayOptions,
     done: Callable[[Shard], None],
-) -> dict[str, int]:
+) -> RayReport:
     """Embed the ``pending`` shards on Ray; each finished shard (its ``vectors`` and
     ``errors`` filled in) goes to ``done`` on the driver as soon as it comes back.
-    Returns the count of shards each Ray node embedded (by node id)."""
+    Returns which nodes did the work and how fast."""
     nodes: dict[str, int] = {}
     if not pending:
-        return nodes
+        return RayReport(nodes)
     by_shard: dict[int, list[tuple[int, str]]] = {s.index: [] for s in pending}
     for r, message in id_errors.items():
         if r // config.shard_size in by_shard:
@@ -242,6 +266,7 @@ def embed_on_ray(
         for s in pending
     ]
     left = {s.index: s for s in pending}
+    t0, back = time.perf_counter(), []  # (seconds since t0, rows) of each shard come back
     with ray_session(options.address, config.quiet) as ray:
         actors, cpus = _pool(ray, options, len(pending))
         context = ray.data.DataContext.get_current()
@@ -277,6 +302,7 @@ def embed_on_ray(
                     if shard is None:  # a retried shard that came back twice
                         continue
                     nodes[node] = nodes.get(node, 0) + 1
+                    back.append((time.perf_counter() - t0, shard.stop - shard.start))
                     shard.vectors, shard.errors = result.vectors, result.errors
                     done(shard)
         finally:
@@ -285,4 +311,14 @@ def embed_on_ray(
                 logging.getLogger(name).setLevel(level)
     if left:
         raise RuntimeError(f"Ray returned no result for shard(s) {sorted(left)}")
-    return nodes
+    return _report(nodes, back, actors)
+
+
+def _report(nodes: dict[str, int], back: list[tuple[float, int]], actors: int) -> RayReport:
+    """The job's report; the steady rate counts the rows come back after the first
+    ``actors`` shards (by then every actor has started) over the time they took."""
+    first = back[0][0] if back else None
+    steady = None
+    if len(back) > actors and back[-1][0] > back[actors - 1][0]:
+        steady = sum(rows for _, rows in back[actors:]) / (back[-1][0] - back[actors - 1][0])
+    return RayReport(nodes, first, steady)

@@ -3,9 +3,9 @@
 The driver keeps every decision and every file: it fits (or reuses) the models, lists the
 chunks of users, writes each chunk's feature rows as one row group, and evaluates. The
 work per chunk moves: a pool of actors (one CPU each) loads the run's inputs once from the
-run folder, the same way a cached run does (dataset, split, content vectors, each
-model's saved weights), and computes a chunk's candidates and feature rows with the
-local engine's own code (:class:`fusionrank.pipelines.candidates.StageChunks`). Results
+run folder with the driver's own functions (:mod:`fusionrank.pipelines.inputs`: dataset,
+split, content vectors, each model's saved weights), and computes a chunk's candidates and
+feature rows with the local engine's own code (:class:`fusionrank.pipelines.candidates.StageChunks`). Results
 come back in chunk order (``ActorPool.map``), so the tables are the same as the local
 engine's. The ranker's test predictions go the same way, one row group of the test table
 per call, each actor loading the saved booster.
@@ -34,27 +34,18 @@ class FeatureActor:
     def __init__(self, config: RunConfig, folder: str, stage: Stage) -> None:
         import torch
 
-        from fusionrank.data.splits import prepare_split
         from fusionrank.features.table import FeatureBuilder
-        from fusionrank.fusion.content import align, ensure_vectors
         from fusionrank.pipelines.candidates import StageChunks, feature_context
-        from fusionrank.registry import load_model
+        from fusionrank.pipelines.inputs import open_inputs, saved_models
 
         torch.set_num_threads(1)
-        data = config.open_dataset()
-        split = prepare_split(data, config.split)
-        content = {
-            m: align(ensure_vectors(data, m, False), split.items)[0]
-            for m in config.content_modalities(data.profile)
-        }
-        models = {
-            name: load_model(Path(folder) / "models" / name / "model", spec.model_class())
-            for name, spec in config.models.items()
-        }
+        inputs = open_inputs(config)
+        models = saved_models(config, Path(folder))
         builder = FeatureBuilder(
-            feature_context(split, data, models, content, config.features.item_item), config.features
+            feature_context(inputs.split, inputs.data, models, inputs.content, config.features.item_item),
+            config.features,
         )
-        self.work = StageChunks(config, split, models, builder, stage)
+        self.work = StageChunks(config, inputs.split, models, builder, stage)
 
     def run(self, rows: np.ndarray) -> tuple[pd.DataFrame, dict[str, int]]:
         return self.work(rows)

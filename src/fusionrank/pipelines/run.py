@@ -31,13 +31,12 @@ from typing import Any
 import pandas as pd
 
 from fusionrank.columns import TEST, TRAIN, USER_IDX, VALID
-from fusionrank.data.splits import prepare_split
 from fusionrank.features.shards import ShardedTable
-from fusionrank.fusion.content import align, ensure_vectors
 from fusionrank.io import begin_stage, mark_done, read_json, remove_stale_temporaries, sha256_file, write_json
 from fusionrank.pipelines.cache import is_fresh, stage_key
 from fusionrank.pipelines.candidates import candidates_and_features
 from fusionrank.pipelines.config import RunConfig
+from fusionrank.pipelines.inputs import open_inputs
 from fusionrank.pipelines.lock import folder_lock
 from fusionrank.pipelines.models_stage import model_stage
 from fusionrank.pipelines.ranker_stage import ablation_rows, fit_ranker, label_table, ranker_metrics
@@ -107,8 +106,8 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
 
     t_start = time.perf_counter()
     clock = _StageClock()
-    data = config.open_dataset()
-    split = prepare_split(data, config.split)
+    inputs = open_inputs(config, progress, log)
+    data, split, content = inputs.data, inputs.split, inputs.content
     split_key = stage_key(
         data.name,
         config.dataset,
@@ -117,14 +116,7 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
         split.n_users,
         split.n_items,
     )
-    modalities = config.content_modalities(data.profile)
-    needed = set(modalities)
-    for spec in config.models.values():
-        needed |= set(spec.modalities())
-    log(f"content: {', '.join(sorted(needed)) or 'none'}")
-    folders = {m: ensure_vectors(data, m, progress) for m in sorted(needed)}
-    content_keys = {m: sha256_file(f / "manifest.json")[:16] for m, f in folders.items()}
-    content = {m: align(folders[m], split.items)[0] for m in modalities}
+    content_keys = {m: sha256_file(f / "manifest.json")[:16] for m, f in inputs.folders.items()}
     clock.lap("split and content")
     log("models:")
     fitted = {
@@ -142,7 +134,7 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
         config.retrieval,
         config.sources,
         config.features,
-        {m: content_keys[m] for m in modalities},
+        {m: content_keys[m] for m in content},
     )
     tables = candidates_and_features(
         config, split, data, models, content, feat_key, folder, force, log, progress
