@@ -154,12 +154,28 @@ def test_an_actor_that_dies_mid_job_is_restarted_and_the_job_completes(tmp_path,
     path = _text_catalogue(tmp_path)
     config = EmbedConfig(model=str(bert_dir), fields=("title",), shard_size=8, quiet=True)
     marker = tmp_path / "died-once"
-    options = RayOptions(actors=1, exit_once_at=(str(marker), 2))
+    options = RayOptions(actors=1, exit_at=(str(marker), 2, 1))
     manifest = embed_catalogue(path, tmp_path / "out", config, engine="ray", ray_options=options)
     assert marker.exists(), "the actor process exited on shard 2"
     assert manifest["rows"] + manifest["errors"] == 40
     embed_catalogue(path, tmp_path / "clean", config)
     _same_folder(tmp_path / "out", tmp_path / "clean")
+
+
+def test_a_shard_that_kills_its_worker_every_time_fails_the_job_after_the_restarts(tmp_path, bert_dir):
+    """Ray's default would restart the actor and retry the shard forever; here the job stops
+    after ``restarts`` + 1 deaths with one error naming the unfinished shards, and the shards
+    written before stay for a rerun."""
+    path = _text_catalogue(tmp_path)
+    config = EmbedConfig(model=str(bert_dir), fields=("title",), shard_size=8, quiet=True)
+    counter = tmp_path / "deaths"
+    options = RayOptions(actors=1, restarts=1, exit_at=(str(counter), 3, 99))
+    with pytest.raises(RuntimeError, match=r"died 2 times embedding shard\(s\) among \[.*3.*\]"):
+        embed_catalogue(path, tmp_path / "out", config, engine="ray", ray_options=options)
+    assert counter.read_text() == "2", "one start and one restart, then the job failed"
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    manifest = embed_catalogue(path, tmp_path / "out", config)  # the local engine resumes the job
+    assert manifest["rows"] + manifest["errors"] == 40
 
 
 LOCAL_INSTANCE = """

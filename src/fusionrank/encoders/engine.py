@@ -18,6 +18,7 @@ the same, so a job started on one engine resumes on the other.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -198,6 +199,7 @@ def embed(
     address: str | None = None,
     actors: int | None = None,
     gpus_per_actor: float | None = None,
+    restarts: int | None = None,
     **settings: Any,
 ) -> VectorSet:
     """Embed a dataset's catalogue (or a catalogue file) into ``out``: the batch engine
@@ -211,7 +213,8 @@ def embed(
     ``engine="ray"`` runs the encoder in a pool of Ray actors (``pip install
     'fusionrank[ray]'``): ``address`` of a cluster to join (default: ``$RAY_ADDRESS``, else
     a local instance started for the job), ``actors`` (default: one per CPU, or per
-    ``gpus_per_actor`` GPUs). Same vectors, same folder; the engine does not enter the
+    ``gpus_per_actor`` GPUs), ``restarts`` (times a dead actor is restarted and its shard
+    retried before the job fails; default 3). Same vectors, same folder; the engine does not enter the
     job's fingerprint, so either engine resumes a job the other started.
 
     >>> import tempfile, pandas as pd, fusionrank as fr
@@ -230,13 +233,13 @@ def embed(
     else:
         config = build_settings(EmbedConfig, {"encoder": encoder, **settings}, owner="embed")
         catalogue = Path(source)
-    given = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor}
+    given = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor, "restarts": restarts}
     if engine != "ray" and any(v is not None for v in given.values()):
         raise ValueError(f"{', '.join(k for k, v in given.items() if v is not None)} need engine='ray'")
-    ray_options = (
-        RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor or 0)
-        if engine == "ray"
-        else None
-    )
+    ray_options = None
+    if engine == "ray":
+        ray_options = RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor or 0)
+        if restarts is not None:
+            ray_options = dataclasses.replace(ray_options, restarts=restarts)
     embed_catalogue(catalogue, out, config, engine=engine, ray_options=ray_options)
     return VectorSet.open(out)

@@ -15,9 +15,11 @@ Where Ray runs: :func:`fusionrank.ray_support.ray_session` (local instance, join
 the running one). On a cluster, the catalogue, the images and the model weights must be
 at the same paths on every node; the output folder only on the driver's.
 
-Faults: Ray Data restarts a dead actor and retries its shard (its defaults for actor pools:
-``max_restarts=-1``, ``max_task_retries=-1``); an exception raised by the encoder fails the
-job as it does locally, and a rerun resumes from the shards written.
+Faults: Ray Data restarts a dead actor and retries its shard, up to
+:attr:`RayOptions.restarts` times (Ray's own default, forever, would loop on a shard that
+kills its worker every time); then the job fails naming the shards that did not come back.
+An exception raised by the encoder fails the job as it does locally. A rerun resumes from
+the shards written.
 """
 
 from __future__ import annotations
@@ -52,13 +54,18 @@ class RayOptions:
     None: one per CPU of the cluster, or with GPUs one per ``gpus_per_actor`` GPUs."""
     gpus_per_actor: float = 0
     """GPUs each actor reserves (with ``device="cuda"``); a fraction shares a GPU."""
-    exit_once_at: tuple[str, int] | None = None
-    """Test seam (the fault test): ``(marker file, shard index)``. The first actor to reach
-    that shard creates the marker and its process exits at once, as a crashed worker would."""
+    restarts: int = 3
+    """Times a dead actor is restarted and its shard retried before the job fails."""
+    exit_at: tuple[str, int, int] | None = None
+    """Test seam (the fault tests): ``(counter file, shard index, times)``. The first
+    ``times`` actor calls that reach that shard count themselves in the file and exit the
+    process at once, as a crashed worker would."""
 
     def __post_init__(self) -> None:
         if self.actors is not None and self.actors < 1:
             raise ValueError(f"--actors must be >= 1, got {self.actors}")
+        if self.restarts < 0:
+            raise ValueError(f"restarts must be >= 0, got {self.restarts}")
         if self.gpus_per_actor < 0:
             raise ValueError(f"--gpus-per-actor must be >= 0, got {self.gpus_per_actor}")
 
@@ -128,7 +135,7 @@ class ShardEmbedder:
         identity: dict,
         dim: int,
         threads: int,
-        exit_once_at: tuple[str, int] | None = None,
+        exit_at: tuple[str, int, int] | None = None,
     ) -> None:
         import ray
         import torch
@@ -139,7 +146,7 @@ class ShardEmbedder:
         torch.set_num_threads(threads)
         if config.device.startswith("cuda"):  # the GPU(s) Ray gave this actor are cuda:0...
             config = dataclasses.replace(config, device="cuda")
-        self.config, self.exit_once_at = config, exit_once_at
+        self.config, self.exit_at = config, exit_at
         self.node = str(ray.get_runtime_context().get_node_id())
         self.encoder = build_encoder(config)
         mine = json.loads(json.dumps(self.encoder.identity))
@@ -188,14 +195,14 @@ class ShardEmbedder:
         return pa.Table.from_pydict(out, schema=RESULT_SCHEMA)
 
     def _maybe_exit(self, index: int) -> None:
-        """The test seam of :attr:`RayOptions.exit_once_at`."""
-        if self.exit_once_at is None or self.exit_once_at[1] != index:
+        """The test seam of :attr:`RayOptions.exit_at` (one call runs a shard at a time)."""
+        if self.exit_at is None or self.exit_at[1] != index:
             return
-        try:
-            with open(self.exit_once_at[0], "x"):
-                pass
-        except FileExistsError:
+        counter = Path(self.exit_at[0])
+        times = int(counter.read_text()) if counter.exists() else 0
+        if times >= self.exit_at[2]:
             return
+        counter.write_text(str(times + 1))
         os._exit(1)
 
 
@@ -288,23 +295,32 @@ def embed_on_ray(
                     "identity": identity,
                     "dim": dim,
                     "threads": cpus,
-                    "exit_once_at": options.exit_once_at,
+                    "exit_at": options.exit_at,
                 },
                 batch_size=1,
                 batch_format="pyarrow",
                 compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=cpus,
                 num_gpus=options.gpus_per_actor or None,
+                max_restarts=options.restarts,
+                max_task_retries=options.restarts,
             )
-            for block in results.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for index, result, node in _results(block, dim):
-                    shard = left.pop(index, None)
-                    if shard is None:  # a retried shard that came back twice
-                        continue
-                    nodes[node] = nodes.get(node, 0) + 1
-                    back.append((time.perf_counter() - t0, shard.stop - shard.start))
-                    shard.vectors, shard.errors = result.vectors, result.errors
-                    done(shard)
+            try:
+                for block in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    for index, result, node in _results(block, dim):
+                        shard = left.pop(index, None)
+                        if shard is None:  # a retried shard that came back twice
+                            continue
+                        nodes[node] = nodes.get(node, 0) + 1
+                        back.append((time.perf_counter() - t0, shard.stop - shard.start))
+                        shard.vectors, shard.errors = result.vectors, result.errors
+                        done(shard)
+            except ray.exceptions.ActorDiedError as exc:
+                raise RuntimeError(
+                    f"a Ray worker died {options.restarts + 1} times embedding shard(s) among "
+                    f"{sorted(left)[:10]} (restarts: {options.restarts}); the shards written are kept "
+                    f"and a rerun resumes ({type(exc).__name__})"
+                ) from exc
         finally:
             context.enable_progress_bars = bars
             for name, level in levels.items():

@@ -57,6 +57,9 @@ def embed(
     gpus_per_actor: float = typer.Option(
         None, help="GPUs each Ray actor reserves, with --device cuda (a fraction shares a GPU)."
     ),
+    restarts: int = typer.Option(
+        None, help="Times Ray restarts a dead actor and retries its shard before the job fails (default 3)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar; one summary line."),
     debug: bool = DEBUG,
 ) -> None:
@@ -91,7 +94,7 @@ def embed(
             source: Any = load_dataset(dataset, root)
         else:
             source = catalogue
-        ray = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor}
+        ray = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor, "restarts": restarts}
         ray_given = [f"--{k.replace('_', '-')}" for k, v in ray.items() if v is not None]
         if ray_given and engine != "ray":
             raise ValueError(f"{', '.join(ray_given)} need(s) --engine ray")
