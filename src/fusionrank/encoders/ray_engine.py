@@ -110,6 +110,11 @@ def _same_weights(a: dict, b: dict) -> bool:
     return {k: v for k, v in a.items() if k != "path"} == {k: v for k, v in b.items() if k != "path"}
 
 
+ACTORS_START_S = 600
+"""How long the job waits for its whole pool of actors before the first shard is sent (so
+one early actor does not take every shard of a short job), and fails with Ray's "Timed out
+while starting actors" when the cluster cannot provide them."""
+
 RESULT_SCHEMA = pa.schema(
     [
         ("index", pa.int64()),
@@ -277,8 +282,9 @@ def embed_on_ray(
     with ray_session(options.address, config.quiet) as ray:
         actors, cpus = _pool(ray, options, len(pending))
         context = ray.data.DataContext.get_current()
-        bars = context.enable_progress_bars
+        bars, wait = context.enable_progress_bars, context.wait_for_min_actors_s
         context.enable_progress_bars = False  # the engine's own bar counts items
+        context.wait_for_min_actors_s = ACTORS_START_S  # every actor up before the first shard
         loggers = {"ray.data._internal.progress": logging.ERROR}  # "progress bars disabled"
         if config.quiet:
             loggers["ray.data"] = logging.WARNING  # no "starting execution" lines either
@@ -322,7 +328,7 @@ def embed_on_ray(
                     f"and a rerun resumes ({type(exc).__name__})"
                 ) from exc
         finally:
-            context.enable_progress_bars = bars
+            context.enable_progress_bars, context.wait_for_min_actors_s = bars, wait
             for name, level in levels.items():
                 logging.getLogger(name).setLevel(level)
     if left:
