@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -268,6 +269,53 @@ def test_ray_session_shuts_down_what_it_started_or_joined_also_after_an_error(mo
     monkeypatch.setattr(ray_support, "require_ray", lambda: running)
     with pytest.raises(KeyError), ray_support.ray_session(address):
         raise KeyError("boom")
+    assert running.calls == [] and running.running
+
+
+class _ThreadedFakeRay(_FakeRay):
+    """A fake Ray that also records which thread started and stopped it."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()  # opened by the caller while Ray starts
+
+    def init(self, **kwargs):
+        kwargs["thread"] = threading.current_thread().name
+        if kwargs.get("address") == "bad:1":
+            raise ConnectionError("no cluster at bad:1")
+        kwargs["overlapped"] = self.gate.wait(timeout=10)  # False: the caller waited for the start
+        super().init(**kwargs)
+
+    def shutdown(self):
+        self.calls.append(("shutdown", {"thread": threading.current_thread().name}))
+        self.running = False
+
+
+def test_ray_in_background_starts_and_stops_ray_in_its_own_thread(monkeypatch, tmp_path):
+    fake = _ThreadedFakeRay()
+    monkeypatch.setattr(ray_support, "require_ray", lambda: fake)
+    monkeypatch.setattr(ray_support, "ray_temp_dir", lambda: tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (tmp_path / "session_fake").mkdir()
+    with ray_support.ray_in_background() as get_ray:
+        fake.gate.set()  # the caller works on while Ray starts
+        assert get_ray() is fake and fake.running
+    (name, kwargs), (last, stopped) = fake.calls
+    assert name == "init" and kwargs["overlapped"] and last == "shutdown" and not fake.running
+    assert kwargs["thread"] == stopped["thread"] == "fusionrank-ray"  # Ray's processes die with that thread
+    assert not (tmp_path / "session_fake").exists()  # a finished job's logs go
+    (tmp_path / "session_fake").mkdir()
+    with pytest.raises(KeyError), ray_support.ray_in_background() as get_ray:
+        raise KeyError("boom, before asking for Ray")
+    assert not fake.running and (tmp_path / "session_fake").is_dir()  # stopped; a failed job's logs stay
+    calls = len(fake.calls)
+    with pytest.raises(ConnectionError, match="bad:1"), ray_support.ray_in_background("bad:1") as get_ray:
+        get_ray()  # the start's error, raised where Ray is asked for
+    assert len(fake.calls) == calls and not fake.running  # nothing started, nothing to stop
+    running = _FakeRay(running=True)  # Ray already up in this process: used, left alone
+    monkeypatch.setattr(ray_support, "require_ray", lambda: running)
+    with ray_support.ray_in_background() as get_ray:
+        assert get_ray() is running
     assert running.calls == [] and running.running
 
 

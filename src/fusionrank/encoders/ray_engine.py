@@ -11,9 +11,11 @@ once and embeds one shard per call with the local engine's own feeding code
 shard's vectors and bad rows. The driver writes shards as they come back, in any order.
 The engine is no part of the fingerprint: a job started on one engine resumes on the other.
 
-Where Ray runs: :func:`fusionrank.ray_support.ray_session` (local instance, joined cluster or
-the running one). On a cluster, the catalogue, the images and the model weights must be
-at the same paths on every node; the output folder only on the driver's.
+Where Ray runs: :func:`fusionrank.ray_support.ray_in_background` (local instance, joined
+cluster or the running one), started by the driver before it loads the model for the
+fingerprint, so that Ray's start-up overlaps that load. On a cluster, the catalogue, the
+images and the model weights must be at the same paths on every node; the output folder
+only on the driver's.
 
 Faults: Ray Data restarts a dead actor and retries its shard, up to
 :attr:`RayOptions.restarts` times (Ray's own default, forever, would loop on a shard that
@@ -39,7 +41,6 @@ import pyarrow as pa
 
 from fusionrank.encoders.embed_config import EmbedConfig
 from fusionrank.encoders.job import Shard
-from fusionrank.ray_support import ray_session
 
 
 @dataclass(frozen=True)
@@ -231,8 +232,8 @@ class RayReport:
     nodes: dict[str, int]
     """Shards embedded by each Ray node (by node id)."""
     first_back_s: float | None = None
-    """Seconds from entering Ray to the first shard coming back: Ray's start-up, the actors'
-    start and model load, and one shard's work."""
+    """Seconds from the driver asking for Ray to the first shard coming back: what is left
+    of Ray's start-up, the actors' start and model load, and one shard's work."""
     steady_items_per_s: float | None = None
     """Rows per second once every actor has returned a shard (None with too few shards)."""
 
@@ -248,6 +249,7 @@ class RayReport:
 
 
 def embed_on_ray(
+    get_ray: Callable[[], Any],
     catalogue: Path,
     n_rows: int,
     pending: list[Shard],
@@ -258,9 +260,11 @@ def embed_on_ray(
     options: RayOptions,
     done: Callable[[Shard], None],
 ) -> RayReport:
-    """Embed the ``pending`` shards on Ray; each finished shard (its ``vectors`` and
-    ``errors`` filled in) goes to ``done`` on the driver as soon as it comes back.
-    Returns which nodes did the work and how fast."""
+    """Embed the ``pending`` shards on the Ray that ``get_ray`` returns (a
+    :func:`~fusionrank.ray_support.ray_in_background` session, started while the driver
+    loaded the model); each finished shard (its ``vectors`` and ``errors`` filled in) goes to
+    ``done`` on the driver as soon as it comes back. Returns which nodes did the work and
+    how fast."""
     nodes: dict[str, int] = {}
     if not pending:
         return RayReport(nodes)
@@ -279,58 +283,58 @@ def embed_on_ray(
     ]
     left = {s.index: s for s in pending}
     t0, back = time.perf_counter(), []  # (seconds since t0, rows) of each shard come back
-    with ray_session(options.address, config.quiet) as ray:
-        actors, cpus = _pool(ray, options, len(pending))
-        context = ray.data.DataContext.get_current()
-        bars, wait = context.enable_progress_bars, context.wait_for_min_actors_s
-        context.enable_progress_bars = False  # the engine's own bar counts items
-        context.wait_for_min_actors_s = ACTORS_START_S  # every actor up before the first shard
-        loggers = {"ray.data._internal.progress": logging.ERROR}  # "progress bars disabled"
-        if config.quiet:
-            loggers["ray.data"] = logging.WARNING  # no "starting execution" lines either
-        levels = {name: logging.getLogger(name).level for name in loggers}
-        for name, level in loggers.items():
-            logging.getLogger(name).setLevel(level)
+    ray = get_ray()
+    actors, cpus = _pool(ray, options, len(pending))
+    context = ray.data.DataContext.get_current()
+    bars, wait = context.enable_progress_bars, context.wait_for_min_actors_s
+    context.enable_progress_bars = False  # the engine's own bar counts items
+    context.wait_for_min_actors_s = ACTORS_START_S  # every actor up before the first shard
+    loggers = {"ray.data._internal.progress": logging.ERROR}  # "progress bars disabled"
+    if config.quiet:
+        loggers["ray.data"] = logging.WARNING  # no "starting execution" lines either
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name, level in loggers.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            ShardEmbedder,
+            fn_constructor_kwargs={
+                "catalogue": str(catalogue.resolve()),
+                "config": _absolute(config),
+                "n_rows": n_rows,
+                "identity": identity,
+                "dim": dim,
+                "threads": cpus,
+                "exit_at": options.exit_at,
+            },
+            batch_size=1,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cpus,
+            num_gpus=options.gpus_per_actor or None,
+            max_restarts=options.restarts,
+            max_task_retries=options.restarts,
+        )
         try:
-            results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-                ShardEmbedder,
-                fn_constructor_kwargs={
-                    "catalogue": str(catalogue.resolve()),
-                    "config": _absolute(config),
-                    "n_rows": n_rows,
-                    "identity": identity,
-                    "dim": dim,
-                    "threads": cpus,
-                    "exit_at": options.exit_at,
-                },
-                batch_size=1,
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                num_cpus=cpus,
-                num_gpus=options.gpus_per_actor or None,
-                max_restarts=options.restarts,
-                max_task_retries=options.restarts,
-            )
-            try:
-                for block in results.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    for index, result, node in _results(block, dim):
-                        shard = left.pop(index, None)
-                        if shard is None:  # a retried shard that came back twice
-                            continue
-                        nodes[node] = nodes.get(node, 0) + 1
-                        back.append((time.perf_counter() - t0, shard.stop - shard.start))
-                        shard.vectors, shard.errors = result.vectors, result.errors
-                        done(shard)
-            except ray.exceptions.ActorDiedError as exc:
-                raise RuntimeError(
-                    f"a Ray worker died {options.restarts + 1} times embedding shard(s) among "
-                    f"{sorted(left)[:10]} (restarts: {options.restarts}); the shards written are kept "
-                    f"and a rerun resumes ({type(exc).__name__})"
-                ) from exc
-        finally:
-            context.enable_progress_bars, context.wait_for_min_actors_s = bars, wait
-            for name, level in levels.items():
-                logging.getLogger(name).setLevel(level)
+            for block in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for index, result, node in _results(block, dim):
+                    shard = left.pop(index, None)
+                    if shard is None:  # a retried shard that came back twice
+                        continue
+                    nodes[node] = nodes.get(node, 0) + 1
+                    back.append((time.perf_counter() - t0, shard.stop - shard.start))
+                    shard.vectors, shard.errors = result.vectors, result.errors
+                    done(shard)
+        except ray.exceptions.ActorDiedError as exc:
+            raise RuntimeError(
+                f"a Ray worker died {options.restarts + 1} times embedding shard(s) among "
+                f"{sorted(left)[:10]} (restarts: {options.restarts}); the shards written are kept "
+                f"and a rerun resumes ({type(exc).__name__})"
+            ) from exc
+    finally:
+        context.enable_progress_bars, context.wait_for_min_actors_s = bars, wait
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
     if left:
         raise RuntimeError(f"Ray returned no result for shard(s) {sorted(left)}")
     return _report(nodes, back, actors)
