@@ -126,11 +126,11 @@ def ray_in_background(address: str | None = None, quiet: bool = False) -> Iterat
     loading a model. Yields a function that waits for Ray and returns the ``ray`` module (or
     raises what starting it raised). The thread lives until the block ends and shuts Ray
     down itself: the processes a local instance starts die with the thread that started
-    them.
+    them. For example (``load_model`` standing for the caller's own work)::
 
-    >>> with ray_in_background() as get_ray:  # doctest: +SKIP
-    ...     model = load_model()  # meanwhile Ray starts
-    ...     get_ray().data.from_items([1, 2]).count()
+        with ray_in_background() as get_ray:
+            model = load_model()  # meanwhile Ray starts
+            get_ray().data.from_items([1, 2]).count()
     """
     if (address or os.environ.get("RAY_ADDRESS") or "").startswith("ray://"):
         with ray_session(address, quiet) as ray:  # Ray Client keeps its connection per thread

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,25 +297,27 @@ def embed_on_ray(
     for name, level in loggers.items():
         logging.getLogger(name).setLevel(level)
     try:
-        results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            ShardEmbedder,
-            fn_constructor_kwargs={
-                "catalogue": str(catalogue.resolve()),
-                "config": _absolute(config),
-                "n_rows": n_rows,
-                "identity": identity,
-                "dim": dim,
-                "threads": cpus,
-                "exit_at": options.exit_at,
-            },
-            batch_size=1,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=cpus,
-            num_gpus=options.gpus_per_actor or None,
-            max_restarts=options.restarts,
-            max_task_retries=options.restarts,
-        )
+        with warnings.catch_warnings():  # no named parameter for the restarts yet (pyproject caps Ray)
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                ShardEmbedder,
+                fn_constructor_kwargs={
+                    "catalogue": str(catalogue.resolve()),
+                    "config": _absolute(config),
+                    "n_rows": n_rows,
+                    "identity": identity,
+                    "dim": dim,
+                    "threads": cpus,
+                    "exit_at": options.exit_at,
+                },
+                batch_size=1,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=cpus,
+                num_gpus=options.gpus_per_actor or None,
+                max_restarts=options.restarts,
+                max_task_retries=options.restarts,
+            )
         try:
             for block in results.iter_batches(batch_size=None, batch_format="pyarrow"):
                 for index, result, node in _results(block, dim):
