@@ -18,7 +18,6 @@ the same, so a job started on one engine resumes on the other.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -255,10 +254,15 @@ def embed(
     given = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor, "restarts": restarts}
     if engine != "ray" and any(v is not None for v in given.values()):
         raise ValueError(f"{', '.join(k for k, v in given.items() if v is not None)} need engine='ray'")
-    ray_options = None
-    if engine == "ray":
-        ray_options = RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor or 0)
-        if restarts is not None:
-            ray_options = dataclasses.replace(ray_options, restarts=restarts)
+    ray_options = (
+        RayOptions(
+            address=address,
+            actors=actors,
+            gpus_per_actor=gpus_per_actor or 0,
+            restarts=RayOptions.restarts if restarts is None else restarts,
+        )
+        if engine == "ray"
+        else None
+    )
     embed_catalogue(catalogue, out, config, engine=engine, ray_options=ray_options)
     return VectorSet.open(out)

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from fusionrank.encoders.engine import RayOptions
 from fusionrank.encoders.engine import embed as embed_fn
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 
@@ -58,7 +59,9 @@ def embed(
         None, help="GPUs each Ray actor reserves, with --device cuda (a fraction shares a GPU)."
     ),
     restarts: int = typer.Option(
-        None, help="Times Ray restarts a dead actor and retries its shard before the job fails (default 3)."
+        None,
+        help="Times Ray restarts a dead actor and retries its shard before the job fails "
+        f"(default {RayOptions.restarts}).",
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar; one summary line."),
     debug: bool = DEBUG,
