@@ -1,7 +1,9 @@
 """Full-ranking evaluation: every item is a candidate, each user's known items are excluded.
 
 Users are processed in chunks: scores for a chunk (``chunk_size x n_items``), known items set
-to ``-inf``, ``torch.topk`` for the longest cut-off, then metrics on the hit matrix. Memory
+to ``-inf``, the top of the longest cut-off under the one tie rule
+(:func:`fusionrank.scoring.ranked_topk`: higher score, then the smaller item index), then
+metrics on the hit matrix. Memory
 is bounded by the chunk size, never by users x items.
 """
 
@@ -17,7 +19,7 @@ import torch
 
 from fusionrank.columns import USER_IDX
 from fusionrank.evaluation.metrics import METRIC_FUNCTIONS, METRICS
-from fusionrank.scoring import ScoreFn, chunk_scores
+from fusionrank.scoring import ScoreFn, chunk_scores, ranked_topk
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def evaluate_ranking(
     for start in range(0, len(eligible), config.chunk_size):
         rows = eligible[start : start + config.chunk_size]
         scores = chunk_scores(score_fn, rows, exclude, item_mask)
-        vals, idx = torch.topk(scores, min(kmax, n_items), dim=1)
+        vals, idx = ranked_topk(scores, kmax)
         valid = ~torch.isneginf(vals)
         idx_np = idx.numpy()
         truth_chunk = truth[rows] > 0

@@ -28,7 +28,7 @@ from fusionrank.pipelines.config import RunConfig
 from fusionrank.recommender import Recommender, Stage
 from fusionrank.retrieval.candidates import candidates_frame, source_candidates, union_candidates
 from fusionrank.retrieval.index import IndexConfig, VectorIndex, resolve_kind
-from fusionrank.scoring import chunk_scores
+from fusionrank.scoring import chunk_scores, ranked_topk
 
 Log = Callable[[str], None]
 
@@ -134,7 +134,7 @@ class Retriever:
             return candidates_frame(rows, idx)
         if scores is None:
             raise ValueError("exact retrieval needs the chunk's scores")
-        vals, top = torch.topk(scores, min(self.n, scores.shape[1]), dim=1)
+        vals, top = ranked_topk(scores, self.n)
         top[torch.isneginf(vals)] = -1
         return candidates_frame(rows, top.numpy())
 

@@ -31,6 +31,7 @@ from fusionrank.io import read_json, require_complete
 from fusionrank.pipelines.evaluate import RUN_SOURCE
 from fusionrank.recommender import Recommender, UnknownUserError
 from fusionrank.registry import build_model, load_model
+from fusionrank.scoring import ranked_order
 
 SHOWN = (RANK, ITEM_ID, SCORE)
 
@@ -123,7 +124,7 @@ def _from_ranker(run: Path, user: int, items: IdMap, k: int, explain: bool) -> p
         raise ValueError(f"user index {user} has no candidates in {run}")
     ranker = LTRRanker.load(run / "ranker")
     scores = ranker.predict(rows)
-    top = np.argsort(-scores, kind="stable")[:k]
+    top = ranked_order(scores, k)  # the rows are in item order: ties go to the smaller index
     out = pd.DataFrame(
         {
             RANK: np.arange(1, len(top) + 1),
@@ -165,7 +166,7 @@ def _new_items(data: Dataset, split: Split, user: str, path: Path, k: int) -> pd
     model = build_model("ease-content", modalities=("text",)).fit(split)
     vectors = build_encoder(embed_config(data, "text")).encode(texts)
     scores = model.score_content(split.users.to_index([user]), vectors)[0]  # type: ignore[attr-defined]
-    top = np.argsort(-scores, kind="stable")[:k]
+    top = ranked_order(scores, k)  # ties go to the earlier catalogue row
     out = pd.DataFrame(
         {RANK: np.arange(1, len(top) + 1), ITEM_ID: catalogue[ITEM_ID].to_numpy()[top], SCORE: scores[top]}
     )

@@ -17,6 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from fusionrank.scoring import ranked_topk
+
 IndexKind = Literal["exact", "flat", "hnsw", "ivf", "auto"]
 
 
@@ -116,7 +118,7 @@ class VectorIndex:
                 ex = sp.csr_matrix(exclude)
                 rows = np.repeat(np.arange(ex.shape[0]), np.diff(ex.indptr))
                 scores[torch.from_numpy(rows), torch.from_numpy(ex.indices.astype(np.int64))] = -torch.inf
-            top_v, top_i = torch.topk(scores, k, dim=1)
+            top_v, top_i = ranked_topk(scores, k)
             idx, vals = top_i.numpy(), top_v.numpy()
             idx[np.isneginf(vals)] = -1
             return idx, vals
