@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from fusionrank.columns import USER_IDX
+from fusionrank.engines.ray_train import user_blocks
 from fusionrank.ranker.lgbm import LTRRanker, RankerConfig
-from fusionrank.ranker.ray_train import user_blocks
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 PER_USER = 30

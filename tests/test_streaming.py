@@ -18,7 +18,7 @@ from fusionrank.features.table import item_ranks
 from fusionrank.io import read_json
 from fusionrank.pipelines import candidates as candidates_stage
 from fusionrank.pipelines.config import load_run_config
-from fusionrank.pipelines.ranker_stage import ShardScores, candidate_scores, label_table
+from fusionrank.pipelines.ranker_stage import ShardScores, candidate_scores, label_table, ranker_scores
 from fusionrank.pipelines.run import run_pipeline
 from fusionrank.ranker.lgbm import LTRRanker, RankerConfig
 
@@ -138,7 +138,9 @@ def test_shard_scores_equal_scores_of_the_whole_table(tmp_path):
     ranker.fit(whole, ["x"])
     rows = np.arange(0, 26)
     expected = candidate_scores(whole, ranker.predict(whole), n_items)(rows)
-    np.testing.assert_array_equal(ShardScores(path, ranker, n_items, keep=1)(rows), expected)
+    np.testing.assert_array_equal(
+        ShardScores(path, ranker_scores(ranker, path), n_items, keep=1)(rows), expected
+    )
     assert ShardedTable(path).groups_of(np.array([5, 6, 30])).tolist() == [1]
 
 

@@ -5,7 +5,7 @@ thread while the current one runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from fusionrank.data.text import compose_text
 from fusionrank.encoders.device import decode_workers
@@ -56,16 +55,10 @@ def _prepare(
 
 
 def embed_text(
-    table: Any,
-    pending: list[Shard],
-    encoder: Any,
-    config: EmbedConfig,
-    id_errors: dict[int, str],
-    bar: tqdm,
-    done: Callable[[Shard], None],
-) -> None:
-    """Embed the pending shards' texts; each shard goes to ``done`` once all its rows are in
-    ``shard.vectors`` or ``shard.errors`` (empty text, a bad id)."""
+    table: Any, pending: list[Shard], encoder: Any, config: EmbedConfig, id_errors: dict[int, str]
+) -> Iterator[Shard]:
+    """Embed the pending shards' texts, in order; each shard is yielded once all its rows
+    are in ``shard.vectors`` or ``shard.errors`` (empty text, a bad id)."""
 
     def prepare(shard: Shard) -> _ShardText:
         return _prepare(table, shard, encoder, config, id_errors)
@@ -75,8 +68,7 @@ def embed_text(
         if prepared.rows:
             for r, vec in zip(prepared.rows, _encode_tokens(encoder, prepared.tokens, config.batch_size)):
                 shard.vectors[r] = vec
-        done(shard)
-        bar.update(shard.stop - shard.start)
+        yield shard
 
 
 def _prepared(
@@ -157,17 +149,11 @@ def _batches(pending: list[Shard], rows_of: dict[int, list[int]], batch_size: in
 
 
 def embed_images(
-    table: Any,
-    pending: list[Shard],
-    encoder: Any,
-    config: EmbedConfig,
-    id_errors: dict[int, str],
-    bar: tqdm,
-    done: Callable[[Shard], None],
-) -> None:
+    table: Any, pending: list[Shard], encoder: Any, config: EmbedConfig, id_errors: dict[int, str]
+) -> Iterator[Shard]:
     """Embed the pending shards' images: DataLoader workers read, check and preprocess them
-    (missing, unreadable or escaping paths become errors); each shard goes to ``done`` when
-    its last batch is through."""
+    (missing, unreadable or escaping paths become errors); each shard is yielded when its
+    last batch is through (shards whose rows are all bad ids first)."""
     paths: dict[int, str] = {}
     rows_of: dict[int, list[int]] = {}
     for shard in pending:
@@ -184,8 +170,7 @@ def embed_images(
         shard.batches_left = -(-len(rows) // config.batch_size)
     for shard in pending:  # shards whose rows were all bad ids
         if shard.batches_left == 0:
-            done(shard)
-            bar.update(shard.stop - shard.start)
+            yield shard
     batches = list(_batches(pending, rows_of, config.batch_size))
     if not batches:
         return
@@ -210,5 +195,13 @@ def embed_images(
                 shard.vectors[r] = vec
         shard.batches_left -= 1
         if shard.batches_left == 0:
-            done(shard)
-            bar.update(shard.stop - shard.start)
+            yield shard
+
+
+def embed_shards(
+    table: Any, encoder: Any, config: EmbedConfig, id_errors: dict[int, str], shards: Iterable[Shard]
+) -> Iterator[Shard]:
+    """The shards, embedded (the text or the image feeder, by the config's modality): the
+    one chunk function of both engines."""
+    feed = embed_text if config.modality == "text" else embed_images
+    yield from feed(table, list(shards), encoder, config, id_errors)

@@ -10,10 +10,12 @@ written last. Invariant: rows in vectors + rows in errors = rows in the catalogu
 
 The pieces: :mod:`~fusionrank.encoders.embed_config` (settings, encoders),
 :mod:`~fusionrank.encoders.catalogue` (reading, id checks), :mod:`~fusionrank.encoders.job`
-(fingerprint, shards, manifest) and :mod:`~fusionrank.encoders.batches` (text and image
-feeding). ``engine="ray"`` moves the model work to a pool of Ray actors
-(:mod:`~fusionrank.encoders.ray_engine`); everything else, the fingerprint included, is
-the same, so a job started on one engine resumes on the other.
+(fingerprint, shards, manifest), :mod:`~fusionrank.encoders.batches` (text and image
+feeding) and :mod:`~fusionrank.encoders.work` (the shards' work in a worker). The driver
+keeps all the bookkeeping; the shards' model work goes through the job's engine
+(:mod:`fusionrank.engines`: this process, or Ray actors that each load the encoder once).
+The engine is no part of the fingerprint, so a job started on one engine resumes on the
+other.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from fusionrank.encoders.batches import embed_images, embed_text
+from fusionrank.encoders.batches import embed_shards
 from fusionrank.encoders.catalogue import check_ids, open_catalogue, shard_ids
 from fusionrank.encoders.embed_config import EmbedConfig, EncoderKind, build_encoder
 from fusionrank.encoders.job import (
@@ -43,10 +45,12 @@ from fusionrank.encoders.job import (
     write_manifest,
 )
 from fusionrank.encoders.precision import BF16_CPU_NOTE
-from fusionrank.encoders.ray_engine import RayOptions, embed_on_ray
 from fusionrank.encoders.vectors import VectorSet
+from fusionrank.encoders.work import ShardEmbedder, absolute
+from fusionrank.engines import Engine, EngineName, Work, get_engine
+from fusionrank.engines.ray_engine import RayOptions, WorkerDiedError
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.io import read_json
-from fusionrank.ray_support import ray_in_background, require_ray
 from fusionrank.settings import build_settings
 
 if TYPE_CHECKING:
@@ -55,16 +59,12 @@ if TYPE_CHECKING:
 __all__ = [
     "EmbedConfig",
     "EmbedSettingsError",
-    "Engine",
     "RayOptions",
     "build_encoder",
     "embed",
     "embed_catalogue",
     "embed_config",
 ]
-
-Engine = Literal["local", "ray"]
-"""Where the model runs: in this process, or in a pool of Ray actors (same output)."""
 
 
 def embed_catalogue(
@@ -73,30 +73,24 @@ def embed_catalogue(
     config: EmbedConfig,
     encoder: Any = None,
     log: Callable[[str], None] | None = None,
-    engine: Engine = "local",
+    engine: Engine | str = "local",
     ray_options: RayOptions | None = None,
 ) -> dict:
     """Embed every row of ``catalogue`` into ``out``; returns the manifest. Resumable.
-    ``engine="ray"`` runs the encoder in Ray actors (``ray_options``: where, how many)."""
+    ``engine`` runs the shards' model work: an :class:`~fusionrank.engines.Engine`, or its
+    name (``ray``: Ray actors, ``ray_options`` saying where and how many)."""
     catalogue, out = Path(catalogue), Path(out)
     log = log or (lambda m: print(m, file=sys.stderr))
-    if engine not in ("local", "ray"):
-        raise ValueError(f"engine must be local or ray, got {engine!r}")
-    if engine == "ray":
-        require_ray()
-        ray_options = ray_options or RayOptions()
-        ray_options.check(config)
-        if encoder is not None:
-            raise ValueError("the ray engine loads the encoder in each actor; pass settings, not an encoder")
+    if isinstance(engine, str):
+        engine = get_engine(engine, ray_options, quiet=config.quiet, strict=True)
     elif ray_options is not None:
-        raise ValueError("Ray options (address, actors, GPUs per actor) need engine='ray'")
+        raise InvalidArgumentError("ray_options go with an engine name; this engine has its own")
+    engine.check_device(config.device)
     table = open_catalogue(catalogue)
     id_errors = check_ids(table, config, catalogue)
-    with ExitStack() as ray_hold:
-        get_ray = None
-        if engine == "ray" and not (out / "manifest.json").exists():
-            assert ray_options is not None  # Ray starts while the driver loads the model below
-            get_ray = ray_hold.enter_context(ray_in_background(ray_options.address, config.quiet))
+    with ExitStack() as hold:
+        if not (out / "manifest.json").exists():
+            hold.enter_context(engine)  # the engine starts (Ray: in the background) while the model loads
         encoder = encoder or build_encoder(config)
         check_encoder(encoder, config)
         if config.precision == "bf16" and not config.device.startswith("cuda"):
@@ -104,18 +98,6 @@ def embed_catalogue(
         job = fingerprint(config, catalogue, encoder.identity, encoder.dim)
         out.mkdir(parents=True, exist_ok=True)
         check_job(out, job)
-        if engine == "ray":  # the actors load their own copies; the driver keeps what it records
-            encoder = SimpleNamespace(
-                identity=encoder.identity,
-                dim=encoder.dim,
-                normalized=encoder.normalized,
-                precision=config.precision,
-                backend=config.backend,
-            )
-            if config.device.startswith("cuda"):
-                import torch
-
-                torch.cuda.empty_cache()
         if (out / "manifest.json").exists():
             log(f"{out} is complete; nothing to do")
             return read_json(out / "manifest.json")
@@ -130,7 +112,19 @@ def embed_catalogue(
             for s in shards
             if not shard_path(out, s.index).exists() or not errors_part(out, s.index).exists()
         ]
-        t0 = time.perf_counter()  # the job's clock: the model work, Ray's share of start-up, the writing
+        work = Work(
+            build=partial(
+                ShardEmbedder,
+                str(catalogue.resolve()),
+                absolute(config),
+                n,
+                job["weights"],
+                encoder.dim,
+                id_errors,
+            ),
+            here=partial(embed_shards, table, encoder, config, id_errors),
+        )
+        t0 = time.perf_counter()  # the job's clock: the model work, the engine's start-up, the writing
         bar = tqdm(
             total=sum(s.stop - s.start for s in pending),
             unit="item",
@@ -140,44 +134,30 @@ def embed_catalogue(
             file=sys.stderr,
         )
         counts = [0, 0]
-        report = None
-
-        def done(shard: Shard) -> None:
-            good, bad = finish_shard(
-                out, shard, shard_ids(table, config, shard.start, shard.stop), encoder.dim
-            )
-            shard.vectors.clear()  # written: memory stays flat in the number of shards
-            shard.errors.clear()
-            counts[0] += good
-            counts[1] += bad
-
-        if get_ray is not None:
-
-            def finished(shard: Shard) -> None:
-                done(shard)
+        try:
+            for shard in engine.map(work, pending, ordered=False):
+                good, bad = finish_shard(
+                    out, shard, shard_ids(table, config, shard.start, shard.stop), encoder.dim
+                )
+                shard.vectors.clear()  # written: memory stays flat in the number of shards
+                shard.errors.clear()
+                counts[0] += good
+                counts[1] += bad
                 bar.update(shard.stop - shard.start)
-
-            assert ray_options is not None
-            report = embed_on_ray(
-                get_ray,
-                catalogue,
-                n,
-                pending,
-                config,
-                id_errors,
-                job["weights"],
-                encoder.dim,
-                ray_options,
-                finished,
-            )
-            ray_hold.close()  # Ray's shutdown counts in the job's time
-        elif config.modality == "text":
-            embed_text(table, pending, encoder, config, id_errors, bar, done)
-        else:
-            embed_images(table, pending, encoder, config, id_errors, bar, done)
+        except WorkerDiedError as exc:
+            lost = [pending[p].index for p in exc.positions]
+            raise WorkerDiedError(
+                f"{exc.worker} died {exc.deaths} times embedding shard(s) among {lost[:10]} "
+                f"(restarts: {exc.deaths - 1}); the shards written are kept and a rerun resumes",
+                exc.positions,
+                exc.deaths,
+                exc.worker,
+            ) from exc
+        hold.close()  # the engine's shutdown counts in the job's time
         bar.close()
-    if report is not None and report.nodes:
-        log(report.summary())
+    summary = engine.summary([s.stop - s.start for s in pending], "shards")
+    if summary:
+        log(summary)
     manifest = write_manifest(out, shards, job, config, encoder, n)
     elapsed = time.perf_counter() - t0
     rate = counts[0] / elapsed if elapsed > 0 else float("nan")
@@ -213,7 +193,7 @@ def embed(
     out: str | Path,
     encoder: EncoderKind = "text",
     *,
-    engine: Engine = "local",
+    engine: EngineName = "local",
     address: str | None = None,
     actors: int | None = None,
     gpus_per_actor: float | None = None,
@@ -252,17 +232,13 @@ def embed(
         config = build_settings(EmbedConfig, {"encoder": encoder, **settings}, owner="embed")
         catalogue = Path(source)
     given = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor, "restarts": restarts}
-    if engine != "ray" and any(v is not None for v in given.values()):
-        raise ValueError(f"{', '.join(k for k, v in given.items() if v is not None)} need engine='ray'")
-    ray_options = (
-        RayOptions(
+    ray_options = None
+    if any(v is not None for v in given.values()):
+        ray_options = RayOptions(
             address=address,
             actors=actors,
             gpus_per_actor=gpus_per_actor or 0,
             restarts=RayOptions.restarts if restarts is None else restarts,
         )
-        if engine == "ray"
-        else None
-    )
     embed_catalogue(catalogue, out, config, engine=engine, ray_options=ray_options)
     return VectorSet.open(out)

@@ -6,8 +6,9 @@ models and the training history; valid interactions only label the label stage."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_ID, USER_IDX, VALID
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.splits import Split
+from fusionrank.engines import ChunkFn, Engine, Work, get_engine
 from fusionrank.features.shards import ShardWriter
 from fusionrank.features.table import FeatureBuilder, FeatureConfig, FeatureContext, attach_labels
 from fusionrank.io import atomic_path, begin_stage, mark_done, read_json, write_json
@@ -31,6 +33,8 @@ from fusionrank.retrieval.index import IndexConfig, VectorIndex, resolve_kind
 from fusionrank.scoring import chunk_scores, ranked_topk
 
 Log = Callable[[str], None]
+FeatureChunk = tuple[pd.DataFrame, dict[str, int]]
+"""A chunk's feature rows (sorted by user) and each source's count of relevant candidates."""
 
 
 def retrieve_source(
@@ -143,7 +147,7 @@ class StageChunks:
     """Candidates and feature rows of one stage (``valid``: labelled, or ``test``), one chunk
     of users per call: each model scores the chunk once; the retrieval sources' top-n of
     those scores form the candidates, the same scores give the source features. The one
-    chunk computation of both engines (``engine: ray`` runs it in Ray actors)."""
+    chunk computation of every engine."""
 
     def __init__(
         self,
@@ -163,7 +167,26 @@ class StageChunks:
             for s in config.sources
         }
 
-    def __call__(self, rows: np.ndarray) -> tuple[pd.DataFrame, dict[str, int]]:
+    @classmethod
+    def open(cls, config: RunConfig, folder: str, stage: Stage) -> ChunkFn[np.ndarray, FeatureChunk]:
+        """The chunk function of a worker outside this process: opens the run's inputs and
+        the models the run folder saved, as the driver did (:mod:`fusionrank.pipelines.inputs`)."""
+        from fusionrank.pipelines.inputs import open_inputs, saved_models
+
+        inputs = open_inputs(config)
+        models = saved_models(config, Path(folder))
+        builder = FeatureBuilder(
+            feature_context(inputs.split, inputs.data, models, inputs.content, config.features.item_item),
+            config.features,
+        )
+        return cls(config, inputs.split, models, builder, stage).stream
+
+    def stream(self, chunks: Iterable[np.ndarray]) -> Iterator[FeatureChunk]:
+        """:meth:`__call__` over a stream of chunks (the engines' chunk function)."""
+        for rows in chunks:
+            yield self(rows)
+
+    def __call__(self, rows: np.ndarray) -> FeatureChunk:
         """The chunk's feature rows (sorted by user) and each source's (and the union's)
         count of relevant pairs among its candidates."""
         scores = {name: chunk_scores(m.score, rows, self.exclude, None) for name, m in self.models.items()}
@@ -211,15 +234,16 @@ def candidates_and_features(
     force: bool,
     log: Log,
     progress: bool = False,
+    engine: Engine | None = None,
 ) -> FeatureTables:
     """Candidates and features for the label stage (valid) and the test stage, cached.
 
     Streams in chunks of users: each model scores the chunk once; the retrieval sources'
     top-n of those scores form the candidates, the same scores give the source features,
     and the chunk's rows are appended to ``features_<stage>.parquet`` as one row group.
-    Memory is one chunk of scores per model, never users x items. With ``engine: ray`` the
-    chunks run in Ray actors (:mod:`fusionrank.pipelines.ray_stages`) and come back in
-    order: the same tables."""
+    Memory is one chunk of scores per model, never users x items. The chunks run on the
+    run's ``engine`` (in this process, or in Ray actors that open the run folder's inputs
+    with :meth:`StageChunks.open`) and come back in order: the same tables."""
     out = folder / "features"
     paths = {stage: out / f"features_{stage}.parquet" for stage in (VALID, TEST)}
     if not force and is_fresh(out, key):
@@ -232,6 +256,7 @@ def candidates_and_features(
             read_json(ann_file) if ann_file.exists() else {},
         )
     begin_stage(out)
+    engine = engine or get_engine()
     train = split.matrix(TRAIN)
     recall: dict[str, dict[str, float]] = {}
     ann: dict[str, float] = {}
@@ -245,12 +270,13 @@ def candidates_and_features(
         work = StageChunks(config, split, models, builder, stage)
         hits = dict.fromkeys([*config.sources, "union"], 0)
         rows_written = 0
-        if config.engine == "ray":
-            from fusionrank.pipelines.ray_stages import features_on_ray
-
-            results = features_on_ray(config, folder, stage, chunks, log)
-        else:
-            results = map(work, chunks)
+        job = Work(
+            build=partial(StageChunks.open, config, str(folder.resolve()), stage), here=work.stream, threads=1
+        )
+        where = engine.placement(len(chunks), job)
+        if where:
+            log(f"  {stage}: {len(chunks)} chunks of users on {where}")
+        results = engine.map(job, chunks)
         with atomic_path(paths[stage]) as tmp, ShardWriter(tmp) as writer:
             bar = tqdm(
                 results, total=len(chunks), desc=f"features ({stage})", unit="chunk", disable=not progress

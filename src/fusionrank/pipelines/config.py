@@ -24,6 +24,9 @@ from fusionrank.data.feedback import FeedbackConfig
 from fusionrank.data.profile import MODALITIES, DatasetProfile
 from fusionrank.data.splits import SplitConfig
 from fusionrank.encoders.vectors import check_vector_folder
+from fusionrank.engines import ENGINES, engine_names
+from fusionrank.engines.ray_engine import RayOptions
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.evaluation.ranking import EvalConfig
 from fusionrank.features.table import FeatureConfig
 from fusionrank.ranker.lgbm import RankerConfig
@@ -166,7 +169,11 @@ class RayConfig:
 
     def __post_init__(self) -> None:
         if self.actors is not None and self.actors < 1:
-            raise ValueError(f"ray.actors must be >= 1, got {self.actors}")
+            raise InvalidArgumentError(f"ray.actors must be >= 1, got {self.actors}")
+
+    def options(self) -> RayOptions:
+        """The Ray engine's options (the local engine does not read them)."""
+        return RayOptions(address=self.address, actors=self.actors)
 
 
 @dataclass(frozen=True)
@@ -266,8 +273,8 @@ def parse_run_config(raw: dict[str, Any], source: str = "<config>", base: Path |
             f"{source}: evaluation.ks: the report, the ablation and the ranker compare NDCG@10; "
             f"include 10 (got {list(config.evaluation.ks)})"
         )
-    if config.engine not in ("local", "ray"):
-        raise ConfigError(f"{source}: engine: expected 'local' or 'ray', got {config.engine!r}")
+    if config.engine not in ENGINES:
+        raise ConfigError(f"{source}: engine: expected {engine_names()}, got {config.engine!r}")
     if config.split.kind in ("cold-items", "cold-users", "cross-domain"):
         raise ConfigError(
             f"{source}: split.kind: the ranking pipeline needs a warm split, not {config.split.kind}"

@@ -5,7 +5,8 @@ rank last), and the ablation (refits without each feature group and each source)
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_IDX, VALID
 from fusionrank.data.splits import Split
+from fusionrank.engines import Engine, Work, get_engine
 from fusionrank.evaluation.ranking import EvalResult, evaluate_ranking
 from fusionrank.features.shards import ShardedTable
 from fusionrank.features.table import LABEL, feature_columns, feature_group
@@ -49,34 +51,38 @@ def candidate_scores(table: pd.DataFrame, scores: np.ndarray, n_items: int) -> S
     return score
 
 
-class ShardScores:
-    """A score function over all items backed by a feature table on disk: the ranker
-    scores one row group (chunk of users) at a time, when the evaluator first asks for
-    one of its users; candidates get the ranker's score, every other item ``-inf``.
-    Memory: the row groups of one evaluation chunk, never the whole table. ``scores``:
-    the ranker's scores of every row group, computed elsewhere (``engine: ray``)."""
+class GroupScores:
+    """The ranker's scores of a feature table's row groups (chunk work of every engine):
+    built once per worker from the ranker's state, it reads each group's feature columns
+    and predicts them."""
 
-    def __init__(
-        self,
-        path: Path,
-        ranker: LTRRanker,
-        n_items: int,
-        keep: int = 4,
-        scores: list[np.ndarray] | None = None,
-    ) -> None:
+    def __init__(self, ranker: LTRRanker | dict[str, Any], table: str | Path) -> None:
+        self.ranker = ranker if isinstance(ranker, LTRRanker) else LTRRanker.from_state(ranker)
+        self.table = ShardedTable(Path(table))
+
+    def __call__(self, groups: Iterable[int]) -> Iterator[np.ndarray]:
+        for g in groups:
+            rows = self.table.read_group(g, [USER_IDX, ITEM_IDX, *self.ranker.features])
+            yield np.asarray(self.ranker.predict(rows), dtype=np.float32)
+
+
+class ShardScores:
+    """A score function over all items backed by a feature table on disk and the ranker's
+    scores of each of its row groups: candidates get their score, every other item
+    ``-inf``. Memory: the scores (one float per candidate) and the user and item columns
+    of one evaluation chunk's row groups, never the whole table."""
+
+    def __init__(self, path: Path, scores: list[np.ndarray], n_items: int, keep: int = 4) -> None:
         self.table = ShardedTable(path)
-        self.ranker, self.n_items, self.keep, self.scores = ranker, n_items, keep, scores
+        self.scores, self.n_items, self.keep = scores, n_items, keep
+        if len(scores) != self.table.n_groups:
+            raise ValueError(f"{len(scores)} score arrays for {self.table.n_groups} row groups of {path}")
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
     def _group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if g not in self._cache:
-            if self.scores is not None:
-                rows = self.table.read_group(g, [USER_IDX, ITEM_IDX])
-                scores = self.scores[g]
-            else:
-                rows = self.table.read_group(g, [USER_IDX, ITEM_IDX, *self.ranker.features])
-                scores = np.asarray(self.ranker.predict(rows), dtype=np.float32)
-            self._cache[g] = (rows[USER_IDX].to_numpy(), rows[ITEM_IDX].to_numpy(), scores)
+            rows = self.table.read_group(g, [USER_IDX, ITEM_IDX])
+            self._cache[g] = (rows[USER_IDX].to_numpy(), rows[ITEM_IDX].to_numpy(), self.scores[g])
             while len(self._cache) > self.keep:
                 self._cache.popitem(last=False)
         return self._cache[g]
@@ -111,21 +117,30 @@ def evaluate_scores(score: ScoreFn, split: Split, config: RunConfig) -> EvalResu
     )
 
 
-def fit_ranker(config: RunConfig, valid: pd.DataFrame, columns: list[str]) -> LTRRanker:
-    return LTRRanker(config.ranker).fit(valid, columns)
+def fit_ranker(
+    config: RunConfig, valid: pd.DataFrame, columns: list[str], engine: Engine | None = None
+) -> LTRRanker:
+    return LTRRanker(config.ranker, engine).fit(valid, columns)
+
+
+def ranker_scores(ranker: LTRRanker, table: Path, engine: Engine | None = None) -> list[np.ndarray]:
+    """The ranker's scores of every row group of ``table``, on ``engine``."""
+    engine = engine or get_engine()
+    work = Work(
+        build=partial(GroupScores, ranker.state(), str(table.resolve())),
+        here=GroupScores(ranker, table),
+        threads=1,
+    )
+    return list(engine.map(work, range(ShardedTable(table).n_groups)))
 
 
 def ranker_metrics(
-    ranker: LTRRanker, test: Path, split: Split, config: RunConfig, saved: Path | None = None
+    ranker: LTRRanker, test: Path, split: Split, config: RunConfig, engine: Engine | None = None
 ) -> EvalResult:
-    """Test metrics of the ranker over the test feature table (scored a row group at a time).
-    With ``engine: ray`` and the ranker ``saved`` in a folder, Ray actors score the groups."""
-    scores = None
-    if config.engine == "ray" and saved is not None:
-        from fusionrank.pipelines.ray_stages import predictions_on_ray
-
-        scores = predictions_on_ray(config, saved, test, ShardedTable(test).n_groups)
-    return evaluate_scores(ShardScores(test, ranker, split.n_items, scores=scores), split, config)
+    """Test metrics of the ranker over the test feature table (its row groups scored on
+    ``engine``)."""
+    scores = ranker_scores(ranker, test, engine)
+    return evaluate_scores(ShardScores(test, scores, split.n_items), split, config)
 
 
 def ablation_rows(
@@ -136,6 +151,8 @@ def ablation_rows(
     full: LTRRanker,
     full_ndcg: float,
     log: Log,
+    engine: Engine | None = None,
+    ranker_engine: Engine | None = None,
 ) -> list[dict[str, Any]]:
     """Test NDCG@10 of the ranker refitted without each feature group and without each source,
     beside the NDCG@10 on its held-out stopping users (valid), the figure a choice may use."""
@@ -162,8 +179,8 @@ def ablation_rows(
     for label, dropped, cols in variants:
         if not cols:
             continue
-        ranker = fit_ranker(config, valid, cols)
-        ndcg = ranker_metrics(ranker, test, split, config).metrics["ndcg@10"]
+        ranker = fit_ranker(config, valid, cols, ranker_engine)
+        ndcg = ranker_metrics(ranker, test, split, config, engine).metrics["ndcg@10"]
         log(f"  ablation {label}: ndcg@10 {ndcg:.4f}")
         rows.append(
             {

@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from fusionrank.columns import TEST, TRAIN, USER_IDX, VALID
+from fusionrank.engines import Engine, get_engine
 from fusionrank.features.shards import ShardedTable
 from fusionrank.io import begin_stage, mark_done, read_json, remove_stale_temporaries, sha256_file, write_json
 from fusionrank.pipelines.cache import is_fresh, stage_key
@@ -91,17 +92,26 @@ def run_pipeline(
     ``log`` gets one line per stage; ``progress`` shows the models' training bars. A second
     run into the same folder while this one runs is refused (:class:`RunLockedError`)."""
     folder = Path(config.out) / config.name
+    engine = get_engine(config.engine, config.ray.options(), quiet=not progress)
+    same = config.ranker.engine == config.engine  # one engine (one Ray) when both name the same
+    ranker_engine = (
+        engine if same else get_engine(config.ranker.engine, config.ray.options(), quiet=not progress)
+    )
     with folder_lock(folder, log):
         remove_stale_temporaries(folder, recursive=False)  # the report's, if a run was killed there
-        if config.engine == "ray" or config.ranker.engine == "ray":
-            from fusionrank.ray_support import ray_session
-
-            with ray_session(config.ray.address, quiet=not progress):  # one Ray for the whole run
-                return _run_locked(config, folder, force, log, progress)
-        return _run_locked(config, folder, force, log, progress)
+        with engine, ranker_engine:  # held for the whole run
+            return _run_locked(config, folder, force, log, progress, engine, ranker_engine)
 
 
-def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress: bool) -> RunOutput:
+def _run_locked(
+    config: RunConfig,
+    folder: Path,
+    force: bool,
+    log: Log,
+    progress: bool,
+    engine: Engine,
+    ranker_engine: Engine,
+) -> RunOutput:
     from fusionrank.pipelines.report import write_report
 
     t_start = time.perf_counter()
@@ -137,7 +147,7 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
         {m: content_keys[m] for m in content},
     )
     tables = candidates_and_features(
-        config, split, data, models, content, feat_key, folder, force, log, progress
+        config, split, data, models, content, feat_key, folder, force, log, progress, engine
     )
     recall = tables.recall
     clock.lap("features")
@@ -154,9 +164,9 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
         begin_stage(rdir)
         valid = label_table(tables.valid, config.ranker)
         log(f"  training on {valid[USER_IDX].nunique():,} label users, {len(valid):,} rows")
-        ranker = fit_ranker(config, valid, columns)
+        ranker = fit_ranker(config, valid, columns, ranker_engine)
         ranker.save(rdir)
-    result = ranker_metrics(ranker, tables.test, split, config, saved=rdir)
+    result = ranker_metrics(ranker, tables.test, split, config, engine)
     log(
         f"  {len(columns)} features, {ranker.best_iteration} trees,"
         f" test ndcg@10 {result.metrics['ndcg@10']:.4f}"
@@ -164,7 +174,9 @@ def _run_locked(config: RunConfig, folder: Path, force: bool, log: Log, progress
     if not cached:
         ndcg = result.metrics["ndcg@10"]
         ablation = (
-            ablation_rows(config, split, valid, tables.test, ranker, ndcg, log) if config.ablation else []
+            ablation_rows(config, split, valid, tables.test, ranker, ndcg, log, engine, ranker_engine)
+            if config.ablation
+            else []
         )
         write_json(rdir / "ablation.json", ablation)
         mark_done(rdir, rank_key)

@@ -9,8 +9,6 @@ per-row contributions (``pred_contrib``, SHAP values for trees).
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from fusionrank.columns import USER_IDX
+from fusionrank.engines import Engine, RankTable, check_engine_name, get_engine
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.io import atomic_path, read_json, write_json
 
 
@@ -55,7 +55,7 @@ class RankerConfig:
     The table of a sampled user keeps all its candidates, so query groups stay whole."""
     engine: str = "local"
     """``local`` (this process) or ``ray``: Ray Train's LightGBMTrainer with ``workers``
-    data-parallel workers, the table cut by user (:mod:`fusionrank.ranker.ray_train`), on
+    data-parallel workers, the table cut by user (:mod:`fusionrank.engines.ray_train`), on
     the Ray of this process, else ``$RAY_ADDRESS``, else a local instance (in a run:
     ``ray.address``)."""
     workers: int = 2
@@ -66,15 +66,52 @@ class RankerConfig:
 
     def __post_init__(self) -> None:
         if self.bags < 1:
-            raise ValueError(f"bags must be >= 1, got {self.bags}")
+            raise InvalidArgumentError(f"bags must be >= 1, got {self.bags}")
         if self.max_users is not None and self.max_users < 2:
-            raise ValueError(f"max_users must be >= 2 (or None), got {self.max_users}")
+            raise InvalidArgumentError(f"max_users must be >= 2 (or None), got {self.max_users}")
         if not 0 < self.stop_share < 1:
-            raise ValueError(f"stop_share must be in (0, 1), got {self.stop_share}")
-        if self.engine not in ("local", "ray"):
-            raise ValueError(f"ranker.engine must be 'local' or 'ray', got {self.engine!r}")
+            raise InvalidArgumentError(f"stop_share must be in (0, 1), got {self.stop_share}")
+        check_engine_name(self.engine, "ranker.engine")
         if self.workers < 1:
-            raise ValueError(f"ranker.workers must be >= 1, got {self.workers}")
+            raise InvalidArgumentError(f"ranker.workers must be >= 1, got {self.workers}")
+
+
+def lightgbm_params(config: RankerConfig, seed: int) -> dict[str, Any]:
+    """LightGBM's parameters for ``config`` (both trainers read them): lambdarank with
+    NDCG at ``eval_at`` as the stopping metric, and the values LightGBM's scikit-learn
+    ranker passed before the engines shared one trainer (so the same boosters come out).
+    ``num_threads`` 0 is each engine's default (this machine's physical cores locally, one
+    per Ray Train worker)."""
+    return {
+        "boosting_type": "gbdt",
+        "objective": "lambdarank",
+        "metric": ["ndcg"],
+        "eval_at": [config.eval_at],
+        "num_leaves": config.num_leaves,
+        "max_depth": -1,
+        "learning_rate": config.learning_rate,
+        "subsample_for_bin": 200000,
+        "min_split_gain": 0.0,
+        "min_child_weight": 0.001,
+        "min_child_samples": config.min_child_samples,
+        "subsample": config.subsample,
+        "subsample_freq": 1,
+        "colsample_bytree": config.colsample_bytree,
+        "reg_alpha": 0.0,
+        "reg_lambda": config.reg_lambda,
+        "lambdarank_truncation_level": config.truncation_level,
+        "seed": seed,
+        "num_threads": config.threads,
+        "deterministic": config.deterministic,
+        "force_row_wise": config.deterministic,
+        "verbose": -1,
+    }
+
+
+def rank_table(rows: pd.DataFrame, features: list[str], label: str) -> RankTable:
+    """The booster's view of a user-sorted table: features, labels, one group per user."""
+    users = rows[USER_IDX].to_numpy()
+    return RankTable(rows[features], rows[label].to_numpy(), groups_of(users), users)
 
 
 def training_users(with_positive: np.ndarray, config: RankerConfig) -> np.ndarray:
@@ -95,7 +132,7 @@ def groups_of(users: np.ndarray) -> np.ndarray:
     """Group sizes of a user-sorted key column (LightGBM's ``group``)."""
     users = np.asarray(users)
     if len(users) and np.any(np.diff(users) < 0):
-        raise ValueError("rows must be sorted by user so that each user's rows are contiguous")
+        raise InvalidArgumentError("rows must be sorted by user so that each user's rows are contiguous")
     _, counts = np.unique(users, return_counts=True)
     return counts
 
@@ -105,14 +142,23 @@ class LTRRanker:
 
     With ``bags > 1`` the ranker is the mean of that many boosters, each with its own seed
     and its own held-out stopping users; predictions, contributions and importances are
-    averaged (contributions stay additive)."""
+    averaged (contributions stay additive). Boosters are trained by ``engine`` (default:
+    the one ``config.engine`` names)."""
 
-    def __init__(self, config: RankerConfig | None = None) -> None:
+    def __init__(self, config: RankerConfig | None = None, engine: Engine | None = None) -> None:
         self.config = config or RankerConfig()
+        self._engine = engine
         self.boosters: list[lgb.Booster] = []
         self.iterations: list[int] = []
         self.features: list[str] = []
         self.stop_score = float("nan")
+
+    @property
+    def engine(self) -> Engine:
+        """The engine that trains the boosters (chosen on first use)."""
+        if self._engine is None:
+            self._engine = get_engine(self.config.engine)
+        return self._engine
 
     @property
     def best_iteration(self) -> int:
@@ -123,7 +169,7 @@ class LTRRanker:
         """Fit on a user-sorted table; a seeded share of its users decides early stopping."""
         cfg = self.config
         if not features:
-            raise ValueError("no feature columns to fit on")
+            raise InvalidArgumentError("no feature columns to fit on")
         missing = [c for c in [*features, label, USER_IDX] if c not in table.columns]
         if missing:
             raise KeyError(f"feature table has no column(s) {missing}")
@@ -131,12 +177,12 @@ class LTRRanker:
         positives = table.groupby(USER_IDX)[label].sum()
         with_pos = positives.index[positives.to_numpy() > 0].to_numpy()
         if len(with_pos) < 2:
-            raise ValueError("need at least two users with a positive label to fit and stop")
+            raise InvalidArgumentError("need at least two users with a positive label to fit and stop")
         with_pos = training_users(with_pos, cfg)
         table = table[np.isin(users, with_pos)]  # groups without a positive carry no gradient
         self.features = list(features)
         self.boosters, self.iterations, scores = [], [], []
-        with self._engine():
+        with self.engine:  # one hold on the engine for all of a fit's boosters
             for bag in range(cfg.bags):
                 booster, iterations, score = self._fit_one(table, with_pos, label, cfg.seed + bag)
                 self.boosters.append(booster)
@@ -145,17 +191,11 @@ class LTRRanker:
         self.stop_score = float(np.mean(scores))
         return self
 
-    def _engine(self) -> AbstractContextManager[Any]:
-        """One Ray instance for all of a fit's boosters (``engine: ray``)."""
-        if self.config.engine == "ray":
-            from fusionrank.ray_support import ray_session
-
-            return ray_session(None, quiet=True)
-        return nullcontext()
-
     def _fit_one(
         self, table: pd.DataFrame, with_pos: np.ndarray, label: str, seed: int
     ) -> tuple[lgb.Booster, int, float]:
+        """One booster: rounds chosen by early stopping on a seeded share of the users,
+        then (``refit``) refitted on all of them with that many rounds."""
         cfg = self.config
         users = table[USER_IDX].to_numpy()
         rng = np.random.default_rng(seed)
@@ -163,88 +203,21 @@ class LTRRanker:
             with_pos, size=max(1, int(round(cfg.stop_share * len(with_pos)))), replace=False
         )
         held = np.isin(users, stop_users)
-        if cfg.engine == "ray":
-            return self._fit_on_ray(table, held, label, seed)
-        model = lgb.LGBMRanker(
-            objective="lambdarank",
-            n_estimators=cfg.n_estimators,
-            learning_rate=cfg.learning_rate,
-            num_leaves=cfg.num_leaves,
-            min_child_samples=cfg.min_child_samples,
-            subsample=cfg.subsample,
-            subsample_freq=1,
-            colsample_bytree=cfg.colsample_bytree,
-            reg_lambda=cfg.reg_lambda,
-            lambdarank_truncation_level=cfg.truncation_level,
-            random_state=seed,
-            n_jobs=cfg.threads or None,
-            deterministic=cfg.deterministic,
-            force_row_wise=cfg.deterministic,
-            verbose=-1,
-        )
-        features = self.features
-        fit_rows, stop_rows = table[~held], table[held]
-        with warnings.catch_warnings():  # LightGBM >= 4.7 renames eval_set; >= 4.3 is supported
-            warnings.filterwarnings("ignore", message=".*eval_set.*")
-            model.fit(
-                fit_rows[features],
-                fit_rows[label].to_numpy(),
-                group=groups_of(fit_rows[USER_IDX].to_numpy()),
-                eval_set=[(stop_rows[features], stop_rows[label].to_numpy())],
-                eval_group=[groups_of(stop_rows[USER_IDX].to_numpy())],
-                eval_at=[cfg.eval_at],
-                callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
-            )
-        iterations = int(model.best_iteration_ or model.n_estimators)
-        score = float(model.best_score_["valid_0"][f"ndcg@{cfg.eval_at}"])
-        if cfg.refit:
-            model.set_params(n_estimators=iterations)
-            model.fit(table[features], table[label].to_numpy(), group=groups_of(users))
-        return model.booster_, iterations, score
-
-    def _fit_on_ray(
-        self, table: pd.DataFrame, held: np.ndarray, label: str, seed: int
-    ) -> tuple[lgb.Booster, int, float]:
-        """``_fit_one`` on Ray Train: the same LightGBM settings, the same stopping users."""
-        from fusionrank.ranker.ray_train import train_on_ray
-
-        cfg = self.config
-        params = {
-            "objective": "lambdarank",
-            "metric": "ndcg",
-            "eval_at": [cfg.eval_at],
-            "learning_rate": cfg.learning_rate,
-            "num_leaves": cfg.num_leaves,
-            "min_child_samples": cfg.min_child_samples,
-            "subsample": cfg.subsample,
-            "subsample_freq": 1,
-            "colsample_bytree": cfg.colsample_bytree,
-            "reg_lambda": cfg.reg_lambda,
-            "lambdarank_truncation_level": cfg.truncation_level,
-            "seed": seed,
-            "deterministic": cfg.deterministic,
-            "force_row_wise": cfg.deterministic,
-            "verbose": -1,
-        }
-        where: dict[str, Any] = {
-            "workers": cfg.workers,
-            "threads": cfg.threads,
-            "storage": cfg.storage,
-        }
-        booster, iterations, score = train_on_ray(
+        params = lightgbm_params(cfg, seed)
+        where: dict[str, Any] = {"workers": cfg.workers, "storage": cfg.storage}
+        stopped = self.engine.train_booster(
             params,
-            table[~held],
-            self.features,
-            label,
-            rounds=cfg.n_estimators,
-            stop=table[held],
-            early_stopping_rounds=cfg.early_stopping_rounds,
-            eval_at=cfg.eval_at,
+            rank_table(table[~held], self.features, label),
+            rank_table(table[held], self.features, label),
+            cfg.n_estimators,
+            cfg.early_stopping_rounds,
             **where,
         )
+        booster = stopped.booster
         if cfg.refit:
-            booster, _, _ = train_on_ray(params, table, self.features, label, rounds=iterations, **where)
-        return booster, iterations, score
+            whole = rank_table(table, self.features, label)
+            booster = self.engine.train_booster(params, whole, None, stopped.iterations, 0, **where).booster
+        return booster, stopped.iterations, stopped.stop_score
 
     def _check(self) -> list[lgb.Booster]:
         if not self.boosters:
@@ -286,31 +259,42 @@ class LTRRanker:
             .reset_index(drop=True)
         )
 
+    def state(self) -> dict[str, Any]:
+        """Everything that restores the ranker, as JSON values (boosters in LightGBM's own
+        text format): what :meth:`save` writes, and what travels to remote workers."""
+        return {
+            "config": dataclasses.asdict(self.config),
+            "features": self.features,
+            "iterations": self.iterations,
+            "stop_score": self.stop_score,
+            "boosters": [b.model_to_string(num_iteration=n) for b, n in zip(self._check(), self.iterations)],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LTRRanker:
+        """The ranker :meth:`state` describes (the same predictions)."""
+        ranker = cls(RankerConfig(**state["config"]))
+        ranker.iterations = list(state["iterations"])
+        ranker.boosters = [lgb.Booster(model_str=text) for text in state["boosters"]]
+        ranker.features = list(state["features"])
+        ranker.stop_score = state["stop_score"]
+        return ranker
+
     def save(self, folder: str | Path) -> None:
+        """``model-<k>.txt`` per booster (LightGBM's text format) and ``ranker.json``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for k, (booster, n) in enumerate(zip(self._check(), self.iterations)):
+        state = self.state()
+        for k, text in enumerate(state.pop("boosters")):
             with atomic_path(folder / f"model-{k}.txt") as tmp:
-                booster.save_model(str(tmp), num_iteration=n)
-        write_json(
-            folder / "ranker.json",
-            {
-                "config": dataclasses.asdict(self.config),
-                "features": self.features,
-                "iterations": self.iterations,
-                "stop_score": self.stop_score,
-            },
-        )
+                tmp.write_text(text, encoding="utf-8")
+        write_json(folder / "ranker.json", state)
 
     @classmethod
     def load(cls, folder: str | Path) -> LTRRanker:
         folder = Path(folder)
-        meta = read_json(folder / "ranker.json")
-        ranker = cls(RankerConfig(**meta["config"]))
-        ranker.iterations = list(meta["iterations"])
-        ranker.boosters = [
-            lgb.Booster(model_file=str(folder / f"model-{k}.txt")) for k in range(len(ranker.iterations))
+        state = read_json(folder / "ranker.json")
+        state["boosters"] = [
+            (folder / f"model-{k}.txt").read_text(encoding="utf-8") for k in range(len(state["iterations"]))
         ]
-        ranker.features = meta["features"]
-        ranker.stop_score = meta["stop_score"]
-        return ranker
+        return cls.from_state(state)

@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from fusionrank.encoders.engine import RayOptions
 from fusionrank.encoders.engine import embed as embed_fn
+from fusionrank.engines.ray_engine import RayOptions
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 
 
@@ -98,7 +98,4 @@ def embed(
         else:
             source = catalogue
         ray = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor, "restarts": restarts}
-        ray_given = [f"--{k.replace('_', '-')}" for k, v in ray.items() if v is not None]
-        if ray_given and engine != "ray":
-            raise ValueError(f"{', '.join(ray_given)} need(s) --engine ray")
         embed_fn(source, out, encoder, engine=engine, **ray, **settings)  # type: ignore[arg-type]

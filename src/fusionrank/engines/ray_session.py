@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fusionrank.errors import InvalidArgumentError
+
 RAY_MISSING = "the ray engine needs Ray: pip install 'fusionrank[ray]'"
 
 
@@ -34,7 +36,7 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError as exc:
-        raise ValueError(RAY_MISSING) from exc
+        raise InvalidArgumentError(RAY_MISSING) from exc
     return ray
 
 

@@ -1,4 +1,5 @@
-"""The lambdarank booster trained on Ray Train (``ranker.engine: ray``).
+"""The lambdarank booster trained on Ray Train: the Ray engine's ``train_booster``
+(``ranker.engine: ray``).
 
 Ray Train's ``LightGBMTrainer`` starts ``workers`` processes and sets up LightGBM's own
 socket network between them (``ray.train.lightgbm.get_network_params``); each worker runs
@@ -25,10 +26,9 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-import pandas as pd
 
-from fusionrank.columns import USER_IDX
-from fusionrank.ray_support import ray_session, ray_temp_dir
+from fusionrank.engines.base import BoosterFit, RankTable
+from fusionrank.engines.ray_session import ray_session, ray_temp_dir
 
 _runs = itertools.count(1)
 
@@ -54,10 +54,10 @@ def user_blocks(users: np.ndarray, parts: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
-def _xyg(rows: pd.DataFrame, features: list[str], label: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    from fusionrank.ranker.lgbm import groups_of
-
-    return rows[features], rows[label].to_numpy(), groups_of(rows[USER_IDX].to_numpy())
+def _part(table: RankTable, rows: slice) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Features, labels and group sizes of a block of whole users."""
+    _, counts = np.unique(table.users[rows], return_counts=True)
+    return table.x.iloc[rows], table.y[rows], counts
 
 
 def _worker(config: dict[str, Any]) -> None:
@@ -97,36 +97,33 @@ def _worker(config: dict[str, Any]) -> None:
 
 def train_on_ray(
     params: dict[str, Any],
-    table: pd.DataFrame,
-    features: list[str],
-    label: str,
+    table: RankTable,
     *,
     rounds: int,
-    stop: pd.DataFrame | None = None,
+    stop: RankTable | None = None,
     early_stopping_rounds: int = 100,
-    eval_at: int = 10,
     workers: int = 2,
-    threads: int = 0,
     storage: str | None = None,
-) -> tuple[lgb.Booster, int, float]:
+) -> BoosterFit:
     """Train a booster on ``workers`` Ray Train workers; returns it with its round count
-    (the best one with ``stop``) and the stopping set's NDCG@``eval_at`` there (NaN without).
+    (the best one with ``stop``) and the stopping set's NDCG at ``params["eval_at"]`` there
+    (NaN without).
 
-    ``table`` must be sorted by user; ``params`` are LightGBM's (as the local ranker's).
-    ``threads`` per worker (0: the CPUs Ray gives each worker, one by default)."""
+    ``table`` must be sorted by user; ``params`` are LightGBM's (as the local trainer's);
+    their ``num_threads`` is each worker's thread count (0: one, the CPU Ray gives it)."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.lightgbm import LightGBMTrainer
 
-    cpus = max(1, threads)
+    cpus = max(1, int(params.get("num_threads") or 1))
     with ray_session(None, quiet=True) as ray:
-        blocks = user_blocks(table[USER_IDX].to_numpy(), workers)
+        blocks = user_blocks(table.users, workers)
         config = {
-            "parts": [ray.put(_xyg(table.iloc[b], features, label)) for b in blocks],
-            "stop": None if stop is None else ray.put(_xyg(stop, features, label)),
+            "parts": [ray.put(_part(table, b)) for b in blocks],
+            "stop": None if stop is None else ray.put((stop.x, stop.y, stop.group)),
             "params": {**params, "num_threads": cpus},
             "rounds": rounds,
             "early_stopping_rounds": early_stopping_rounds,
-            "eval_at": eval_at,
+            "eval_at": params["eval_at"][0],
         }
         trainer = LightGBMTrainer(
             _worker,
@@ -140,9 +137,10 @@ def train_on_ray(
         result = trainer.fit()
         if result.error is not None:
             raise result.error
-        assert result.checkpoint is not None and result.metrics is not None  # noqa: S101
+        if result.checkpoint is None or result.metrics is None:
+            raise RuntimeError("Ray Train returned no booster checkpoint")
         with result.checkpoint.as_directory() as folder:
             booster = lgb.Booster(model_file=str(Path(folder) / "model.txt"))
         if storage is None:  # our own scratch: the booster is in memory now
             shutil.rmtree(result.path, ignore_errors=True)
-        return booster, int(result.metrics["best_iteration"]), float(result.metrics["stop_score"])
+        return BoosterFit(booster, int(result.metrics["best_iteration"]), float(result.metrics["stop_score"]))
