@@ -16,7 +16,6 @@ sizes), ``weights.safetensors`` (arrays only: nothing is unpickled) and the id m
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from safetensors.numpy import load_file, save_file
 from fusionrank.columns import ITEM_ID, RANK, SCORE, TRAIN, USER_ID, VALID
 from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
+from fusionrank.errors import InvalidArgumentError, MissingInputError
 from fusionrank.io import atomic_path, read_json, write_json
 from fusionrank.scoring import top_k
 from fusionrank.settings import build_settings
@@ -228,13 +228,15 @@ class Recommender(ABC):
 
     @classmethod
     def load(cls, folder: str | Path, model_class: type | None = None) -> Recommender:
-        """Load a model saved by :meth:`save`. Its class comes from the saved dotted path
-        when it is fusionrank's own or registered; pass ``model_class`` for your own class."""
+        """Load a model saved by :meth:`save` as ``model_class`` (default: the class this is
+        called on). ``fr.load_model(folder)`` finds the class from the saved dotted path."""
         folder = Path(folder)
-        if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"{folder} is not a saved model (no config.json)")
-        meta = _read_saved(folder / "config.json", read_json)
-        model_cls = model_class or _saved_class(meta["class"])
+        meta = saved_config(folder)
+        model_cls = model_class or (cls if cls is not Recommender else None)
+        if model_cls is None:
+            raise InvalidArgumentError(
+                "Recommender.load needs the model's class; fr.load_model(folder) finds it in the saved model"
+            )
         if not (isinstance(model_cls, type) and issubclass(model_cls, Recommender)):
             raise TypeError(f"{meta['class']} is not a Recommender")
         config = build_settings(model_cls.config_class, meta["config"], owner=str(folder / "config.json"))
@@ -258,6 +260,14 @@ class Recommender(ABC):
         return model
 
 
+def saved_config(folder: Path) -> dict[str, Any]:
+    """A saved model's ``config.json`` (its class path, name, config and sizes)."""
+    if not (folder / "config.json").exists():
+        raise MissingInputError(f"{folder} is not a saved model (no config.json)")
+    config: dict[str, Any] = _read_saved(folder / "config.json", read_json)
+    return config
+
+
 def _read_saved(path: Path, read: Callable[[Path], Any]) -> Any:
     """Read one file of a saved model; a missing, truncated or damaged file is a DataError."""
     if not path.exists():
@@ -271,19 +281,6 @@ def _read_saved(path: Path, read: Callable[[Path], Any]) -> Any:
         raise DataError(
             f"the saved model's file is damaged or truncated ({reason}); save it again", file=path
         ) from exc
-
-
-def _saved_class(path: str) -> type:
-    """The class of a saved model: fusionrank's own, or a class already registered."""
-    from fusionrank.registry import registered_classes
-
-    module, _, name = path.rpartition(".")
-    if module.startswith("fusionrank.") or path in registered_classes():
-        return getattr(importlib.import_module(module), name)
-    raise ValueError(
-        f"refusing to import {path!r} named by a saved model: it is not fusionrank's; "
-        "pass the class yourself: fr.load_model(folder, model_class=MyModel)"
-    )
 
 
 def _top_frame(user_ids: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> pd.DataFrame:

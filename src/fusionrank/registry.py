@@ -9,11 +9,13 @@ name does.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fusionrank.recommender import Recommender
-from fusionrank.settings import build_settings
+from fusionrank.errors import InvalidArgumentError
+from fusionrank.recommender import Recommender, saved_config
+from fusionrank.settings import build_settings, config_fields
 
 MODELS: dict[str, str] = {
     # collaborative filtering and neighbourhoods
@@ -64,23 +66,32 @@ def registered_classes() -> set[str]:
     return {*MODELS.values(), *_EXTRA.values()}
 
 
+def import_dotted(path: str, what: str = "class") -> Any:
+    """The object a dotted path names (``package.module.Name``), or a one-line error."""
+    module, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{what} {path!r} cannot be imported: {exc}") from exc
+
+
+def _import_class(path: str) -> type[Recommender]:
+    cls = import_dotted(path, "model class")
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise InvalidArgumentError(f"{path!r} is not a fusionrank Recommender subclass")
+    return cls
+
+
 def model_class(name: str) -> type[Recommender]:
     """The class of a registered name or a dotted class path."""
     path = _EXTRA.get(name) or MODELS.get(name)
     if path is None:
         if "." not in name:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"unknown model {name!r}; registered: {sorted({*MODELS, *_EXTRA})}, or a dotted class path"
             )
         path = name
-    module, _, attr = path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"model class {path!r} cannot be imported: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
-        raise ValueError(f"{path!r} is not a fusionrank Recommender subclass")
-    return cls
+    return _import_class(path)
 
 
 def list_models() -> dict[str, type]:
@@ -94,11 +105,15 @@ def list_models() -> dict[str, type]:
     return {name: model_class(name).config_class for name in sorted({*MODELS, *_EXTRA})}
 
 
-def build_model(name: str, **settings: Any) -> Recommender:
+def build_model(
+    name: str, *, defaults: Mapping[str, Any] | None = None, owner: str | None = None, **settings: Any
+) -> Recommender:
     """A model by registered name or dotted class path, its settings by keyword.
 
-    Settings are validated: an unknown key is an error that names the key and the model;
-    ``dim`` sets the embedding size of models that have one.
+    Settings are validated: an unknown key is an error that names the key and the model
+    (or ``owner``); ``dim`` sets the embedding size of models that have one. ``defaults``
+    (a run's or a command's, such as ``seed`` and ``progress``) apply where the model has
+    the setting and it is not given: the one way every caller builds a model.
 
     >>> import fusionrank as fr
     >>> fr.build_model("lightgcn", dim=32).config.embedding_dim
@@ -109,13 +124,28 @@ def build_model(name: str, **settings: Any) -> Recommender:
     fusionrank.settings.SettingsError: ease: dim: unknown setting; expected one of ['max_items', ...]
     """
     cls = model_class(name)
-    model = cls(build_settings(cls.config_class, settings, owner=name))
+    fields = config_fields(cls.config_class)
+    given = {**{k: v for k, v in (defaults or {}).items() if k in fields}, **settings}
+    model = cls(build_settings(cls.config_class, given, owner=owner or name))
     model.name = name
     return model
 
 
+def saved_class(path: str) -> type[Recommender]:
+    """The class of a saved model: fusionrank's own, or a class already registered. A
+    saved folder never makes fusionrank import code the user did not name."""
+    if path.startswith("fusionrank.") or path in registered_classes():
+        return _import_class(path)
+    raise InvalidArgumentError(
+        f"refusing to import {path!r} named by a saved model: it is not fusionrank's; "
+        "pass the class yourself: fr.load_model(folder, model_class=MyModel)"
+    )
+
+
 def load_model(folder: str | Path, model_class: type[Recommender] | None = None) -> Recommender:
-    """Load a model saved with ``model.save(folder)``; scores are identical.
+    """Load a model saved with ``model.save(folder)``; scores are identical. Its class comes
+    from the saved dotted path when it is fusionrank's own or registered; pass
+    ``model_class`` for your own class.
 
     >>> import tempfile, pandas as pd, fusionrank as fr
     >>> events = pd.DataFrame({"user_id": list("aabbbcc"), "item_id": list("xyxyzyz")})
@@ -124,4 +154,5 @@ def load_model(folder: str | Path, model_class: type[Recommender] | None = None)
     >>> fr.load_model(folder).name
     'ease'
     """
-    return Recommender.load(folder, model_class)
+    cls = model_class or saved_class(saved_config(Path(folder))["class"])
+    return cls.load(folder, cls)

@@ -15,12 +15,13 @@ from fusionrank.errors import InvalidArgumentError
 
 
 def physical_cores() -> int:
-    """Physical CPU cores, counted as LightGBM's scikit-learn API counts them."""
+    """Physical CPU cores, counted as LightGBM's scikit-learn API counts them (its own
+    helper, so that the boosters stay those of the scikit-learn ranker this trainer replaced)."""
     try:
-        from joblib import cpu_count
+        from lightgbm.compat import _LGBMCpuCount
 
-        return int(cpu_count(only_physical_cores=True))
-    except ImportError:
+        return int(_LGBMCpuCount(only_physical_cores=True))
+    except ImportError:  # a LightGBM without the helper
         return os.cpu_count() or 1
 
 

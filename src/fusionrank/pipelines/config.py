@@ -31,9 +31,9 @@ from fusionrank.evaluation.ranking import EvalConfig
 from fusionrank.features.table import FeatureConfig
 from fusionrank.ranker.lgbm import RankerConfig
 from fusionrank.recommender import Recommender
-from fusionrank.registry import model_class
+from fusionrank.registry import build_model, model_class
 from fusionrank.retrieval.index import IndexConfig
-from fusionrank.settings import SettingsError, build_settings, config_fields
+from fusionrank.settings import SettingsError, build_settings
 
 
 class ConfigError(SettingsError):
@@ -131,14 +131,9 @@ class ModelSpec:
 
     def build(self, name: str, seed: int, progress: bool) -> Recommender:
         """The unfitted model; its seed defaults to the split's and its progress bar to the run's."""
-        cls = self.model_class()
-        fields = config_fields(cls.config_class)
-        settings = dict(self.settings)
-        if "seed" in fields:
-            settings.setdefault("seed", seed)
-        if "progress" in fields:
-            settings.setdefault("progress", progress)
-        model = cls(build_settings(cls.config_class, settings, owner=f"models.{name}"))
+        model = build_model(
+            self.cls, defaults={"seed": seed, "progress": progress}, owner=f"models.{name}", **self.settings
+        )
         model.name = name
         return model
 

@@ -65,11 +65,11 @@ def settings_for(models: Sequence[str], overrides: dict[str, Any]) -> dict[str, 
     return out
 
 
-def build_for_split(name: str, settings: dict[str, Any], split: Split) -> Recommender:
-    """A model by name; its seed defaults to the split's seed."""
-    if "seed" in config_fields(model_class(name).config_class):
-        settings = {"seed": split.config.seed, **settings}
-    return build_model(name, **settings)
+def build_for_split(
+    name: str, settings: dict[str, Any], split: Split, defaults: dict[str, Any] | None = None
+) -> Recommender:
+    """A model by name; its seed defaults to the split's seed (``defaults``: more of them)."""
+    return build_model(name, defaults={"seed": split.config.seed, **(defaults or {})}, **settings)
 
 
 def evaluate_models(
@@ -105,13 +105,15 @@ def run_train(
     root: str | Path | None = None,
     settings: dict[str, Any] | None = None,
     ks: tuple[int, ...] = (5, 10, 20, 50),
+    defaults: dict[str, Any] | None = None,
 ) -> Evaluation:
     """``fusionrank train`` as a function: fit one model, evaluate it, and with ``out`` save
-    the model, its vectors and ``metrics.json``; returns the evaluation."""
+    the model, its vectors and ``metrics.json``; returns the evaluation. ``defaults`` apply
+    where the model has the setting (``progress=False`` for a quiet command)."""
     root = Path(root) if root is not None else default_root()
     data = load_dataset(dataset, root)
     saved = prepare_split(data, split)
-    fitted = build_for_split(model, dict(settings or {}), saved).fit(saved)
+    fitted = build_for_split(model, dict(settings or {}), saved, defaults).fit(saved)
     result = evaluate(fitted, saved, ks)
     if out is not None:
         save_run(fitted, saved, result, Path(out), root)

@@ -13,8 +13,7 @@ from fusionrank.io import write_json
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 from fusionrank.pipelines.cli.options import parse_ks
 from fusionrank.pipelines.evaluate import parse_overrides, run_train
-from fusionrank.registry import MODELS, model_class
-from fusionrank.settings import config_fields
+from fusionrank.registry import MODELS
 
 SHOWN = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20")
 
@@ -55,10 +54,9 @@ def train(
     }
     with user_errors(debug):
         settings = {**{k: v for k, v in flags.items() if v is not None}, **parse_overrides(set_)}
-        if quiet and "progress" in config_fields(model_class(model).config_class):  # pop has no bar
-            settings.setdefault("progress", False)
         config = SplitConfig(kind=cast(SplitKind, split), seed=seed)  # SplitConfig checks the kind
-        result = run_train(dataset, model, config, out, root, settings, parse_ks(ks))
+        defaults = {"progress": False} if quiet else {}
+        result = run_train(dataset, model, config, out, root, settings, parse_ks(ks), defaults)
         row = {"model": model, **{m: result.metrics[m] for m in SHOWN if m in result.metrics}}
         if result.training:
             row["epochs"] = result.training["epochs"]
