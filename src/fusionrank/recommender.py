@@ -27,6 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
+from fusionrank.capabilities import ServesUnknownUsers
 from fusionrank.columns import ITEM_ID, RANK, SCORE, TRAIN, USER_ID, VALID
 from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
@@ -51,10 +52,9 @@ class Recommender(ABC):
 
     Subclasses set ``config_class`` (a frozen dataclass) and implement :meth:`_fit` and
     :meth:`score`. Optional hooks: :meth:`at_stage` (models that read history as a
-    sequence), :meth:`score_unknown` (a cold-start path for users unknown to training),
-    :meth:`item_vectors` / :meth:`user_vectors` (vectors whose inner product is the score,
-    for export and vector search), :meth:`item_similarity`, and :meth:`state` /
-    :meth:`load_state` for persistence.
+    sequence) and :meth:`state` / :meth:`load_state` for persistence. Abilities beyond the
+    contract (a cold-start path, item-item weights, vectors, scoring new items) are the
+    protocols of :mod:`fusionrank.capabilities`: a model has one by defining its method.
     """
 
     config_class: ClassVar[type]
@@ -99,26 +99,6 @@ class Recommender(ABC):
         """Score as of ``stage``: history up to train (``valid``) or up to valid (``test``,
         the state after ``fit``). Only models that read history as a sequence differ."""
 
-    def score_unknown(self, user_ids: Sequence[str], user_features: pd.DataFrame | None = None) -> np.ndarray:
-        """Scores for users unknown to training; models with a cold-start path override it."""
-        raise UnknownUserError(
-            f"{self.name}: user(s) {list(user_ids)[:5]} were not in training and this model has no "
-            "cold-start path; use a model that serves new users from side features (e.g. 'profile')"
-        )
-
-    def item_vectors(self) -> np.ndarray | None:
-        """Item vectors (n_items, d) in the model's space, or None. When
-        :meth:`user_vectors` is not None either, the score is their inner product."""
-        return None
-
-    def user_vectors(self) -> np.ndarray | None:
-        """User vectors (n_users, d) matching :meth:`item_vectors`, or None."""
-        return None
-
-    def item_similarity(self) -> np.ndarray | sp.spmatrix | None:
-        """Item-item weights (n_items, n_items) where the model has them (EASE, ItemKNN ...)."""
-        return None
-
     # --- the public, id-level API -------------------------------------------------------
     def recommend(
         self,
@@ -131,8 +111,9 @@ class Recommender(ABC):
         """Top-``k`` items per user as ``user_id, item_id, score, rank`` (external ids, rank 1
         is best), users in the order given. Items the user saw in training are excluded
         unless ``exclude_seen`` is false. A user unknown to training goes to the model's
-        cold-start path (``user_features``: a table with ``user_id`` and side columns), or
-        raises :class:`UnknownUserError`.
+        cold-start path (:class:`~fusionrank.capabilities.ServesUnknownUsers`;
+        ``user_features``: a table with ``user_id`` and side columns), or raises
+        :class:`UnknownUserError`.
 
         >>> import tempfile, pandas as pd, fusionrank as fr
         >>> events = pd.DataFrame({"user_id": list("aabbbcc"), "item_id": list("xyxyzyz")})
@@ -158,6 +139,11 @@ class Recommender(ABC):
             frames.append(_top_frame(np.asarray(ids, dtype=object)[known], idx, vals))
         if (~known).any():
             unknown = [u for u, ok in zip(ids, known) if not ok]
+            if not isinstance(self, ServesUnknownUsers):
+                raise UnknownUserError(
+                    f"{self.name}: user(s) {unknown[:5]} were not in training and this model has no "
+                    "cold-start path; use a model that serves new users from side features (e.g. 'profile')"
+                )
             scores = np.asarray(self.score_unknown(unknown, user_features), dtype=np.float32)
             idx, vals = top_k(lambda r: scores[r], np.arange(len(unknown)), k)
             frames.append(_top_frame(np.asarray(unknown, dtype=object), idx, vals))

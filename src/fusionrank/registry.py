@@ -45,6 +45,15 @@ MODELS: dict[str, str] = {
 
 _EXTRA: dict[str, str] = {}
 
+DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "new items": ("ease-content", {"modalities": ("text",)}),
+    "unknown users": ("profile", {}),
+}
+"""The model (and its settings) ``fusionrank recommend`` fits on a run's split for a path
+the run's own model does not serve: ranking new items from their text
+(:class:`~fusionrank.capabilities.ScoresNewItems`) and users known only by side features
+(:class:`~fusionrank.capabilities.ServesUnknownUsers`)."""
+
 
 def register(name: str, cls: type[Recommender]) -> None:
     """Register a user's model class under a short name (the dotted path works without

@@ -69,8 +69,10 @@ class FeatureConfig:
     """Which groups to compute."""
     window_days: float = 30.0
     """Recent-popularity window, counted back from the last training interaction."""
-    item_item: str = "ease"
-    """The run model whose item-item weights give the cross-domain transfer score."""
+    item_item: str | None = None
+    """The run model whose item-item weights give the cross-domain transfer score
+    (:class:`~fusionrank.capabilities.HasItemSimilarity`); None: the first run model with
+    dense weights (EASE's B)."""
     chunk_size: int = 512
     """Users scored at once (and written as one row group of the feature table)."""
     rank_depth: int = 2000

@@ -30,10 +30,15 @@ class ContentRecommender(Recommender):
 
     content: Content | None
 
+    @property
+    def content_modalities(self) -> tuple[str, ...]:
+        """The modalities its config names (none for the references that read no content)."""
+        return tuple(getattr(self.config, "modalities", ()))
+
     def _fit(self, split: Split) -> None:
         self.train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
         self.warm = np.asarray(self.train.sum(axis=0)).ravel() > 0
-        modalities = getattr(self.config, "modalities", ())
+        modalities = self.content_modalities
         self.content = load_content(split, modalities) if modalities else None
         self._fit_content(split)
 
@@ -44,11 +49,6 @@ class ContentRecommender(Recommender):
         if self.content is None:
             raise RuntimeError(f"{type(self).__name__} was fitted without content")
         return self.content.vectors
-
-    def score_content(self, users: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """Scores (len(users), n_new) of new items known only by content ``vectors``
-        (rows built like the fitted content: the same modalities, fused)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot score items from content alone")
 
 
 @dataclass(frozen=True)

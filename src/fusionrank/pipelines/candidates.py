@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from fusionrank.capabilities import HasItemVectors, HasUserVectors, item_item_weights
 from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_ID, USER_IDX, VALID
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.errors import DataError
@@ -67,7 +68,7 @@ def feature_context(
     data: Dataset,
     models: dict[str, Recommender],
     content: dict[str, np.ndarray],
-    item_item: str,
+    item_item: str | None,
 ) -> FeatureContext:
     """Training-only inputs of the feature table, from the dataset's profile and the models."""
     genres = domains = side = None
@@ -80,7 +81,7 @@ def feature_context(
     if data.users is not None:
         table = data.users.assign(**{USER_ID: data.users[USER_ID].astype(str)}).set_index(USER_ID)
         side = side_feature_frame(table.reindex(split.users.ids))
-    weights = models[item_item].item_similarity() if item_item in models else None  # dense or sparse
+    weights = transfer_weights(models, item_item)
     return FeatureContext(
         train=split.matrix(TRAIN),
         sources={name: m.score for name, m in models.items()},
@@ -91,6 +92,20 @@ def feature_context(
         domains=domains,
         item_item=weights,
     )
+
+
+def transfer_weights(models: dict[str, Recommender], name: str | None) -> np.ndarray | sp.spmatrix | None:
+    """The item-item weights of the cross-domain transfer feature: those of the run model
+    ``name``, or by default the first run model whose weights are a full (dense) matrix.
+    Neighbour lists (sparse, top-k per item) rarely link items across domains, so they are
+    used only when named."""
+    if name is not None:
+        return item_item_weights(models[name])
+    for model in models.values():
+        weights = item_item_weights(model)
+        if isinstance(weights, np.ndarray):
+            return weights
+    return None
 
 
 @dataclass
@@ -120,11 +135,11 @@ class Retriever:
     def __init__(self, model: Recommender, n: int, index: IndexConfig, exclude: sp.csr_matrix) -> None:
         self.n, self.exclude = n, exclude
         self.index: VectorIndex | None = None
+        if not (isinstance(model, HasUserVectors) and isinstance(model, HasItemVectors)):
+            return  # scored exactly
         if resolve_kind(index, exclude.shape[1]) != "exact":
-            u_vec, i_vec = model.user_vectors(), model.item_vectors()
-            if u_vec is not None and i_vec is not None:
-                self.index = VectorIndex(i_vec, index)
-                self.user_vectors = u_vec
+            self.index = VectorIndex(model.item_vectors(), index)
+            self.user_vectors = model.user_vectors()
 
     @property
     def approximate(self) -> bool:

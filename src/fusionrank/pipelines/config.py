@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from fusionrank.capabilities import HasItemSimilarity, ReadsContent
 from fusionrank.data.dataset import Dataset, load_dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.feedback import FeedbackConfig
@@ -124,10 +125,9 @@ class ModelSpec:
         return model_class(self.cls)
 
     def modalities(self) -> tuple[str, ...]:
-        """The content modalities the model reads (its setting, else its config's default)."""
-        if "modalities" in self.settings:
-            return tuple(self.settings["modalities"])
-        return tuple(getattr(self.model_class().config_class(), "modalities", ()))
+        """The content modalities the model reads (:class:`~fusionrank.capabilities.ReadsContent`)."""
+        model = build_model(self.cls, **self.settings)
+        return model.content_modalities if isinstance(model, ReadsContent) else ()
 
     def build(self, name: str, seed: int, progress: bool) -> Recommender:
         """The unfitted model; its seed defaults to the split's and its progress bar to the run's."""
@@ -260,6 +260,14 @@ def parse_run_config(raw: dict[str, Any], source: str = "<config>", base: Path |
     for s in config.sources:
         if s not in models:
             raise ConfigError(f"{source}: retrieval.sources: {s!r} is not among models {list(models)}")
+    item_item = config.features.item_item
+    if item_item is not None:
+        if item_item not in models:
+            raise ConfigError(
+                f"{source}: features.item_item: {item_item!r} is not among models {list(models)}"
+            )
+        if not issubclass(models[item_item].model_class(), HasItemSimilarity):
+            raise ConfigError(f"{source}: features.item_item: model {item_item!r} has no item-item weights")
     bad = set(config.modalities or ()) - set(MODALITIES)
     if bad:
         raise ConfigError(f"{source}: modalities: unknown {sorted(bad)}; expected some of {list(MODALITIES)}")

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from fusionrank.capabilities import HasItemVectors, HasUserVectors
 from fusionrank.columns import ITEM_ID, USER_ID
 from fusionrank.data.dataset import Dataset, default_root, load_dataset
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
@@ -134,9 +135,11 @@ def save_run(model: Recommender, split: Split, result: Evaluation, out: Path, ro
 def _save_run(model: Recommender, split: Split, result: Evaluation, out: Path, root: Path) -> None:
     model.save(out / "model")
     weights = {"source": "trained here", "path": str((out / "model").resolve())}
+    items = model.item_vectors() if isinstance(model, HasItemVectors) else None
+    users = model.user_vectors() if isinstance(model, HasUserVectors) else None
     exports = (
-        ("item_vectors", split.items.ids, model.item_vectors(), ITEM_ID),
-        ("user_vectors", split.users.ids, model.user_vectors(), USER_ID),
+        ("item_vectors", split.items.ids, items, ITEM_ID),
+        ("user_vectors", split.users.ids, users, USER_ID),
     )
     for folder, ids, vectors, id_column in exports:
         if vectors is not None:

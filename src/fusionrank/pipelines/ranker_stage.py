@@ -143,6 +143,16 @@ def ranker_metrics(
     return evaluate_scores(ShardScores(test, scores, split.n_items), split, config)
 
 
+def top_source(ranker: LTRRanker, sources: list[str]) -> str | None:
+    """The source whose features carry the most of the ranker's gain (learnt on the label
+    stage, so choosing it reads no test data); None without sources."""
+    if not sources:
+        return None
+    gain = ranker.importance().set_index("feature")["gain"]
+    total = {s: float(gain.reindex([f"score_{s}", f"z_{s}", f"rank_{s}"]).fillna(0).sum()) for s in sources}
+    return max(sources, key=lambda s: total[s])  # ties: the first in the run's order
+
+
 def ablation_rows(
     config: RunConfig,
     split: Split,
@@ -154,8 +164,9 @@ def ablation_rows(
     engine: Engine | None = None,
     ranker_engine: Engine | None = None,
 ) -> list[dict[str, Any]]:
-    """Test NDCG@10 of the ranker refitted without each feature group and without each source,
-    beside the NDCG@10 on its held-out stopping users (valid), the figure a choice may use."""
+    """Test NDCG@10 of the ranker refitted without each feature group, without each source,
+    and with the strongest source's features only (:func:`top_source`), beside the NDCG@10
+    on its held-out stopping users (valid), the figure a choice may use."""
     columns = feature_columns(valid)
     rows = [
         {
@@ -173,9 +184,10 @@ def ablation_rows(
         mine = {f"score_{source}", f"z_{source}", f"rank_{source}"}
         if mine & set(columns):
             variants.append((f"without source {source}", source, [c for c in columns if c not in mine]))
-    ease_only = [c for c in columns if c in {"score_ease", "z_ease", "rank_ease"}]
-    if ease_only:
-        variants.append(("EASE features only", "all but ease", ease_only))
+    top = top_source(full, [s for s in config.models if f"score_{s}" in columns])
+    if top is not None:
+        only = [c for c in columns if c in {f"score_{top}", f"z_{top}", f"rank_{top}"}]
+        variants.append((f"{top.upper()} features only", f"all but {top}", only))
     for label, dropped, cols in variants:
         if not cols:
             continue

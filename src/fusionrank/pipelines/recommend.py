@@ -22,6 +22,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from fusionrank.capabilities import ScoresNewItems, ServesUnknownUsers
 from fusionrank.columns import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID
 from fusionrank.data.dataset import Dataset, load_dataset
 from fusionrank.data.errors import DataError
@@ -30,7 +31,7 @@ from fusionrank.data.splits import Split, SplitConfig, prepare_split
 from fusionrank.io import read_json, require_complete
 from fusionrank.pipelines.evaluate import RUN_SOURCE
 from fusionrank.recommender import Recommender, UnknownUserError
-from fusionrank.registry import build_model, load_model
+from fusionrank.registry import DEFAULT_MODELS, build_model, load_model
 from fusionrank.scoring import ranked_order
 
 SHOWN = (RANK, ITEM_ID, SCORE)
@@ -64,8 +65,9 @@ def recommend(
     if new_items is not None:
         if not known:
             raise ValueError(f"user {user!r} has no history in this run; new items are ranked from history")
+        name, _ = DEFAULT_MODELS["new items"]
         out = _new_items(data, split, user, Path(new_items), k)
-        out.attrs["source"] = f"content of {Path(new_items).name} (ease-content)"
+        out.attrs["source"] = f"content of {Path(new_items).name} ({name})"
         return out
     side = pd.DataFrame([{USER_ID: user, **user_features}]) if user_features else None
     if known and ltr:
@@ -163,9 +165,12 @@ def _new_items(data: Dataset, split: Split, user: str, path: Path, k: int) -> pd
     empty = [r for r, t in enumerate(texts) if not t]
     if empty:
         raise DataError("item has no text", file=path, row=empty[0] + 1, column=template_fields(template)[0])
-    model = build_model("ease-content", modalities=("text",)).fit(split)
+    name, settings = DEFAULT_MODELS["new items"]
+    model = build_model(name, **settings).fit(split)
+    if not isinstance(model, ScoresNewItems):
+        raise TypeError(f"{name} cannot score new items from their content")
     vectors = build_encoder(embed_config(data, "text")).encode(texts)
-    scores = model.score_content(split.users.to_index([user]), vectors)[0]  # type: ignore[attr-defined]
+    scores = model.score_content(split.users.to_index([user]), vectors)[0]
     top = ranked_order(scores, k)  # ties go to the earlier catalogue row
     out = pd.DataFrame(
         {RANK: np.arange(1, len(top) + 1), ITEM_ID: catalogue[ITEM_ID].to_numpy()[top], SCORE: scores[top]}
@@ -174,13 +179,16 @@ def _new_items(data: Dataset, split: Split, user: str, path: Path, k: int) -> pd
 
 
 def has_cold_path(model: Recommender) -> bool:
-    """Whether the model serves users without history itself (it overrides ``score_unknown``)."""
-    return type(model).score_unknown is not Recommender.score_unknown
+    """Whether the model serves users without history itself."""
+    return isinstance(model, ServesUnknownUsers)
 
 
 def _from_side_features(split: Split, user: str, side: pd.DataFrame | None, k: int) -> pd.DataFrame:
-    """A ``profile`` model fitted on the run's split serves the user from side features."""
-    profile = build_model("profile", progress=False, seed=split.config.seed).fit(split)
+    """A model serving users from side features (``profile``), fitted on the run's split."""
+    name, settings = DEFAULT_MODELS["unknown users"]
+    profile = build_model(name, defaults={"progress": False, "seed": split.config.seed}, **settings).fit(
+        split
+    )
     try:
         recs = profile.recommend([user], k, user_features=side)
     except UnknownUserError as exc:
