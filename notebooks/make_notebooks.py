@@ -96,6 +96,7 @@ COLD_START = [
 from fusionrank.evaluation.table import format_table
 
 ds = fr.load_dataset("ml-100k", root=ROOT)
+fr.embed_content(ds, ["text"])  # the content models read the catalogue's MiniLM vectors
 
 
 def table(kind, models):
@@ -171,7 +172,7 @@ result = run_pipeline(config, log=print)"""
     ),
     new_code_cell(
         """\
-from fusionrank.pipelines.report import print_summary
+from fusionrank.pipelines.stages.report import print_summary
 
 print(print_summary(result.metrics))
 print("candidate recall:", {s: round(v["union"], 3) for s, v in result.recall.items()})"""
@@ -239,6 +240,7 @@ ds"""
     new_code_cell(
         """\
 split = fr.split(ds, "temporal-ratio", seed=1)
+fr.embed_content(ds, ["text"])  # content-knn reads the items' text vectors
 for name in ("pop", "ease", "content-knn"):
     result = fr.evaluate(fr.build_model(name).fit(split), split, ks=(10,))
     print(f"{name:12s} ndcg@10 {result.metrics['ndcg@10']:.4f}")"""

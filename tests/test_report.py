@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from fusionrank.pipelines.report import (
+from fusionrank.pipelines.stages.report import (
     HISTORY_BUCKETS,
     PROTOCOL,
     _markdown_html,

@@ -11,7 +11,8 @@ The names a user types::
     model.recommend(["1", "7"], k=10)
     fr.evaluate(model, split, ks=(10, 20))
     model.save("models/lgcn"); fr.load_model("models/lgcn")
-    fr.embed(ds, encoder="text", out="vectors/text")
+    fr.embed(ds, encoder="text", out="vectors/text")    # a catalogue into a vectors folder
+    fr.embed_content(ds, ["text"])                    # a dataset's content, for content models
 
 Everything else stays in its module.
 """
@@ -21,7 +22,9 @@ from fusionrank.data.errors import DataError
 from fusionrank.data.profile import DatasetProfile
 from fusionrank.data.splits import Split, SplitConfig, split
 from fusionrank.encoders.engine import embed
+from fusionrank.errors import FusionRankError
 from fusionrank.evaluation.evaluate import Evaluation, evaluate
+from fusionrank.pipelines.stages.embed import embed_content
 from fusionrank.recommender import Recommender, UnknownUserError
 from fusionrank.registry import build_model, list_models, load_model, register
 from fusionrank.settings import SettingsError
@@ -33,6 +36,7 @@ __all__ = [
     "Dataset",
     "DatasetProfile",
     "Evaluation",
+    "FusionRankError",
     "Recommender",
     "SettingsError",
     "Split",
@@ -41,6 +45,7 @@ __all__ = [
     "__version__",
     "build_model",
     "embed",
+    "embed_content",
     "evaluate",
     "list_models",
     "load_dataset",

@@ -37,8 +37,9 @@ from fusionrank.data.loaders import (
     normalise_interactions,
     read_table,
 )
-from fusionrank.data.profile import DatasetProfile
+from fusionrank.data.profile import MODALITIES, DatasetProfile
 from fusionrank.data.text import template_fields
+from fusionrank.errors import InvalidArgumentError, MissingInputError
 from fusionrank.io import atomic_path, read_json, sha256_file, write_json
 
 DEFAULT_ROOT_ENV = "FUSIONRANK_DATA"
@@ -95,6 +96,77 @@ class Dataset:
     def user_ids(self) -> list[str]:
         """Every user id: in order of first interaction."""
         return list(pd.unique(self.interactions[USER_ID]))
+
+    # --- content vectors ---------------------------------------------------------------
+    def content_inputs(self, modality: str) -> dict[str, Any]:
+        """What in the profile decides ``modality``'s vectors (the text template, the image
+        column and root, the encoder settings): recorded beside the vectors by the embed
+        stage, so that vectors made for other settings are never read as current."""
+        if modality not in MODALITIES:
+            raise InvalidArgumentError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+        p = self.profile
+        return {
+            "text": p.text,
+            "image": p.image,
+            "image_root": p.image_root,
+            "encoder": p.encoders.get(modality),
+        }
+
+    def current_content(self, modality: str) -> Path:
+        """The file that names the current vectors folder of ``modality`` (written by the
+        embed stage): ``<home>/content/<modality>.json``."""
+        if self.home is None:
+            raise InvalidArgumentError(f"dataset {self.name!r} has no home folder to keep content vectors in")
+        return self.home / "content" / f"{modality}.json"
+
+    def check_modality(self, modality: str) -> None:
+        """Refuse, in one line, a content modality this dataset has nothing to make from:
+        text needs a text template, images an image column, CLIP either, the knowledge
+        graph its ``.kg`` and ``.link`` files (a folder in ``profile.vectors`` always does)."""
+        p = self.profile
+        if modality not in MODALITIES:
+            raise InvalidArgumentError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+        if modality in p.vectors:
+            return
+        if modality == "text" and not p.text or modality == "clip" and not (p.text or p.image):
+            raise InvalidArgumentError(
+                f"dataset {self.name!r} has no text template in its profile (text=...)"
+            )
+        if modality == "image" and not p.image:
+            raise InvalidArgumentError(
+                f"dataset {self.name!r} has no image column in its profile (image=...)"
+            )
+        if modality == "kg" and not ("kg" in self.files and "link" in self.files):
+            raise MissingInputError(f"dataset {self.name!r} has no knowledge graph (.kg and .link files)")
+
+    def content_folder(self, modality: str) -> Path:
+        """The folder of this dataset's ``modality`` vectors: one the profile names
+        (``profile.vectors``), else the one the embed stage made for the current settings
+        (``fr.embed_content`` / ``fusionrank run``). Reads only; a one-line error says what
+        to run when they are missing or were made for other settings."""
+        self.check_modality(modality)
+        if modality in self.profile.vectors:  # made elsewhere
+            given = Path(self.profile.vectors[modality])
+            if not (given / "manifest.json").exists():
+                raise MissingInputError(
+                    f"{self.name}: the {modality} vectors folder {given} has no manifest.json"
+                )
+            return given
+        todo = f"embed them first: fr.embed_content(dataset, [{modality!r}]) or `fusionrank run`"
+        pointer = self.current_content(modality)
+        if not pointer.exists():
+            raise MissingInputError(f"dataset {self.name!r} has no {modality} vectors yet; {todo}")
+        made = read_json(pointer)
+        if made.get("inputs") != json.loads(json.dumps(self.content_inputs(modality))):
+            raise MissingInputError(
+                f"dataset {self.name!r}: its {modality} vectors were made for other profile settings; {todo}"
+            )
+        folder = pointer.parent.parent / "vectors" / made["folder"]
+        if not (folder / "manifest.json").exists():
+            raise MissingInputError(
+                f"dataset {self.name!r}: {folder} is not a finished vectors folder; {todo}"
+            )
+        return folder
 
     def __repr__(self) -> str:
         sides = [n for n in ("items", "users", "kg") if getattr(self, n) is not None]

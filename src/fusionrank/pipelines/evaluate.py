@@ -5,13 +5,13 @@ vectors and its metrics. One fit -> evaluate -> metrics path for every model."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fusionrank.capabilities import HasItemVectors, HasUserVectors
+from fusionrank.capabilities import HasItemVectors, HasUserVectors, ReadsContent
 from fusionrank.columns import ITEM_ID, USER_ID
 from fusionrank.data.dataset import Dataset, default_root, load_dataset
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
@@ -19,6 +19,7 @@ from fusionrank.encoders.vectors import write_vector_folder
 from fusionrank.evaluation.evaluate import Evaluation, evaluate
 from fusionrank.io import begin_stage, mark_done, write_json
 from fusionrank.pipelines.lock import folder_lock
+from fusionrank.pipelines.stages.embed import embed_content
 from fusionrank.recommender import Recommender
 from fusionrank.registry import build_model, model_class
 from fusionrank.settings import SettingsError, aliases_of, config_fields
@@ -80,10 +81,18 @@ def evaluate_models(
     overrides: dict[str, Any] | None = None,
     ks: tuple[int, ...] = (5, 10, 20, 50),
 ) -> dict[str, Evaluation]:
-    """Fit each named model on the (saved) split and evaluate it; keyed by model name."""
+    """Fit each named model on the (saved) split and evaluate it; keyed by model name. The
+    content vectors the models read are embedded first (the embed stage)."""
     per_model = settings_for(models, overrides or {})
     saved = prepare_split(data, split)
-    return {m: evaluate(build_for_split(m, per_model[m], saved).fit(saved), saved, ks) for m in models}
+    built = {m: build_for_split(m, per_model[m], saved) for m in models}
+    embed_content(data, content_needed(built.values()))
+    return {m: evaluate(model.fit(saved), saved, ks) for m, model in built.items()}
+
+
+def content_needed(models: Iterable[Recommender]) -> set[str]:
+    """The content modalities some of ``models`` read (:class:`~fusionrank.capabilities.ReadsContent`)."""
+    return {m for model in models if isinstance(model, ReadsContent) for m in model.content_modalities}
 
 
 def run_evaluate(
@@ -114,7 +123,9 @@ def run_train(
     root = Path(root) if root is not None else default_root()
     data = load_dataset(dataset, root)
     saved = prepare_split(data, split)
-    fitted = build_for_split(model, dict(settings or {}), saved, defaults).fit(saved)
+    built = build_for_split(model, dict(settings or {}), saved, defaults)
+    embed_content(data, content_needed([built]))
+    fitted = built.fit(saved)
     result = evaluate(fitted, saved, ks)
     if out is not None:
         save_run(fitted, saved, result, Path(out), root)

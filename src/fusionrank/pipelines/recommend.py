@@ -29,7 +29,8 @@ from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
 from fusionrank.io import read_json, require_complete
-from fusionrank.pipelines.evaluate import RUN_SOURCE
+from fusionrank.pipelines.evaluate import RUN_SOURCE, content_needed
+from fusionrank.pipelines.stages.embed import embed_content
 from fusionrank.recommender import Recommender, UnknownUserError
 from fusionrank.registry import DEFAULT_MODELS, build_model, load_model
 from fusionrank.scoring import ranked_order
@@ -166,7 +167,9 @@ def _new_items(data: Dataset, split: Split, user: str, path: Path, k: int) -> pd
     if empty:
         raise DataError("item has no text", file=path, row=empty[0] + 1, column=template_fields(template)[0])
     name, settings = DEFAULT_MODELS["new items"]
-    model = build_model(name, **settings).fit(split)
+    model = build_model(name, **settings)
+    embed_content(data, content_needed([model]))
+    model.fit(split)
     if not isinstance(model, ScoresNewItems):
         raise TypeError(f"{name} cannot score new items from their content")
     vectors = build_encoder(embed_config(data, "text")).encode(texts)

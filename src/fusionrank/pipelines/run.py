@@ -13,8 +13,9 @@ Protocol (also written into the report):
   evaluator. Models that read history as a sequence (SASRec) read valid items as history
   at test time, exactly as their single-model evaluation does.
 
-The stages live in :mod:`~fusionrank.pipelines.models_stage`,
-:mod:`~fusionrank.pipelines.candidates` and :mod:`~fusionrank.pipelines.ranker_stage`.
+The stages live in :mod:`fusionrank.pipelines.stages` (embed, models, features, ranker,
+report), each a function of its own section of the config and typed inputs; this module
+only orders them, chooses the engines once, and writes what the run measured.
 """
 
 from __future__ import annotations
@@ -30,18 +31,17 @@ from typing import Any
 
 import pandas as pd
 
-from fusionrank.columns import TEST, TRAIN, USER_IDX, VALID
+from fusionrank.columns import TEST, TRAIN, VALID
 from fusionrank.engines import Engine, get_engine
-from fusionrank.features.shards import ShardedTable
-from fusionrank.io import begin_stage, mark_done, read_json, remove_stale_temporaries, sha256_file, write_json
-from fusionrank.pipelines.cache import is_fresh, stage_key
-from fusionrank.pipelines.candidates import candidates_and_features
+from fusionrank.io import remove_stale_temporaries, sha256_file, write_json
+from fusionrank.pipelines.cache import stage_key
 from fusionrank.pipelines.config import RunConfig
-from fusionrank.pipelines.inputs import open_inputs
 from fusionrank.pipelines.lock import folder_lock
-from fusionrank.pipelines.models_stage import model_stage
-from fusionrank.pipelines.ranker_stage import ablation_rows, fit_ranker, label_table, ranker_metrics
-from fusionrank.ranker.lgbm import LTRRanker
+from fusionrank.pipelines.stages.embed import embed_content
+from fusionrank.pipelines.stages.features import FeatureInputs, FeatureSettings, features_stage
+from fusionrank.pipelines.stages.inputs import RunSource, SavedModel, content_arrays
+from fusionrank.pipelines.stages.models import model_stage
+from fusionrank.pipelines.stages.ranker import RankerSettings, ranker_stage
 
 LTR = "ltr"
 Log = Callable[[str], None]
@@ -112,12 +112,16 @@ def _run_locked(
     engine: Engine,
     ranker_engine: Engine,
 ) -> RunOutput:
-    from fusionrank.pipelines.report import write_report
+    from fusionrank.pipelines.stages.report import write_report
 
     t_start = time.perf_counter()
     clock = _StageClock()
-    inputs = open_inputs(config, progress, log)
-    data, split, content = inputs.data, inputs.split, inputs.content
+    source = RunSource(config.dataset, config.root, config.split)
+    data, split = source.open()
+    modalities = config.content_modalities(data.profile)  # of the content features
+    needed = {*modalities, *(m for spec in config.models.values() for m in spec.modalities())}
+    folders = embed_content(data, needed, progress, log)
+    content = content_arrays({m: folders[m] for m in modalities}, split)
     split_key = stage_key(
         data.name,
         config.dataset,
@@ -126,12 +130,24 @@ def _run_locked(
         split.n_users,
         split.n_items,
     )
-    content_keys = {m: sha256_file(f / "manifest.json")[:16] for m, f in inputs.folders.items()}
+    content_keys = {m: sha256_file(f / "manifest.json")[:16] for m, f in folders.items()}
     clock.lap("split and content")
     log("models:")
     fitted = {
-        name: model_stage(name, config, split, split_key, content_keys, folder, force, log, progress)
-        for name in config.models
+        name: model_stage(
+            name,
+            spec,
+            config.split.seed,
+            config.evaluation,
+            split,
+            split_key,
+            content_keys,
+            folder,
+            force,
+            log,
+            progress,
+        )
+        for name, spec in config.models.items()
     }
     models = {name: f.model for name, f in fitted.items()}
     metrics = {name: f.metrics for name, f in fitted.items()}
@@ -146,65 +162,52 @@ def _run_locked(
         config.features,
         {m: content_keys[m] for m in content},
     )
-    tables = candidates_and_features(
-        config, split, data, models, content, feat_key, folder, force, log, progress, engine
+    settings = FeatureSettings(config.retrieval, config.features, config.sources, config.split.seed)
+    inputs = FeatureInputs(
+        source,
+        {m: str(folders[m].resolve()) for m in modalities},
+        {
+            name: SavedModel(spec.cls, str((folder / "models" / name / "model").resolve()))
+            for name, spec in config.models.items()
+        },
     )
-    recall = tables.recall
+    tables = features_stage(
+        settings, inputs, split, models, content, feat_key, folder, force, log, progress, engine
+    )
     clock.lap("features")
     log("ranker:")
-    columns = ShardedTable(tables.valid).feature_names()
     rank_key = stage_key("ranker", feat_key, config.ranker, config.evaluation, config.ablation)
-    rdir = folder / "ranker"
-    cached = not force and is_fresh(rdir, rank_key)
-    if cached:
-        log("  cached")
-        ranker = LTRRanker.load(rdir)
-        ablation = read_json(rdir / "ablation.json")
-    else:
-        begin_stage(rdir)
-        valid = label_table(tables.valid, config.ranker)
-        log(f"  training on {valid[USER_IDX].nunique():,} label users, {len(valid):,} rows")
-        ranker = fit_ranker(config, valid, columns, ranker_engine)
-        ranker.save(rdir)
-    result = ranker_metrics(ranker, tables.test, split, config, engine)
-    log(
-        f"  {len(columns)} features, {ranker.best_iteration} trees,"
-        f" test ndcg@10 {result.metrics['ndcg@10']:.4f}"
+    ranking = RankerSettings(config.ranker, config.evaluation, config.ablation, tuple(config.models))
+    ranked = ranker_stage(
+        ranking, tables.valid, tables.test, split, rank_key, folder, force, log, engine, ranker_engine
     )
-    if not cached:
-        ndcg = result.metrics["ndcg@10"]
-        ablation = (
-            ablation_rows(config, split, valid, tables.test, ranker, ndcg, log, engine, ranker_engine)
-            if config.ablation
-            else []
-        )
-        write_json(rdir / "ablation.json", ablation)
-        mark_done(rdir, rank_key)
+    ranker, result = ranked.ranker, ranked.result
     metrics[LTR] = {
         "model": LTR,
         "metrics": result.metrics,
         "best_iteration": ranker.best_iteration,
         "stop_ndcg@10": ranker.stop_score,
-        "features": columns,
+        "features": ranker.features,
     }
     per_user[LTR] = result.per_user
     timings = {
         "models": {name: m.pop("timings", {}) for name, m in metrics.items()},
-        "cached": sorted(name for name, f in fitted.items() if f.cached) + (["ranker"] if cached else []),
+        "cached": sorted(name for name, f in fitted.items() if f.cached)
+        + (["ranker"] if ranked.cached else []),
     }
     payload = {  # numbers only: two runs of one config and seed write the same bytes
         "dataset": data.name,
         "split": dataclasses.asdict(config.split),
         "models": metrics,
-        "candidate_recall": recall,
+        "candidate_recall": tables.recall,
         **({"ann_recall": tables.ann_recall} if tables.ann_recall else {}),
-        "ablation": ablation,
+        "ablation": ranked.ablation,
     }
     write_json(folder / "metrics.json", payload)
     write_json(folder / "config.json", config.to_json())
     split.users.save(folder / "users.parquet")
     split.items.save(folder / "items.parquet")
-    output = RunOutput(folder, payload, per_user, ranker.importance(), ablation, recall)
+    output = RunOutput(folder, payload, per_user, ranker.importance(), ranked.ablation, tables.recall)
     clock.lap("ranker")
     write_report(output, config, split, Path(config.peers) if config.peers else None)
     clock.lap("report")

@@ -27,8 +27,8 @@ def run(
     Fit the single models, build candidates and features, train the LightGBM ranker,
     evaluate everything on test and write <out>/<name>/ (metrics.json, report.md/.html,
     plots, models). Stages whose inputs and settings did not change are reused."""
-    from fusionrank.pipelines.report import print_summary
     from fusionrank.pipelines.run import run_pipeline
+    from fusionrank.pipelines.stages.report import print_summary
 
     with user_errors(debug):
         cfg = load_run_config(config, parse_overrides(set_))

@@ -1,5 +1,6 @@
 """The ``models`` stage of ``fusionrank run``: each single model fitted on train, evaluated
-on test by :func:`fusionrank.evaluate`, saved, and cached under ``<run>/models/<name>/``."""
+on test by :func:`fusionrank.evaluate`, saved, and cached under ``<run>/models/<name>/``.
+A model that reads content finds the vectors the embed stage made."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import pandas as pd
 
 from fusionrank.data.splits import Split
 from fusionrank.evaluation.evaluate import evaluate
+from fusionrank.evaluation.ranking import EvalConfig
 from fusionrank.io import atomic_path, begin_stage, mark_done, read_json, write_json
 from fusionrank.pipelines.cache import is_fresh, stage_key
-from fusionrank.pipelines.config import RunConfig
+from fusionrank.pipelines.config import ModelSpec
 from fusionrank.recommender import Recommender
 from fusionrank.registry import load_model
 
@@ -40,7 +42,9 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 def model_stage(
     name: str,
-    config: RunConfig,
+    spec: ModelSpec,
+    seed: int,
+    evaluation: EvalConfig,
     split: Split,
     split_key: str,
     content_keys: dict[str, str],
@@ -50,8 +54,8 @@ def model_stage(
     progress: bool = False,
 ) -> FittedModel:
     """Fit, evaluate and save one model, or reuse it when its key is unchanged. The key
-    holds the model's class and settings, the split, and the content it reads."""
-    spec = config.models[name]
+    holds the model's class and settings, the split, and the content it reads; ``seed``
+    is the model's seed unless its settings give one."""
     cls = spec.model_class()
     content = {m: content_keys.get(m, m) for m in spec.modalities()}
     key = stage_key("model", name, spec.cls, spec.settings, split_key, content)
@@ -64,9 +68,9 @@ def model_stage(
         )
     log(f"  {name}: fitting")
     begin_stage(out)
-    model = spec.build(name, config.split.seed, progress)
+    model = spec.build(name, seed, progress)
     model.fit(split)
-    result = evaluate(model, split, config.evaluation.ks, metrics=config.evaluation.metrics)
+    result = evaluate(model, split, evaluation.ks, metrics=evaluation.metrics)
     metrics = result.to_dict()
     model.save(out / "model")
     write_parquet(result.per_user, out / "per_user.parquet")

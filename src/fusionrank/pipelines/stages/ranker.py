@@ -1,11 +1,14 @@
 """The ``ranker`` stage of ``fusionrank run``: LightGBM lambdarank fitted on the label
 stage's features, evaluated on test by full ranking (items outside a user's candidates
-rank last), and the ablation (refits without each feature group and each source)."""
+rank last), and the ablation (refits without each feature group and each source); cached
+under ``<run>/ranker/``. The stage reads its own section of the run
+(:class:`RankerSettings`)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,14 +19,37 @@ import pandas as pd
 from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_IDX, VALID
 from fusionrank.data.splits import Split
 from fusionrank.engines import Engine, Work, get_engine
-from fusionrank.evaluation.ranking import EvalResult, evaluate_ranking
+from fusionrank.evaluation.ranking import EvalConfig, EvalResult, evaluate_ranking
 from fusionrank.features.shards import ShardedTable
 from fusionrank.features.table import LABEL, feature_columns, feature_group
-from fusionrank.pipelines.config import RunConfig
+from fusionrank.io import begin_stage, mark_done, read_json, write_json
+from fusionrank.pipelines.cache import is_fresh
 from fusionrank.ranker.lgbm import LTRRanker, RankerConfig, training_users
 from fusionrank.scoring import ScoreFn
 
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RankerSettings:
+    """The ranker stage's section of a run."""
+
+    ranker: RankerConfig
+    evaluation: EvalConfig
+    ablation: bool
+    """Refit without each feature group and each source (the report's ablation table)."""
+    models: tuple[str, ...]
+    """The run's models, in order (their features are the sources' features)."""
+
+
+@dataclass
+class RankerResult:
+    """The ranker, its test metrics, and the ablation rows."""
+
+    ranker: LTRRanker
+    result: EvalResult
+    ablation: list[dict[str, Any]]
+    cached: bool
 
 
 def _fill(
@@ -105,22 +131,22 @@ def label_table(path: Path, config: RankerConfig) -> pd.DataFrame:
     return table.read_users(users)
 
 
-def evaluate_scores(score: ScoreFn, split: Split, config: RunConfig) -> EvalResult:
+def evaluate_scores(score: ScoreFn, split: Split, evaluation: EvalConfig) -> EvalResult:
     """Test metrics of a score function by full ranking, train and valid items excluded."""
     train = split.matrix(TRAIN)
     return evaluate_ranking(
         score,
         split.matrix(TEST),
         split.matrix(TRAIN, VALID),
-        config.evaluation,
+        evaluation,
         popularity=np.asarray(train.sum(axis=0)).ravel(),
     )
 
 
 def fit_ranker(
-    config: RunConfig, valid: pd.DataFrame, columns: list[str], engine: Engine | None = None
+    config: RankerConfig, valid: pd.DataFrame, columns: list[str], engine: Engine | None = None
 ) -> LTRRanker:
-    return LTRRanker(config.ranker, engine).fit(valid, columns)
+    return LTRRanker(config, engine).fit(valid, columns)
 
 
 def ranker_scores(ranker: LTRRanker, table: Path, engine: Engine | None = None) -> list[np.ndarray]:
@@ -135,12 +161,12 @@ def ranker_scores(ranker: LTRRanker, table: Path, engine: Engine | None = None) 
 
 
 def ranker_metrics(
-    ranker: LTRRanker, test: Path, split: Split, config: RunConfig, engine: Engine | None = None
+    ranker: LTRRanker, test: Path, split: Split, evaluation: EvalConfig, engine: Engine | None = None
 ) -> EvalResult:
     """Test metrics of the ranker over the test feature table (its row groups scored on
     ``engine``)."""
     scores = ranker_scores(ranker, test, engine)
-    return evaluate_scores(ShardScores(test, scores, split.n_items), split, config)
+    return evaluate_scores(ShardScores(test, scores, split.n_items), split, evaluation)
 
 
 def top_source(ranker: LTRRanker, sources: list[str]) -> str | None:
@@ -154,7 +180,7 @@ def top_source(ranker: LTRRanker, sources: list[str]) -> str | None:
 
 
 def ablation_rows(
-    config: RunConfig,
+    settings: RankerSettings,
     split: Split,
     valid: pd.DataFrame,
     test: Path,
@@ -180,19 +206,19 @@ def ablation_rows(
     variants = []
     for group in sorted({feature_group(c) for c in columns}):
         variants.append((f"without group {group}", group, [c for c in columns if feature_group(c) != group]))
-    for source in config.models:
+    for source in settings.models:
         mine = {f"score_{source}", f"z_{source}", f"rank_{source}"}
         if mine & set(columns):
             variants.append((f"without source {source}", source, [c for c in columns if c not in mine]))
-    top = top_source(full, [s for s in config.models if f"score_{s}" in columns])
+    top = top_source(full, [s for s in settings.models if f"score_{s}" in columns])
     if top is not None:
         only = [c for c in columns if c in {f"score_{top}", f"z_{top}", f"rank_{top}"}]
         variants.append((f"{top.upper()} features only", f"all but {top}", only))
     for label, dropped, cols in variants:
         if not cols:
             continue
-        ranker = fit_ranker(config, valid, cols, ranker_engine)
-        ndcg = ranker_metrics(ranker, test, split, config, engine).metrics["ndcg@10"]
+        ranker = fit_ranker(settings.ranker, valid, cols, ranker_engine)
+        ndcg = ranker_metrics(ranker, test, split, settings.evaluation, engine).metrics["ndcg@10"]
         log(f"  ablation {label}: ndcg@10 {ndcg:.4f}")
         rows.append(
             {
@@ -204,3 +230,49 @@ def ablation_rows(
             }
         )
     return rows
+
+
+def ranker_stage(
+    settings: RankerSettings,
+    valid_table: Path,
+    test_table: Path,
+    split: Split,
+    key: str,
+    folder: Path,
+    force: bool,
+    log: Log,
+    engine: Engine | None = None,
+    ranker_engine: Engine | None = None,
+) -> RankerResult:
+    """Fit (or reuse) the ranker on the label stage's table, score the test table, and run
+    the ablation; ``engine`` scores the test table's row groups, ``ranker_engine`` trains
+    the boosters."""
+    rdir = folder / "ranker"
+    cached = not force and is_fresh(rdir, key)
+    columns = ShardedTable(valid_table).feature_names()
+    if cached:
+        log("  cached")
+        ranker = LTRRanker.load(rdir)
+    else:
+        begin_stage(rdir)
+        valid = label_table(valid_table, settings.ranker)
+        log(f"  training on {valid[USER_IDX].nunique():,} label users, {len(valid):,} rows")
+        ranker = fit_ranker(settings.ranker, valid, columns, ranker_engine)
+        ranker.save(rdir)
+    result = ranker_metrics(ranker, test_table, split, settings.evaluation, engine)
+    log(
+        f"  {len(columns)} features, {ranker.best_iteration} trees,"
+        f" test ndcg@10 {result.metrics['ndcg@10']:.4f}"
+    )
+    if cached:
+        ablation = read_json(rdir / "ablation.json")
+    else:
+        ndcg = result.metrics["ndcg@10"]
+        ablation = (
+            ablation_rows(settings, split, valid, test_table, ranker, ndcg, log, engine, ranker_engine)
+            if settings.ablation
+            else []
+        )
+        write_json(rdir / "ablation.json", ablation)
+        mark_done(rdir, key)
+    return RankerResult(ranker, result, ablation, cached)

@@ -2,7 +2,9 @@
 the (user, candidate) feature table for the label stage (valid) and the test stage.
 
 Nothing here reads test interactions: candidates and features come from the train-fitted
-models and the training history; valid interactions only label the label stage."""
+models and the training history; valid interactions only label the label stage. The stage
+reads its own section of the run (:class:`FeatureSettings`) and, for workers outside this
+process, where the run's inputs are (:class:`FeatureInputs`)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ from tqdm.auto import tqdm
 
 from fusionrank.capabilities import HasItemVectors, HasUserVectors, item_item_weights
 from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_ID, USER_IDX, VALID
-from fusionrank.data.dataset import Dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.splits import Split
 from fusionrank.engines import ChunkFn, Engine, Work, get_engine
@@ -27,7 +28,8 @@ from fusionrank.features.shards import ShardWriter
 from fusionrank.features.table import FeatureBuilder, FeatureConfig, FeatureContext, attach_labels
 from fusionrank.io import atomic_path, begin_stage, mark_done, read_json, write_json
 from fusionrank.pipelines.cache import is_fresh
-from fusionrank.pipelines.config import RunConfig
+from fusionrank.pipelines.config import RetrievalConfig
+from fusionrank.pipelines.stages.inputs import RunSource, SavedModel, content_arrays, saved_models
 from fusionrank.recommender import Recommender, Stage
 from fusionrank.retrieval.candidates import candidates_frame, source_candidates, union_candidates
 from fusionrank.retrieval.index import IndexConfig, VectorIndex, resolve_kind
@@ -36,6 +38,29 @@ from fusionrank.scoring import chunk_scores, ranked_topk
 Log = Callable[[str], None]
 FeatureChunk = tuple[pd.DataFrame, dict[str, int]]
 """A chunk's feature rows (sorted by user) and each source's count of relevant candidates."""
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """The features stage's section of a run."""
+
+    retrieval: RetrievalConfig
+    features: FeatureConfig
+    sources: tuple[str, ...]
+    """Models whose top-n enter the union of candidates."""
+    seed: int
+    """Seed of the users sampled to check an approximate index's recall."""
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """Where a worker outside this process finds what the driver holds in memory: the
+    dataset and split, the content features' vectors folders, the models the run saved."""
+
+    source: RunSource
+    content: dict[str, str]
+    """Vectors folder of each content modality of the features."""
+    models: dict[str, SavedModel]
 
 
 def retrieve_source(
@@ -65,12 +90,12 @@ def side_feature_frame(table: pd.DataFrame, max_levels: int = 64) -> pd.DataFram
 
 def feature_context(
     split: Split,
-    data: Dataset,
     models: dict[str, Recommender],
     content: dict[str, np.ndarray],
     item_item: str | None,
 ) -> FeatureContext:
     """Training-only inputs of the feature table, from the dataset's profile and the models."""
+    data = split.require_dataset("the feature table")
     genres = domains = side = None
     if data.profile.genres:
         genres, _ = split.genres()
@@ -166,7 +191,7 @@ class StageChunks:
 
     def __init__(
         self,
-        config: RunConfig,
+        settings: FeatureSettings,
         split: Split,
         models: dict[str, Recommender],
         builder: FeatureBuilder,
@@ -177,24 +202,23 @@ class StageChunks:
         self.stage, self.models, self.builder = stage, models, builder
         self.exclude = split.matrix(TRAIN) if stage == VALID else split.matrix(TRAIN, VALID)
         self.truth = split.matrix(stage)
+        retrieval = settings.retrieval
         self.retrievers = {
-            s: Retriever(models[s], config.retrieval.n, config.retrieval.index, self.exclude)
-            for s in config.sources
+            s: Retriever(models[s], retrieval.n, retrieval.index, self.exclude) for s in settings.sources
         }
 
     @classmethod
-    def open(cls, config: RunConfig, folder: str, stage: Stage) -> ChunkFn[np.ndarray, FeatureChunk]:
+    def open(
+        cls, settings: FeatureSettings, inputs: FeatureInputs, stage: Stage
+    ) -> ChunkFn[np.ndarray, FeatureChunk]:
         """The chunk function of a worker outside this process: opens the run's inputs and
-        the models the run folder saved, as the driver did (:mod:`fusionrank.pipelines.inputs`)."""
-        from fusionrank.pipelines.inputs import open_inputs, saved_models
-
-        inputs = open_inputs(config)
-        models = saved_models(config, Path(folder))
-        builder = FeatureBuilder(
-            feature_context(inputs.split, inputs.data, models, inputs.content, config.features.item_item),
-            config.features,
+        the models the run folder saved, as the driver did."""
+        _, split = inputs.source.open()
+        models = saved_models(inputs.models)
+        context = feature_context(
+            split, models, content_arrays(inputs.content, split), settings.features.item_item
         )
-        return cls(config, inputs.split, models, builder, stage).stream
+        return cls(settings, split, models, FeatureBuilder(context, settings.features), stage).stream
 
     def stream(self, chunks: Iterable[np.ndarray]) -> Iterator[FeatureChunk]:
         """:meth:`__call__` over a stream of chunks (the engines' chunk function)."""
@@ -238,10 +262,10 @@ def _hits(cands: pd.DataFrame, truth: sp.csr_matrix, rows: np.ndarray) -> int:
     return int(np.isin(want, have).sum())
 
 
-def candidates_and_features(
-    config: RunConfig,
+def features_stage(
+    settings: FeatureSettings,
+    inputs: FeatureInputs,
     split: Split,
-    data: Dataset,
     models: dict[str, Recommender],
     content: dict[str, np.ndarray],
     key: str,
@@ -256,9 +280,9 @@ def candidates_and_features(
     Streams in chunks of users: each model scores the chunk once; the retrieval sources'
     top-n of those scores form the candidates, the same scores give the source features,
     and the chunk's rows are appended to ``features_<stage>.parquet`` as one row group.
-    Memory is one chunk of scores per model, never users x items. The chunks run on the
-    run's ``engine`` (in this process, or in Ray actors that open the run folder's inputs
-    with :meth:`StageChunks.open`) and come back in order: the same tables."""
+    Memory is one chunk of scores per model, never users x items. The chunks run on
+    ``engine`` (in this process, or in workers that open ``inputs`` with
+    :meth:`StageChunks.open`) and come back in order: the same tables."""
     out = folder / "features"
     paths = {stage: out / f"features_{stage}.parquet" for stage in (VALID, TEST)}
     if not force and is_fresh(out, key):
@@ -277,17 +301,15 @@ def candidates_and_features(
     ann: dict[str, float] = {}
     users = np.flatnonzero(np.diff(train.indptr) > 0)
     builder = FeatureBuilder(
-        feature_context(split, data, models, content, config.features.item_item), config.features
+        feature_context(split, models, content, settings.features.item_item), settings.features
     )
-    chunk = feature_chunk_size(config.features, split.n_items, len(models))
+    chunk = feature_chunk_size(settings.features, split.n_items, len(models))
     chunks = [users[a : a + chunk] for a in range(0, len(users), chunk)]
     for stage in (VALID, TEST):
-        work = StageChunks(config, split, models, builder, stage)
-        hits = dict.fromkeys([*config.sources, "union"], 0)
+        work = StageChunks(settings, split, models, builder, stage)
+        hits = dict.fromkeys([*settings.sources, "union"], 0)
         rows_written = 0
-        job = Work(
-            build=partial(StageChunks.open, config, str(folder.resolve()), stage), here=work.stream, threads=1
-        )
+        job = Work(build=partial(StageChunks.open, settings, inputs, stage), here=work.stream, threads=1)
         where = engine.placement(len(chunks), job)
         if where:
             log(f"  {stage}: {len(chunks)} chunks of users on {where}")
@@ -311,7 +333,7 @@ def candidates_and_features(
             for s, r in work.retrievers.items():
                 if r.approximate:
                     ann[s] = ann_recall(
-                        r, models[s], users, config.retrieval.ann_check_users, config.split.seed
+                        r, models[s], users, settings.retrieval.ann_check_users, settings.seed
                     )
                     kind = r.index.kind if r.index else ""
                     log(f"  {s}: {kind} index, recall@{r.n} {ann[s]:.3f} against exact search")
