@@ -168,7 +168,7 @@ def worker_image(system: str, model: str, n: int, batch: int, folder: str, worke
         t0 = time.perf_counter()
         with torch.inference_mode():
             for s in range(0, n, batch):
-                enc.forward(torch.stack(pixels[s : s + batch]))
+                enc.encode_pixels(torch.stack(pixels[s : s + batch]))
         return {"seconds": time.perf_counter() - t0}
     from fusionrank.encoders.engine import EmbedConfig, embed_catalogue
 
@@ -182,7 +182,7 @@ def worker_image(system: str, model: str, n: int, batch: int, folder: str, worke
             batch_size=batch,
             workers=workers,
             quiet=True,
-            weights=None,
+            **({"weights": None} if model == "resnet50" else {"clip_pretrained": None}),  # random weights
             model=model,
             **settings,  # type: ignore[arg-type]
         )
@@ -200,8 +200,8 @@ def quality_gate(seed: int = 2020) -> list[dict]:
 
     import fusionrank as fr
     from fusionrank.data.dataset import default_root
-    from fusionrank.encoders.vectors import read_vectors
-    from fusionrank.fusion.content import ensure_vectors
+    from fusionrank.data.vectors import read_vectors
+    from fusionrank.pipelines.stages.embed import embed_content
 
     base = fr.load_dataset("ml-100k", default_root())
     split = fr.split(base, "cold-items", seed=seed)
@@ -209,7 +209,7 @@ def quality_gate(seed: int = 2020) -> list[dict]:
     for system, settings in TEXT_ENGINES.items():
         profile = dataclasses.replace(base.profile, encoders={"text": {**settings, "quiet": True}})
         ds = dataclasses.replace(base, profile=profile)
-        ids, vecs = read_vectors(ensure_vectors(ds, "text"))
+        ids, vecs = read_vectors(embed_content(ds, ["text"])["text"])
         model = fr.build_model("ease-content", modalities=("text",))
         result = fr.evaluate(model.fit(dataclasses.replace(split, dataset=ds)), split, ks=(10,))
         rows.append({"system": system, "ids": ids, "vectors": vecs, "ndcg@10": result.metrics["ndcg@10"]})
@@ -296,7 +296,7 @@ def _int(text: str) -> int | None:
 def compare(rows: list[dict]) -> None:
     """Items/s, each engine row's speed against the peers and the fp32 engine, and its
     quality: the mean cosine of its vectors against the fp32 engine's for the same items."""
-    from fusionrank.encoders.vectors import read_vectors
+    from fusionrank.data.vectors import read_vectors
 
     for r in rows:
         r["items_per_s"] = r["items"] / r["seconds"]

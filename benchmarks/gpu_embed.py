@@ -142,13 +142,13 @@ def forward_rate(enc: Any, kind: str, plan: Plan, texts: list[str]) -> float:
     import torch
 
     if kind == "text":
-        ids = enc.tokenize(texts[: plan.text_batch])["input_ids"]
+        ids = enc.tokenize(texts[: plan.text_batch])
         batch = enc.collate(ids)
         run = lambda: enc.forward(batch)  # noqa: E731
         size = len(ids)
     else:
         pixels = torch.randn(plan.image_batch, 3, 224, 224).to(enc.device)
-        run = lambda: enc.forward(pixels)  # noqa: E731
+        run = lambda: enc.encode_pixels(pixels)  # noqa: E731
         size = plan.image_batch
     if plan.warmup:
         run()  # cuDNN autotuning, lazy initialisation
@@ -165,8 +165,8 @@ def measure(plan: Plan, tmp: Path) -> list[dict]:
     import pandas as pd
     import torch
 
+    from fusionrank.data.vectors import read_vectors
     from fusionrank.encoders.engine import EmbedConfig
-    from fusionrank.encoders.vectors import read_vectors
 
     texts = {"short": make_texts("short", plan.short_texts), "long": make_texts("long", plan.long_texts, 1)}
     names = make_images(tmp / "images", plan.images)
@@ -205,10 +205,11 @@ def measure(plan: Plan, tmp: Path) -> list[dict]:
                 if kind == "text":
                     config = EmbedConfig(fields=("text",), **settings)  # type: ignore[arg-type]
                 else:
+                    resnet = model.startswith("resnet")
                     config = EmbedConfig(
-                        encoder="image" if model.startswith("resnet") else "clip",
+                        encoder="image" if resnet else "clip",
                         model=model,
-                        weights=None,
+                        **({"weights": None} if resnet else {"clip_pretrained": None}),  # random weights
                         image_column="image",
                         image_root=str(tmp / "images"),
                         workers=plan.workers,

@@ -19,8 +19,8 @@ from pathlib import Path
 from fusionrank.evaluation.table import format_table
 from fusionrank.io import write_json
 from fusionrank.pipelines.config import load_run_config
-from fusionrank.pipelines.stages.report import peer_rows
 from fusionrank.pipelines.run import LTR, run_pipeline
+from fusionrank.pipelines.stages.report import peer_rows
 
 RESULTS = Path(__file__).parent / "results"
 NOTES = "## Against the target"

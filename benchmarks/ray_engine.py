@@ -151,7 +151,7 @@ def vectors_agree(work: Path, job: str, actors: int) -> float:
     """Largest absolute difference between the Ray and local engines' vectors."""
     import numpy as np
 
-    from fusionrank.encoders.vectors import read_vectors
+    from fusionrank.data.vectors import read_vectors
 
     ids_a, a = read_vectors(work / f"out-{job}-local-None")
     ids_b, b = read_vectors(work / f"out-{job}-ray-{actors}")

@@ -13,7 +13,7 @@ from fusionrank.data.dataset import Dataset
 from fusionrank.data.idmap import IdMap
 from fusionrank.data.profile import DatasetProfile
 from fusionrank.data.splits import Split, SplitConfig
-from fusionrank.encoders.vectors import write_vector_folder
+from fusionrank.data.vectors import write_vector_folder
 
 
 def _frame(m: sp.spmatrix | None, users: IdMap, items: IdMap) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 from fusionrank.data.atomic import read_atomic
 from fusionrank.data.errors import DataError
 from fusionrank.data.loaders import InteractionColumns, load_catalogue, load_interactions, read_file
-from fusionrank.encoders.vectors import VectorSet, read_vectors, write_vector_folder
+from fusionrank.data.vectors import VectorSet, read_vectors, write_vector_folder
 from fusionrank.pipelines.cli import app
 from fusionrank.pipelines.config import ConfigError, load_run_config
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from fusionrank.data.vectors import read_vectors
 from fusionrank.encoders.engine import EmbedConfig, EmbedSettingsError, embed, embed_catalogue
 from fusionrank.encoders.image import ImageEncoder, ImageEncoderConfig
 from fusionrank.encoders.text import TextEncoder, TextEncoderConfig
 from fusionrank.encoders.tiny import save_tiny_bert, save_tiny_clip, save_tiny_resnet
-from fusionrank.encoders.vectors import read_vectors
 
 
 @pytest.fixture(scope="module")

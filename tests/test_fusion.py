@@ -9,8 +9,8 @@ from helpers import dataset_with_content, split_of
 import fusionrank as fr
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.fetch import ML100K_PROFILE
+from fusionrank.data.vectors import read_vectors
 from fusionrank.encoders.kg import TransEConfig, embed_kg
-from fusionrank.encoders.vectors import read_vectors
 from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
 from fusionrank.fusion.content import load_content
 

@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from fusionrank.data.vectors import read_vectors
 from fusionrank.encoders.engine import EmbedConfig, EmbedSettingsError, RayOptions, embed, embed_catalogue
 from fusionrank.encoders.tiny import save_tiny_bert, save_tiny_resnet
-from fusionrank.encoders.vectors import read_vectors
 from fusionrank.engines import ray_session as ray_support
 from fusionrank.engines.ray_engine import RayReport, _report
 from fusionrank.engines.ray_session import ray_temp_dir

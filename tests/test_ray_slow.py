@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fusionrank.data.vectors import read_vectors
 from fusionrank.encoders.tiny import save_tiny_bert
-from fusionrank.encoders.vectors import read_vectors
 from fusionrank.pipelines.config import parse_run_config
 from fusionrank.pipelines.run import run_pipeline
 

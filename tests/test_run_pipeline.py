@@ -15,10 +15,10 @@ from fusionrank.columns import ITEM_IDX, PART, TEST, TRAIN, USER_IDX
 from fusionrank.data.idmap import IdMap
 from fusionrank.data.splits import Split, SplitConfig
 from fusionrank.io import mark_done, read_json
-from fusionrank.pipelines.stages.features import retrieve_source
 from fusionrank.pipelines.cli import app
 from fusionrank.pipelines.config import ConfigError, load_run_config, parse_run_config
 from fusionrank.pipelines.run import run_pipeline
+from fusionrank.pipelines.stages.features import retrieve_source
 from fusionrank.retrieval.index import IndexConfig, faiss_available
 
 runner = CliRunner()

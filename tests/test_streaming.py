@@ -16,10 +16,10 @@ from fusionrank.data.synth import synth_dataset
 from fusionrank.features.shards import ShardedTable, ShardWriter
 from fusionrank.features.table import item_ranks
 from fusionrank.io import read_json
-from fusionrank.pipelines.stages import features as candidates_stage
 from fusionrank.pipelines.config import load_run_config
-from fusionrank.pipelines.stages.ranker import ShardScores, candidate_scores, label_table, ranker_scores
 from fusionrank.pipelines.run import run_pipeline
+from fusionrank.pipelines.stages import features as candidates_stage
+from fusionrank.pipelines.stages.ranker import ShardScores, candidate_scores, label_table, ranker_scores
 from fusionrank.ranker.lgbm import LTRRanker, RankerConfig
 
 USERS, ITEMS = 240, 150

@@ -22,3 +22,19 @@ class InvalidArgumentError(FusionRankError, ValueError):
 class MissingInputError(FusionRankError, FileNotFoundError):
     """A file or folder a step needs is not there (content vectors not embedded yet, a run
     folder without its stage, a model folder without its config)."""
+
+
+class NotFittedError(FusionRankError, RuntimeError):
+    """A model or ranker was used before ``fit`` (or ``load``)."""
+
+
+class UnknownKeyError(FusionRankError, KeyError):
+    """A name the data does not have: a column of a table, an id of an id map."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; one line reads better without
+        return str(self.args[0]) if self.args else ""
+
+
+class InconsistentInputError(FusionRankError, RuntimeError):
+    """An input differs between the driver and a worker (another model file or catalogue
+    on another node of a cluster)."""

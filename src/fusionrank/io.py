@@ -12,8 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fusionrank.errors import FusionRankError, InvalidArgumentError
 
-class StorageError(OSError):
+
+class StorageError(FusionRankError, OSError):
     """Writing an output failed for a reason outside fusionrank (disk full, no permission).
 
     The message names the final path; nothing was left under that name."""
@@ -67,7 +69,7 @@ class StageCacheWarning(UserWarning):
     """A cached stage failed verification and is recomputed."""
 
 
-class IncompleteOutputError(ValueError):
+class IncompleteOutputError(FusionRankError, ValueError):
     """A folder that a command reads was not finished (its writer was killed) or was damaged."""
 
 
@@ -80,9 +82,9 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     try:
         done = read_json(marker)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"its done-marker {MARKER} is unreadable ({exc})") from exc
+        raise InvalidArgumentError(f"its done-marker {MARKER} is unreadable ({exc})") from exc
     if not isinstance(done, dict) or not isinstance(done.get("files"), dict):
-        raise ValueError(f"its done-marker {MARKER} is unreadable (no file checksums)")
+        raise InvalidArgumentError(f"its done-marker {MARKER} is unreadable (no file checksums)")
     return done
 
 

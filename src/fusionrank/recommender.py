@@ -31,7 +31,7 @@ from fusionrank.capabilities import ServesUnknownUsers
 from fusionrank.columns import ITEM_ID, RANK, SCORE, TRAIN, USER_ID, VALID
 from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
-from fusionrank.errors import InvalidArgumentError, MissingInputError
+from fusionrank.errors import FusionRankError, InvalidArgumentError, MissingInputError, NotFittedError
 from fusionrank.io import atomic_path, read_json, write_json
 from fusionrank.scoring import top_k
 from fusionrank.settings import build_settings
@@ -43,7 +43,7 @@ Stage = Literal["valid", "test"]
 _R = TypeVar("_R", bound="Recommender")
 
 
-class UnknownUserError(ValueError):
+class UnknownUserError(FusionRankError, ValueError):
     """A user id the model was not fitted on, and the model has no cold-start path for it."""
 
 
@@ -127,7 +127,7 @@ class Recommender(ABC):
         if isinstance(users, str):
             users = [users]
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise InvalidArgumentError(f"k must be >= 1, got {k}")
         ids = [str(u) for u in users]
         assert self.users is not None and self.items is not None  # noqa: S101 - checked above
         index = self.users.to_index(ids, missing=-1)
@@ -156,7 +156,7 @@ class Recommender(ABC):
     # --- checks used by subclasses -------------------------------------------------------
     def _check_fitted(self) -> None:
         if self.items is None or self.n_items == 0:
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(split) first")
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(split) first")
 
     def _check_users(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()

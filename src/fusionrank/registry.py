@@ -48,11 +48,13 @@ _EXTRA: dict[str, str] = {}
 DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "new items": ("ease-content", {"modalities": ("text",)}),
     "unknown users": ("profile", {}),
+    "evaluate": ("ease", {}),
 }
-"""The model (and its settings) ``fusionrank recommend`` fits on a run's split for a path
-the run's own model does not serve: ranking new items from their text
-(:class:`~fusionrank.capabilities.ScoresNewItems`) and users known only by side features
-(:class:`~fusionrank.capabilities.ServesUnknownUsers`)."""
+"""The model (and its settings) a path builds when nobody named one: ``fusionrank
+recommend`` fits ``new items`` on a run's split to rank items from their text
+(:class:`~fusionrank.capabilities.ScoresNewItems`) and ``unknown users`` for users known
+only by side features (:class:`~fusionrank.capabilities.ServesUnknownUsers`);
+``fusionrank evaluate`` evaluates ``evaluate`` when no ``--model`` is given."""
 
 
 def register(name: str, cls: type[Recommender]) -> None:

@@ -7,6 +7,8 @@ import os
 import resource
 from pathlib import Path
 
+from fusionrank.errors import FusionRankError
+
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB.
@@ -23,7 +25,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class InsufficientMemoryError(MemoryError):
+class InsufficientMemoryError(FusionRankError, MemoryError):
     """A job would need more memory than allowed or available; raised before allocating."""
 
 

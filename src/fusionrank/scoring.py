@@ -20,6 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from fusionrank.errors import InvalidArgumentError
+
 ScoreFn = Callable[[np.ndarray], "np.ndarray | torch.Tensor"]
 """Maps user indices (n,) to scores (n, n_items); higher is better."""
 
@@ -43,7 +45,9 @@ def chunk_scores(
     else:
         scores = torch.from_numpy(np.array(out, dtype=np.float32, copy=True))
     if scores.ndim != 2 or scores.shape[0] != len(rows):
-        raise ValueError(f"score function returned shape {tuple(scores.shape)} for {len(rows)} users")
+        raise InvalidArgumentError(
+            f"score function returned shape {tuple(scores.shape)} for {len(rows)} users"
+        )
     if exclude is not None:
         mask_rows(scores, exclude, rows)
     if item_mask is not None:

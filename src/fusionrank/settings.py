@@ -31,8 +31,10 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union, get_args, get_origin
 
+from fusionrank.errors import FusionRankError
 
-class SettingsError(ValueError):
+
+class SettingsError(FusionRankError, ValueError):
     """A setting is unknown, of the wrong type, or refused by its config."""
 
 
@@ -53,7 +55,12 @@ def known_keys(cls: type) -> list[str]:
 
 def build_settings(cls: type, values: Mapping[str, Any] | None, *, owner: str, where: str = "") -> Any:
     """``cls(**values)`` after checking every key and value; nested dataclass fields take
-    mappings, tuple fields take lists. ``owner`` and ``where`` (a key path) go into errors."""
+    mappings, tuple fields take lists. ``owner`` and ``where`` (a key path) go into errors.
+
+    A config class that routes some keys elsewhere (the embedding job's config hands its
+    encoder's settings to the encoder's own config) takes over with a classmethod
+    ``from_settings(values, owner, where)``: it gets the mapping and returns the config,
+    checking its own fields with :func:`settings_kwargs`."""
     if values is None:
         values = {}
     if dataclasses.is_dataclass(values) and isinstance(values, cls):
@@ -62,6 +69,21 @@ def build_settings(cls: type, values: Mapping[str, Any] | None, *, owner: str, w
         raise SettingsError(
             f"{owner}: {where or 'settings'}: expected a mapping, got {type(values).__name__}"
         )
+    hook = getattr(cls, "from_settings", None)
+    if hook is not None:
+        return hook(values, owner=owner, where=where)
+    kwargs = settings_kwargs(cls, values, owner=owner, where=where)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"{owner}: {where or 'settings'}: {exc}") from exc
+
+
+def settings_kwargs(cls: type, values: Mapping[str, Any], *, owner: str, where: str = "") -> dict[str, Any]:
+    """The keyword arguments :func:`build_settings` gives ``cls`` for ``values``: every key
+    checked (aliases resolved) and every value coerced to its field's type."""
     fields = config_fields(cls)
     hints = _hints(cls)
     aliases = aliases_of(cls)
@@ -73,12 +95,7 @@ def build_settings(cls: type, values: Mapping[str, Any] | None, *, owner: str, w
             if name not in fields:
                 raise SettingsError(f"{owner}: {path}: unknown setting; expected one of {known_keys(cls)}")
             kwargs[name] = _coerce(hints.get(name, Any), value, owner, path)
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, SettingsError):
-            raise
-        raise SettingsError(f"{owner}: {where or 'settings'}: {exc}") from exc
+    return kwargs
 
 
 def replace_settings(config: Any, values: Mapping[str, Any], *, owner: str) -> Any:

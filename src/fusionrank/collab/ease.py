@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from fusionrank.columns import TRAIN
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
 from fusionrank.resources import InsufficientMemoryError, available_memory_bytes
 
@@ -35,11 +36,11 @@ class EASEConfig:
 
     def __post_init__(self) -> None:
         if self.reg <= 0:
-            raise ValueError(f"reg must be > 0, got {self.reg}")
+            raise InvalidArgumentError(f"reg must be > 0, got {self.reg}")
         if self.max_items is not None and self.max_items < 1:
-            raise ValueError(f"max_items must be >= 1, got {self.max_items}")
+            raise InvalidArgumentError(f"max_items must be >= 1, got {self.max_items}")
         if self.top_items is not None and self.top_items < 1:
-            raise ValueError(f"top_items must be >= 1, got {self.top_items}")
+            raise InvalidArgumentError(f"top_items must be >= 1, got {self.top_items}")
 
 
 BYTES_PER_CELL = 32

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrank.columns import TRAIN
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
 
 if TYPE_CHECKING:
@@ -28,9 +29,9 @@ class ItemKNNConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+            raise InvalidArgumentError(f"k must be >= 1, got {self.k}")
         if self.shrink < 0:
-            raise ValueError(f"shrink must be >= 0, got {self.shrink}")
+            raise InvalidArgumentError(f"shrink must be >= 0, got {self.shrink}")
 
 
 def knn_similarity(x: sp.csr_matrix, k: int, shrink: float, block_size: int = 512) -> sp.csr_matrix:

@@ -7,6 +7,8 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from fusionrank.errors import InvalidArgumentError
+
 NegativeKind = Literal["uniform", "popularity"]
 
 
@@ -21,7 +23,7 @@ class NegativeSampler:
         self._keys = np.sort(coo.row.astype(np.int64) * self.n_items + coo.col)
         self._max_pos = int(np.diff(train.indptr).max(initial=0))
         if self._max_pos >= self.n_items:
-            raise ValueError("a user has interacted with every item: no negative to sample")
+            raise InvalidArgumentError("a user has interacted with every item: no negative to sample")
         self._cdf: np.ndarray | None
         if kind == "popularity":
             pop = np.asarray(train.sum(axis=0)).ravel() + 1.0
@@ -30,7 +32,7 @@ class NegativeSampler:
         elif kind == "uniform":
             self._cdf = None
         else:
-            raise ValueError(f"negative sampling must be uniform or popularity, got {kind!r}")
+            raise InvalidArgumentError(f"negative sampling must be uniform or popularity, got {kind!r}")
 
     def _draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
         if self._cdf is None:

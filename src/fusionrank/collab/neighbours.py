@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from fusionrank.collab.itemknn import knn_similarity
 from fusionrank.columns import TRAIN
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class UserKNNConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+            raise InvalidArgumentError(f"k must be >= 1, got {self.k}")
 
 
 class UserKNN(Recommender):
@@ -69,7 +70,7 @@ class RP3betaConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+            raise InvalidArgumentError(f"k must be >= 1, got {self.k}")
 
 
 class RP3beta(Recommender):

@@ -16,6 +16,7 @@ from torch import nn
 from fusionrank.collab.torch_base import TorchRecommender, shuffled_batches
 from fusionrank.collab.trainer import SampledTrainConfig
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
+from fusionrank.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from fusionrank.data.splits import Split
@@ -101,7 +102,7 @@ class SASRec(TorchRecommender):
 
     def prepare(self, split: Split) -> None:
         if TIMESTAMP not in split.train.columns:
-            raise ValueError("SASRec needs interactions with timestamps (map a timestamp column)")
+            raise InvalidArgumentError("SASRec needs interactions with timestamps (map a timestamp column)")
         super().prepare(split)
         self._stages = {
             "valid": self.sequences(split.train),

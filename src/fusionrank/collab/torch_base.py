@@ -13,6 +13,7 @@ import torch
 from fusionrank.collab.negatives import NegativeSampler
 from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, train_loop
 from fusionrank.columns import TRAIN, VALID
+from fusionrank.errors import NotFittedError
 from fusionrank.recommender import Recommender
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class TorchRecommender(Recommender, Trainable):
 
     def _check_fitted(self) -> None:
         if self.module is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(split) first")
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(split) first")
 
     # persistence: module weights + whatever the model needs to score
     def state(self) -> dict[str, np.ndarray]:

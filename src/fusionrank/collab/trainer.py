@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from fusionrank.collab.negatives import NegativeKind
 from fusionrank.determinism import repeatable
+from fusionrank.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.valid_users < 0:
-            raise ValueError(f"valid_users must be >= 0, got {self.valid_users}")
+            raise InvalidArgumentError(f"valid_users must be >= 0, got {self.valid_users}")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.patience < 0:
-            raise ValueError("epochs, batch_size and eval_every must be >= 1 and patience >= 0")
+            raise InvalidArgumentError("epochs, batch_size and eval_every must be >= 1 and patience >= 0")
         if self.learning_rate <= 0:
-            raise ValueError("learning_rate must be > 0")
+            raise InvalidArgumentError("learning_rate must be > 0")
         if "@" not in self.valid_metric:
-            raise ValueError(f"valid_metric must look like ndcg@10, got {self.valid_metric!r}")
+            raise InvalidArgumentError(f"valid_metric must look like ndcg@10, got {self.valid_metric!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("device cuda was asked for but no CUDA device is available")
+            raise InvalidArgumentError("device cuda was asked for but no CUDA device is available")
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,7 @@ class Dataset:
         if self.items is None:
             raise DataError(f"dataset {self.name!r} has no item catalogue: content needs one")
         if self.home is None:
-            raise ValueError(f"dataset {self.name!r} has no home folder for its catalogue file")
+            raise InvalidArgumentError(f"dataset {self.name!r} has no home folder for its catalogue file")
         path = self.home / "items.parquet"
         if not path.exists():
             with atomic_path(path) as tmp:

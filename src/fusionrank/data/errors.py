@@ -5,8 +5,10 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
+from fusionrank.errors import FusionRankError
 
-class DataError(ValueError):
+
+class DataError(FusionRankError, ValueError):
     """Bad input data.
 
     ``row`` is the 1-based data row (the header is not counted), so a user can find it

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from fusionrank.columns import ITEM_ID, RATING, TIMESTAMP, USER_ID
+from fusionrank.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class FeedbackConfig:
 
     def __post_init__(self) -> None:
         if self.k_core < 0:
-            raise ValueError(f"k_core must be >= 0, got {self.k_core}")
+            raise InvalidArgumentError(f"k_core must be >= 0, got {self.k_core}")
 
 
 def collapse_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -53,5 +54,5 @@ def implicit_feedback(frame: pd.DataFrame, config: FeedbackConfig | None = None)
     frame = collapse_duplicates(frame)
     frame = k_core(frame, config.k_core)
     if frame.empty:
-        raise ValueError("no interactions left after the rating threshold and k-core filter")
+        raise InvalidArgumentError("no interactions left after the rating threshold and k-core filter")
     return frame.reset_index(drop=True)

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from fusionrank.data.profile import DatasetProfile
+from fusionrank.errors import FusionRankError, MissingInputError
 from fusionrank.io import sha256_file, write_json
 
 ML100K = "ml-100k"
@@ -61,7 +62,7 @@ cross-domain protocol (an item goes to the first domain one of its genres matche
 its side features (MovieLens' age groups <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+)."""
 
 
-class FetchError(RuntimeError):
+class FetchError(FusionRankError, RuntimeError):
     """The dataset could not be fetched: the named source is unusable, or no source worked."""
 
 
@@ -152,7 +153,7 @@ def _write_manifest(folder: Path, label: str) -> None:
 
 def _from_local(source: Path, out: Path) -> None:
     if not source.exists():
-        raise FileNotFoundError("it does not exist")
+        raise MissingInputError("it does not exist")
     if source.is_file():
         if not source.name.lower().endswith(ARCHIVE_SUFFIXES):
             raise FetchError(
@@ -171,7 +172,7 @@ def _from_local(source: Path, out: Path) -> None:
     if (folder / "u.data").exists():
         _grouplens_to_atomic(lambda n: (folder / n).read_bytes(), out)
         return
-    raise FileNotFoundError(f"it holds neither {ML100K}.inter (atomic files) nor u.data (GroupLens files)")
+    raise MissingInputError(f"it holds neither {ML100K}.inter (atomic files) nor u.data (GroupLens files)")
 
 
 def _from_grouplens_url(url: str, out: Path) -> None:
@@ -319,7 +320,7 @@ def _from_recbole_wheel(out: Path) -> None:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         wheels = list(Path(tmp).glob("recbole-*.whl"))
         if done.returncode != 0 or not wheels:
-            raise RuntimeError(f"pip download failed: {done.stderr.strip()[-500:]}")
+            raise FetchError(f"pip download failed: {done.stderr.strip()[-500:]}")
         prefix = f"recbole/dataset_example/{ML100K}/"
         with zipfile.ZipFile(wheels[0]) as z:
             _zip_index(z)

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fusionrank.errors import InvalidArgumentError, UnknownKeyError
 from fusionrank.io import atomic_path
 
 
@@ -21,7 +22,7 @@ class IdMap:
         self._ids = np.asarray(ids, dtype=object)
         self._index = {v: i for i, v in enumerate(ids)}
         if len(self._index) != len(ids):
-            raise ValueError("IdMap ids must be unique")
+            raise InvalidArgumentError("IdMap ids must be unique")
         self._lookup: pd.Index | None = None  # built on the first bulk lookup
 
     @classmethod
@@ -66,7 +67,7 @@ class IdMap:
         unknown = out < 0
         if unknown.any():
             if missing is None:
-                raise KeyError(f"unknown id {keys[int(np.flatnonzero(unknown)[0])]!r}")
+                raise UnknownKeyError(f"unknown id {keys[int(np.flatnonzero(unknown)[0])]!r}")
             out[unknown] = missing
         return out
 

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.settings import build_settings
 
 MODALITIES = ("text", "image", "clip", "kg")
@@ -57,7 +58,9 @@ class DatasetProfile:
         for name, given in (("encoders", self.encoders), ("vectors", self.vectors)):
             unknown = set(given) - set(MODALITIES)
             if unknown:
-                raise ValueError(f"{name}: unknown modality {sorted(unknown)}; expected some of {MODALITIES}")
+                raise InvalidArgumentError(
+                    f"{name}: unknown modality {sorted(unknown)}; expected some of {MODALITIES}"
+                )
         object.__setattr__(self, "domains", {str(k): tuple(v) for k, v in self.domains.items()})
         object.__setattr__(
             self, "user_buckets", {str(k): tuple(float(b) for b in v) for k, v in self.user_buckets.items()}

@@ -45,6 +45,8 @@ from fusionrank.columns import (
 )
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.idmap import IdMap
+from fusionrank.data.vectors import align
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.io import (
     StageCacheWarning,
     atomic_path,
@@ -86,17 +88,17 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in SPLIT_KINDS:
-            raise ValueError(f"unknown split kind {self.kind!r}; expected one of {SPLIT_KINDS}")
+            raise InvalidArgumentError(f"unknown split kind {self.kind!r}; expected one of {SPLIT_KINDS}")
         if len(self.ratios) != 3 or min(self.ratios) < 0 or sum(self.ratios) <= 0:
-            raise ValueError(f"ratios must be three non-negative shares, got {self.ratios}")
+            raise InvalidArgumentError(f"ratios must be three non-negative shares, got {self.ratios}")
         cold_share = self.cold_share
         if cold_share is None:
             cold_share = 0.1 if self.kind == "cold-users" else 0.2
             object.__setattr__(self, "cold_share", cold_share)
         if not 0 < cold_share < 1:
-            raise ValueError(f"cold_share must be in (0, 1), got {cold_share}")
+            raise InvalidArgumentError(f"cold_share must be in (0, 1), got {cold_share}")
         if not 0 <= self.valid_users_share < 1 - cold_share:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"valid_users_share must be in [0, 1 - cold_share), got {self.valid_users_share}"
             )
 
@@ -161,7 +163,7 @@ class Split:
 
     def part(self, name: str) -> pd.DataFrame:
         if name not in PARTS:
-            raise ValueError(f"unknown part {name!r}; expected one of {PARTS}")
+            raise InvalidArgumentError(f"unknown part {name!r}; expected one of {PARTS}")
         return getattr(self, name)
 
     def matrix(self, *parts: str) -> sp.csr_matrix:
@@ -179,6 +181,14 @@ class Split:
             self._matrices[parts] = m
         return self._matrices[parts]
 
+    def content(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """The items' ``modality`` vectors (text, image, clip, kg) in this split's item order,
+        zero rows for items without one, and which items have one. Reads the vectors the
+        embed stage made (``fr.embed_content``, ``fusionrank run``) or the folder the profile
+        names; a one-line error says what to run when they are missing."""
+        folder = self.require_dataset(f"{modality} content").content_folder(modality)
+        return align(folder, self.items)
+
     def restrict_items(self, keep: np.ndarray) -> Split:
         """The same split (same id maps) with only the interactions of items where ``keep``
         (a boolean mask over item indices) is true: e.g. one domain's interactions."""
@@ -192,7 +202,9 @@ class Split:
     # --- what the dataset says about the split's items and users -------------------------
     def require_dataset(self, what: str) -> Dataset:
         if self.dataset is None:
-            raise ValueError(f"{what} needs the dataset of this split; make it with fr.split(dataset, ...)")
+            raise InvalidArgumentError(
+                f"{what} needs the dataset of this split; make it with fr.split(dataset, ...)"
+            )
         return self.dataset
 
     def item_domains(self) -> np.ndarray:
@@ -212,7 +224,9 @@ class Split:
             self.config.target or data.profile.target_domain or next((n for n in names if n != source), None)
         )
         if source is None or target is None or source == target:
-            raise ValueError(f"{self.name}: need two domains for a cross-domain model, found {names}")
+            raise InvalidArgumentError(
+                f"{self.name}: need two domains for a cross-domain model, found {names}"
+            )
         return source, target
 
     def genres(self) -> tuple[sp.csr_matrix, list[str]]:
@@ -221,7 +235,7 @@ class Split:
 
         data = self.require_dataset("genres")
         if data.items is None or not data.profile.genres:
-            raise ValueError(f"dataset {data.name!r} has no genres column in its profile")
+            raise InvalidArgumentError(f"dataset {data.name!r} has no genres column in its profile")
         return genre_matrix(data.items, self.items, data.profile.genres)
 
     def user_features(self) -> tuple[np.ndarray, list[str]]:
@@ -230,7 +244,7 @@ class Split:
 
         data = self.require_dataset("user side features")
         if data.users is None or not data.profile.user_features:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"dataset {data.name!r} has no user side features (a user table and "
                 "profile.user_features): cold users cannot be served from features"
             )
@@ -417,7 +431,7 @@ def _cross_domain_split(dataset: Dataset, config: SplitConfig) -> Split:
     in_domain = {i for i, d in zip(dataset.item_ids, labels) if d}
     frame = dataset.interactions[dataset.interactions[ITEM_ID].isin(in_domain)].reset_index(drop=True)
     if frame.empty:
-        raise ValueError(f"dataset {dataset.name!r}: no interaction has an item in a domain")
+        raise InvalidArgumentError(f"dataset {dataset.name!r}: no interaction has an item in a domain")
     users = IdMap(pd.unique(frame[USER_ID]))
     items = IdMap(pd.unique(frame[ITEM_ID]))
     frame = _with_indices(frame, users, items)

@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 from fusionrank.columns import ITEM_ID, TIMESTAMP, USER_ID
 from fusionrank.data.dataset import DATASET_FILE, Dataset, default_root, import_dataset
 from fusionrank.data.errors import DataError
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.io import read_json, write_json
 from fusionrank.settings import build_settings, replace_settings
 
@@ -91,7 +92,7 @@ class SynthConfig:
     >>> SynthConfig(users=2, items=3, interactions=7)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: interactions (7) exceed users x items (6): a user has at most one event per item; ...
+    fusionrank.errors.InvalidArgumentError: interactions (7) exceed users x items (6): ...
     """
 
     users: int
@@ -134,34 +135,36 @@ class SynthConfig:
     def __post_init__(self) -> None:
         for name in ("users", "items", "interactions", "categories", "styles", "factors", "min_per_user"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise InvalidArgumentError(f"{name} must be at least 1, got {getattr(self, name)}")
         cells = self.users * self.items
         if self.interactions > cells:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"interactions ({self.interactions}) exceed users x items ({cells}): a user has at most "
                 "one event per item; ask for fewer interactions or more users or items"
             )
         least = self.users * min(self.min_per_user, self.items)
         if self.interactions < least:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"interactions ({self.interactions}) are fewer than users x min_per_user ({least}); "
                 "ask for more interactions, fewer users or a lower min_per_user"
             )
         if not 0 <= self.images <= self.items:
-            raise ValueError(f"images must be between 0 and items ({self.items}), got {self.images}")
+            raise InvalidArgumentError(
+                f"images must be between 0 and items ({self.items}), got {self.images}"
+            )
         if self.styles > len(SHAPES):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"styles must be at most {len(SHAPES)} (one image shape each), got {self.styles}"
             )
         if not 0 <= self.content_share <= 1:
-            raise ValueError(f"content_share must be in [0, 1], got {self.content_share}")
+            raise InvalidArgumentError(f"content_share must be in [0, 1], got {self.content_share}")
         for name in ("affinity", "popularity", "activity_sigma", "drift"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise InvalidArgumentError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.period_days <= 0:
-            raise ValueError(f"period_days must be > 0, got {self.period_days}")
+            raise InvalidArgumentError(f"period_days must be > 0, got {self.period_days}")
         if not 8 <= self.image_size <= 512:
-            raise ValueError(f"image_size must be between 8 and 512 pixels, got {self.image_size}")
+            raise InvalidArgumentError(f"image_size must be between 8 and 512 pixels, got {self.image_size}")
         self.start_seconds  # noqa: B018 - checks the date
 
     @property
@@ -170,7 +173,9 @@ class SynthConfig:
         try:
             day = dt.date.fromisoformat(self.start)
         except ValueError as exc:
-            raise ValueError(f"start must be an ISO date such as 2015-01-01, got {self.start!r}") from exc
+            raise InvalidArgumentError(
+                f"start must be an ISO date such as 2015-01-01, got {self.start!r}"
+            ) from exc
         return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
 
     @property
@@ -303,7 +308,7 @@ def activity_counts(
     base = min(minimum, items)
     extra, cap = total - base * users, items - base
     if extra < 0 or extra > cap * users:
-        raise ValueError(f"cannot give {users} users {total} events with {base} to {items} each")
+        raise InvalidArgumentError(f"cannot give {users} users {total} events with {base} to {items} each")
     weight = rng.lognormal(0.0, sigma, size=users)
     capped = np.zeros(users, dtype=bool)
     while True:  # water-filling: scale the uncapped users until none exceeds the cap

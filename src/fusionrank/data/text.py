@@ -8,6 +8,8 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fusionrank.errors import InvalidArgumentError
+
 _SPACES = re.compile(r"\s+")
 
 
@@ -55,5 +57,5 @@ def compose_text(
             return ""
         return _SPACES.sub(" ", template.format(**values)).strip()
     if not fields:
-        raise ValueError("give the text fields (e.g. --fields title,genres) or a template")
+        raise InvalidArgumentError("give the text fields (e.g. --fields title,genres) or a template")
     return " ".join(t for t in (field_text(row.get(f)) for f in fields) if t)

@@ -1,11 +1,15 @@
-"""Feeding the encoders: text composed and tokenised per shard and batched by token length
-(each batch padded to its own longest row only); images decoded and preprocessed by
-DataLoader workers while the model runs. With a GPU, the next shard's text is prepared in a
-thread while the current one runs."""
+"""Feeding the encoders. Text is composed per shard; an encoder with the token fast path
+(:class:`~fusionrank.encoders.base.TokenEncoder`) gets the shard tokenised at once and
+batches of rows (BERT: sorted by token length, each batch padded to its own longest row
+only), any other encoder batches of the composed strings. Images are read, checked and
+decoded by DataLoader workers while the model runs; an encoder with the pixel fast path
+(:class:`~fusionrank.encoders.base.PixelEncoder`) has them preprocessed there too and gets
+pixel tensors, any other encoder gets the batch of RGB PIL images. With a GPU, the next
+shard's text is prepared in a thread while the current one runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 
 from fusionrank.data.text import compose_text
+from fusionrank.encoders.base import Encoder, PixelEncoder, TokenEncoder, checked_vectors
 from fusionrank.encoders.device import decode_workers
 from fusionrank.encoders.embed_config import EmbedConfig
 from fusionrank.encoders.job import Shard
@@ -22,21 +27,23 @@ from fusionrank.encoders.job import Shard
 
 @dataclass
 class _ShardText:
-    """A shard's texts, ready for the model: catalogue rows, token ids, bad rows."""
+    """A shard's texts, ready for the model: catalogue rows, the texts (or their tokens,
+    for an encoder with the token fast path), bad rows."""
 
     rows: list[int] = field(default_factory=list)
-    tokens: Any = None
+    texts: list[str] = field(default_factory=list)
+    tokens: Sequence[Any] | None = None
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _prepare(
-    table: Any, shard: Shard, encoder: Any, config: EmbedConfig, id_errors: dict[int, str]
+    table: Any, shard: Shard, encoder: Encoder, config: EmbedConfig, id_errors: dict[int, str]
 ) -> _ShardText:
-    """Compose and tokenise one shard's texts (empty text and bad ids become errors)."""
+    """Compose (and tokenise) one shard's texts (empty text and bad ids become errors)."""
     fields = list(config.fields or ())
     chunk = table[shard.start : shard.stop]
     keys = list(chunk)
-    out, texts = _ShardText(), []
+    out = _ShardText()
     for j in range(shard.stop - shard.start):
         r = shard.start + j
         if r in id_errors:
@@ -46,16 +53,15 @@ def _prepare(
         if not text:
             out.errors.append((r, "empty text"))
             continue
-        texts.append(text)
+        out.texts.append(text)
         out.rows.append(r)
-    if texts:  # CLIP: a (rows, context) tensor; BERT family: lists of ids, unpadded
-        tokens = encoder.tokenize(texts)
-        out.tokens = tokens if encoder.kind == "clip" else tokens["input_ids"]
+    if out.texts and isinstance(encoder, TokenEncoder):
+        out.tokens = encoder.tokenize(out.texts)
     return out
 
 
 def embed_text(
-    table: Any, pending: list[Shard], encoder: Any, config: EmbedConfig, id_errors: dict[int, str]
+    table: Any, pending: list[Shard], encoder: Encoder, config: EmbedConfig, id_errors: dict[int, str]
 ) -> Iterator[Shard]:
     """Embed the pending shards' texts, in order; each shard is yielded once all its rows
     are in ``shard.vectors`` or ``shard.errors`` (empty text, a bad id)."""
@@ -66,7 +72,7 @@ def embed_text(
     for shard, prepared in _prepared(pending, prepare, ahead=config.device.startswith("cuda")):
         shard.errors.extend(prepared.errors)
         if prepared.rows:
-            for r, vec in zip(prepared.rows, _encode_tokens(encoder, prepared.tokens, config.batch_size)):
+            for r, vec in zip(prepared.rows, _encode_text(encoder, prepared, config.batch_size)):
                 shard.vectors[r] = vec
         yield shard
 
@@ -90,32 +96,39 @@ def _prepared(
             yield shard, prepared
 
 
-def _encode_tokens(encoder: Any, tokens: Any, batch_size: int) -> np.ndarray:
-    """Vectors of one shard's tokenised texts, in order. Text encoders run the rows longest
-    first, so that each batch pads to a length close to all of its rows'."""
-    n = len(tokens)
+def _encode_text(encoder: Encoder, prepared: _ShardText, batch_size: int) -> np.ndarray:
+    """Vectors of one shard's texts, in order: through the token fast path when the
+    encoder has it (rows longest first when it sorts by length, so that each batch pads
+    to a length close to all of its rows'), else ``encode`` of each batch of texts."""
+    n = len(prepared.rows)
     out = np.empty((n, encoder.dim), dtype=np.float32)
-    if encoder.kind == "clip":  # fixed context length: nothing to sort
+    if prepared.tokens is not None and isinstance(encoder, TokenEncoder):
+        tokens = prepared.tokens
+        if encoder.sort_by_length:
+            order = np.argsort([-len(x) for x in tokens], kind="stable")
+        else:
+            order = np.arange(n)
         for s in range(0, n, batch_size):
-            out[s : s + batch_size] = encoder.forward_text(tokens[s : s + batch_size]).cpu().numpy()
+            rows = order[s : s + batch_size]
+            out[rows] = encoder.encode_tokens(tokens, rows.tolist()).cpu().numpy()
         return out
-    order = np.argsort([-len(x) for x in tokens], kind="stable")
     for s in range(0, n, batch_size):
-        rows = order[s : s + batch_size]
-        out[rows] = encoder.forward(encoder.collate([tokens[i] for i in rows])).cpu().numpy()
+        batch = prepared.texts[s : s + batch_size]
+        out[s : s + len(batch)] = checked_vectors(encoder, encoder.encode(batch), len(batch))
     return out
 
 
 class _ImageRows(torch.utils.data.Dataset):
-    """Loads, checks and preprocesses one image per catalogue row (runs in workers)."""
+    """Loads, checks and decodes one image per catalogue row, and preprocesses it when
+    given ``preprocess`` (runs in workers): (row, pixels or RGB image or None, error or None)."""
 
-    def __init__(self, paths: dict[int, str], root: Path, preprocess: Callable) -> None:
+    def __init__(self, paths: dict[int, str], root: Path, preprocess: Callable | None) -> None:
         self.paths, self.root, self.preprocess = paths, root.resolve(), preprocess
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, row: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, row: int) -> tuple[int, Any, str | None]:
         from PIL import Image
 
         rel = self.paths[row]
@@ -128,17 +141,29 @@ class _ImageRows(torch.utils.data.Dataset):
             return row, None, f"missing image {rel!r}"
         try:
             with Image.open(path) as im:
-                pixels = self.preprocess(im.convert("RGB"))
+                rgb = im.convert("RGB")  # decoded here: a loaded copy
+                pixels = self.preprocess(rgb) if self.preprocess is not None else rgb
         except Exception as exc:  # truncated or unreadable files
             return row, None, f"unreadable image {rel!r}: {type(exc).__name__}: {exc}"
         return row, pixels, None
 
 
 def _collate(items: list) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
+    """A batch of pixel tensors, stacked (the pixel fast path)."""
+    rows, good, bad = _split(items)
+    return rows, torch.stack(good) if good else None, bad
+
+
+def _collate_images(items: list) -> tuple[list[int], list[Any] | None, list[tuple[int, str]]]:
+    """A batch of PIL images, as a list (any other encoder)."""
+    rows, good, bad = _split(items)
+    return rows, good or None, bad
+
+
+def _split(items: list) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
     good = [(r, t) for r, t, e in items if t is not None]
     bad = [(r, e) for r, t, e in items if t is None]
-    pixels = torch.stack([t for _, t in good]) if good else None
-    return [r for r, _ in good], pixels, bad
+    return [r for r, _ in good], [t for _, t in good], bad
 
 
 def _batches(pending: list[Shard], rows_of: dict[int, list[int]], batch_size: int) -> Iterator[list[int]]:
@@ -149,11 +174,12 @@ def _batches(pending: list[Shard], rows_of: dict[int, list[int]], batch_size: in
 
 
 def embed_images(
-    table: Any, pending: list[Shard], encoder: Any, config: EmbedConfig, id_errors: dict[int, str]
+    table: Any, pending: list[Shard], encoder: Encoder, config: EmbedConfig, id_errors: dict[int, str]
 ) -> Iterator[Shard]:
-    """Embed the pending shards' images: DataLoader workers read, check and preprocess them
-    (missing, unreadable or escaping paths become errors); each shard is yielded when its
-    last batch is through (shards whose rows are all bad ids first)."""
+    """Embed the pending shards' images: DataLoader workers read, check and decode them
+    (missing, unreadable or escaping paths become errors), and preprocess them for an
+    encoder with the pixel fast path; each shard is yielded when its last batch is through
+    (shards whose rows are all bad ids first)."""
     paths: dict[int, str] = {}
     rows_of: dict[int, list[int]] = {}
     for shard in pending:
@@ -175,23 +201,29 @@ def embed_images(
     if not batches:
         return
     workers = decode_workers(config.workers, config.device)
+    fast = encoder if isinstance(encoder, PixelEncoder) else None
+    preprocess = fast.preprocess if fast is not None else None
     loader = torch.utils.data.DataLoader(
-        _ImageRows(paths, Path(config.image_root or "."), encoder.preprocess),
+        _ImageRows(paths, Path(config.image_root or "."), preprocess),
         batch_sampler=batches,
-        collate_fn=_collate,
+        collate_fn=_collate if preprocess is not None else _collate_images,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
-        pin_memory=config.device.startswith("cuda"),
+        pin_memory=preprocess is not None and config.device.startswith("cuda"),
     )
     by_row = {}
     for shard in pending:
         for r in rows_of[shard.index]:
             by_row[r] = shard
-    for rows, pixels, bad in loader:
+    for rows, good, bad in loader:
         shard = by_row[(rows or [r for r, _ in bad])[0]]
         shard.errors.extend(bad)
-        if pixels is not None:
-            for r, vec in zip(rows, encoder.forward(pixels).cpu().numpy()):
+        if good is not None:
+            if fast is not None:  # (batch, 3, H, W) pixels
+                vecs = fast.encode_pixels(good).cpu().numpy()
+            else:  # RGB PIL images
+                vecs = checked_vectors(encoder, encoder.encode(good), len(good))
+            for r, vec in zip(rows, vecs):
                 shard.vectors[r] = vec
         shard.batches_left -= 1
         if shard.batches_left == 0:
@@ -199,7 +231,7 @@ def embed_images(
 
 
 def embed_shards(
-    table: Any, encoder: Any, config: EmbedConfig, id_errors: dict[int, str], shards: Iterable[Shard]
+    table: Any, encoder: Encoder, config: EmbedConfig, id_errors: dict[int, str], shards: Iterable[Shard]
 ) -> Iterator[Shard]:
     """The shards, embedded (the text or the image feeder, by the config's modality): the
     one chunk function of both engines."""

@@ -6,17 +6,19 @@ import os
 
 import torch
 
+from fusionrank.errors import InvalidArgumentError
+
 
 def check_device(device: str) -> None:
     """Refuse a device that is not here (``cpu``, ``cuda`` or ``cuda:N``), in one line."""
     kind, _, index = device.partition(":")
     if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise ValueError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+        raise InvalidArgumentError(f"device must be cpu, cuda or cuda:N, got {device!r}")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but no CUDA device is available")
+            raise InvalidArgumentError("--device cuda was asked for but no CUDA device is available")
         if index and int(index) >= torch.cuda.device_count():
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
             )
 

@@ -8,7 +8,9 @@ the output; a rerun into the same folder with other settings is refused. When ev
 is done, the error parts are merged into ``errors.parquet`` and ``manifest.json`` is
 written last. Invariant: rows in vectors + rows in errors = rows in the catalogue.
 
-The pieces: :mod:`~fusionrank.encoders.embed_config` (settings, encoders),
+The pieces: :mod:`~fusionrank.encoders.base` (the encoder contract),
+:mod:`~fusionrank.encoders.registry` (encoders by name or dotted path),
+:mod:`~fusionrank.encoders.embed_config` (the job's settings and its encoder's config),
 :mod:`~fusionrank.encoders.catalogue` (reading, id checks), :mod:`~fusionrank.encoders.job`
 (fingerprint, shards, manifest), :mod:`~fusionrank.encoders.batches` (text and image
 feeding) and :mod:`~fusionrank.encoders.work` (the shards' work in a worker). The driver
@@ -30,9 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from fusionrank.data.vectors import VectorSet
+from fusionrank.encoders.base import Encoder
 from fusionrank.encoders.batches import embed_shards
 from fusionrank.encoders.catalogue import check_ids, open_catalogue, shard_ids
-from fusionrank.encoders.embed_config import EmbedConfig, EncoderKind, build_encoder
+from fusionrank.encoders.embed_config import EmbedConfig, build_encoder
 from fusionrank.encoders.job import (
     EmbedSettingsError,
     Shard,
@@ -45,7 +49,7 @@ from fusionrank.encoders.job import (
     write_manifest,
 )
 from fusionrank.encoders.precision import BF16_CPU_NOTE
-from fusionrank.encoders.vectors import VectorSet
+from fusionrank.encoders.registry import encoder_class
 from fusionrank.encoders.work import ShardEmbedder, absolute
 from fusionrank.engines import Engine, EngineName, Work, get_engine
 from fusionrank.engines.ray_engine import RayOptions, WorkerDiedError
@@ -71,14 +75,15 @@ def embed_catalogue(
     catalogue: str | Path,
     out: str | Path,
     config: EmbedConfig,
-    encoder: Any = None,
+    encoder: Encoder | None = None,
     log: Callable[[str], None] | None = None,
     engine: Engine | str = "local",
     ray_options: RayOptions | None = None,
 ) -> dict:
     """Embed every row of ``catalogue`` into ``out``; returns the manifest. Resumable.
     ``engine`` runs the shards' model work: an :class:`~fusionrank.engines.Engine`, or its
-    name (``ray``: Ray actors, ``ray_options`` saying where and how many)."""
+    name (``ray``: Ray actors, ``ray_options`` saying where and how many). ``encoder``: the
+    config's encoder already loaded (else it is built from the config)."""
     catalogue, out = Path(catalogue), Path(out)
     log = log or (lambda m: print(m, file=sys.stderr))
     if isinstance(engine, str):
@@ -91,7 +96,7 @@ def embed_catalogue(
     with ExitStack() as hold:
         if not (out / "manifest.json").exists():
             hold.enter_context(engine)  # the engine starts (Ray: in the background) while the model loads
-        encoder = encoder or build_encoder(config)
+        encoder = encoder if encoder is not None else build_encoder(config)
         check_encoder(encoder, config)
         if config.precision == "bf16" and not config.device.startswith("cuda"):
             log(BF16_CPU_NOTE)
@@ -168,30 +173,51 @@ def embed_catalogue(
     return manifest
 
 
-def embed_config(dataset: Dataset, encoder: EncoderKind = "text", **overrides: Any) -> EmbedConfig:
-    """The settings that embed ``dataset``'s catalogue with ``encoder``, from its profile
-    (text template, image column and root, ``profile.encoders``) and ``overrides``.
-    CLIP embeds the images when the dataset has an image column, else the text."""
+MODALITY_SECTIONS = ("text", "image")
+"""Encoder arguments that name a modality: ``embed_config(dataset, "text")`` embeds the
+text, whichever encoder the profile's ``encoders.text`` section names."""
+
+
+def embed_config(dataset: Dataset, encoder: str = "text", **overrides: Any) -> EmbedConfig:
+    """The settings that embed ``dataset``'s catalogue with ``encoder`` (a modality, an
+    encoder name or a dotted class path), from its profile and ``overrides``.
+
+    The profile gives the text template or the image column and root, and the settings of
+    ``profile.encoders[encoder]``; that section may name ``encoder: mypkg.MyEncoder`` to
+    embed the modality with another encoder. ``text`` and ``image`` embed that modality;
+    any other encoder embeds the images when it reads them and the dataset has an image
+    column, else the text (CLIP: the images when there are some)."""
     profile = dataset.profile
-    base: dict[str, Any] = {"encoder": encoder}
-    if encoder == "text" or (encoder == "clip" and not profile.image):
-        if not profile.text:
-            raise ValueError(f"dataset {dataset.name!r} has no text template in its profile (text=...)")
-        base["template"] = profile.text
-    elif encoder in ("image", "clip"):
-        if not profile.image:
-            raise ValueError(f"dataset {dataset.name!r} has no image column in its profile (image=...)")
-        base.update(image_column=profile.image, image_root=profile.image_root)
+    section = dict(profile.encoders.get(encoder, {}))
+    name = str(section.pop("encoder", encoder))
+    cls = encoder_class(name)
+    if encoder in MODALITY_SECTIONS:
+        modality = encoder
+    elif "image" in cls.inputs and (profile.image or "text" not in cls.inputs):
+        modality = "image"
     else:
-        raise ValueError(f"unknown encoder {encoder!r}; expected text, image or clip")
-    settings = {**base, **profile.encoders.get(encoder, {}), **overrides}
+        modality = "text"
+    base: dict[str, Any] = {"encoder": name}
+    if modality == "text":
+        if not profile.text:
+            raise InvalidArgumentError(
+                f"dataset {dataset.name!r} has no text template in its profile (text=...)"
+            )
+        base["template"] = profile.text
+    else:
+        if not profile.image:
+            raise InvalidArgumentError(
+                f"dataset {dataset.name!r} has no image column in its profile (image=...)"
+            )
+        base.update(image_column=profile.image, image_root=profile.image_root)
+    settings = {**base, **section, **overrides}
     return build_settings(EmbedConfig, settings, owner=f"{dataset.name} {encoder} encoder")
 
 
 def embed(
     source: Dataset | str | Path,
     out: str | Path,
-    encoder: EncoderKind = "text",
+    encoder: str = "text",
     *,
     engine: EngineName = "local",
     address: str | None = None,
@@ -201,12 +227,16 @@ def embed(
     **settings: Any,
 ) -> VectorSet:
     """Embed a dataset's catalogue (or a catalogue file) into ``out``: the batch engine
-    behind ``fusionrank embed``, with the same options (fields of :class:`EmbedConfig`:
-    ``model``, ``template``, ``fields``, ``image_column``, ``image_root``, ``weights``,
-    ``clip_pretrained``, ``batch_size``, ``shard_size``, ``device``, ``precision``
-    (``fp32``, ``int8``, ``bf16``, ``fp16``), ``backend`` (``torch``, ``onnx``), ``workers``,
-    ``quiet`` ...). For a dataset, the text template, image column and
-    encoder settings default to its profile's. Resumable: rerun after an interruption.
+    behind ``fusionrank embed``, with the same options: the job's (fields of
+    :class:`EmbedConfig`: ``template``, ``fields``, ``image_column``, ``image_root``,
+    ``batch_size``, ``shard_size``, ``device``, ``workers``, ``quiet`` ...) and the
+    encoder's own (the built-ins': ``model``, ``weights``, ``clip_pretrained``, ``pooling``,
+    ``precision`` (``fp32``, ``int8``, ``bf16``, ``fp16``), ``backend`` (``torch``,
+    ``onnx``) ...). ``encoder`` is ``text``, ``image``, ``clip``, a registered name, or the
+    dotted path of your own encoder class (:class:`~fusionrank.encoders.base.Encoder`),
+    whose settings go by keyword the same way. For a dataset, the text template, image
+    column and encoder settings default to its profile's. Resumable: rerun after an
+    interruption.
 
     ``engine="ray"`` runs the encoder in a pool of Ray actors (``pip install
     'fusionrank[ray]'``): ``address`` of a cluster to join (default: ``$RAY_ADDRESS``, else

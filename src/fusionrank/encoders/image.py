@@ -5,24 +5,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from fusionrank.encoders.base import Batch, InputKind, images_of
 from fusionrank.encoders.device import to_device
-from fusionrank.encoders.precision import Precision, autocast, check_precision
+from fusionrank.encoders.precision import Backend, Precision, autocast, check_precision
 from fusionrank.encoders.weights import ModelNotFoundError, file_identity
+from fusionrank.errors import InvalidArgumentError
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+DEFAULT_IMAGE_MODEL = "resnet50"
 
 
 @dataclass(frozen=True)
 class ImageEncoderConfig:
     """Architecture, weights and output normalisation."""
 
-    model: str = "resnet50"
-    """A torchvision ResNet name (resnet18 ... resnet152)."""
+    model: str | None = None
+    """A torchvision ResNet name (resnet18 ... resnet152); None: resnet50."""
     weights: str | None = "DEFAULT"
     """torchvision weight enum name (``DEFAULT``, ``IMAGENET1K_V2`` ...; used only when in the
     torch hub cache), a local checkpoint (``.safetensors``, or a ``torch.save`` state dict
@@ -34,10 +37,12 @@ class ImageEncoderConfig:
     optimize: bool = True
     """Fold batch norm into the convolutions and run channels_last (the same features to
     ~1e-6); ``False`` runs torchvision's module as it is."""
+    backend: Backend = "torch"
+    """``torch``: the only backend of the ResNets (ONNX Runtime serves the text encoder)."""
 
     def __post_init__(self) -> None:
-        if self.model not in RESNETS:
-            raise ValueError(f"unknown image model {self.model!r}; expected one of {RESNETS}")
+        if self.model is not None and self.model not in RESNETS:
+            raise InvalidArgumentError(f"unknown image model {self.model!r}; expected one of {RESNETS}")
 
 
 def _weights_enum(model: str) -> Any:
@@ -52,7 +57,9 @@ def _cached_enum_weights(model: str, tag: str) -> Any:
     try:
         member = enum[tag] if tag != "DEFAULT" else enum.DEFAULT
     except KeyError as exc:
-        raise ValueError(f"{model} has no weights {tag!r}; known: {[w.name for w in enum]}") from exc
+        raise InvalidArgumentError(
+            f"{model} has no weights {tag!r}; known: {[w.name for w in enum]}"
+        ) from exc
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
     if not cached.exists():
         raise ModelNotFoundError(
@@ -87,21 +94,26 @@ def inference_graph(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class ImageEncoder:
-    """``preprocess(PIL) -> tensor`` (in workers) and ``forward(tensor batch) -> (n, dim)``."""
+    """``encode(images) -> float32 (n, dim)``; the engine's fast path runs ``preprocess(PIL)
+    -> tensor`` in DataLoader workers and ``encode_pixels(tensor batch) -> (n, dim)``."""
 
-    kind = "image"
+    config_class: ClassVar[type] = ImageEncoderConfig
+    inputs: ClassVar[tuple[InputKind, ...]] = ("image",)
 
     def __init__(self, config: ImageEncoderConfig | None = None, device: str = "cpu") -> None:
         from torchvision.models import get_model
 
         self.config = config or ImageEncoderConfig()
-        check_precision(self.config.precision, device, kind="image")
-        self.precision = self.config.precision
-        enum = _weights_enum(self.config.model)
-        model = get_model(self.config.model, weights=None)
+        self.check(self.config, device)
+        self.precision: str = self.config.precision
+        self.backend: str = self.config.backend
+        self.identity: dict[str, Any]
+        name = self.config.model or DEFAULT_IMAGE_MODEL
+        enum = _weights_enum(name)
+        model = get_model(name, weights=None)
         weights = self.config.weights
         if weights is None:
-            self.identity = {"source": "random init", "model": self.config.model}
+            self.identity = {"source": "random init", "model": name}
             self.preprocess = enum.DEFAULT.transforms()
         elif Path(weights).suffix in (".safetensors", ".pt", ".pth", ".bin") or Path(weights).exists():
             path = Path(weights).expanduser()
@@ -109,7 +121,7 @@ class ImageEncoder:
             self.identity = file_identity(path)
             self.preprocess = enum.DEFAULT.transforms()
         else:
-            member, cached = _cached_enum_weights(self.config.model, weights)
+            member, cached = _cached_enum_weights(name, weights)
             model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
             self.identity = {**file_identity(cached, "torch hub cache"), "weights": str(member)}
             self.preprocess = member.transforms()
@@ -120,10 +132,15 @@ class ImageEncoder:
         self.model = (inference_graph(model) if self.config.optimize else model).to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # one input size per job: tune once
-        self.normalized = self.config.normalize
+        self.normalized: bool = self.config.normalize
+
+    @classmethod
+    def check(cls, config: ImageEncoderConfig, device: str) -> None:
+        """Refuse a precision or backend that cannot run on ``device``."""
+        check_precision(config.precision, device, config.backend, "image")
 
     @torch.inference_mode()
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """(batch, 3, H, W) preprocessed pixels -> (batch, dim) float32."""
         layout = torch.channels_last if self.config.optimize else torch.preserve_format
         with autocast(self.device, self.precision):
@@ -132,12 +149,13 @@ class ImageEncoder:
             feats = torch.nn.functional.normalize(feats, p=2, dim=1)
         return feats
 
-    def encode(self, images: list, batch_size: int = 32) -> np.ndarray:
+    def encode(self, batch: Batch, batch_size: int = 32) -> np.ndarray:
         """Encode PIL images in order."""
+        images = images_of(batch, self)
         out = []
         for start in range(0, len(images), batch_size):
-            batch = torch.stack(
+            pixels = torch.stack(
                 [self.preprocess(im.convert("RGB")) for im in images[start : start + batch_size]]
             )
-            out.append(self.forward(batch).cpu().numpy())
+            out.append(self.encode_pixels(pixels).cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)

@@ -12,12 +12,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fusionrank.data.vectors import errors_table, shard_schema, write_vector_manifest, write_vectors
+from fusionrank.encoders.base import Encoder
 from fusionrank.encoders.embed_config import EmbedConfig
-from fusionrank.encoders.vectors import errors_table, shard_schema, write_vector_manifest, write_vectors
+from fusionrank.errors import FusionRankError, InvalidArgumentError
 from fusionrank.io import atomic_path, read_json, sha256_file, write_json
 
 
-class EmbedSettingsError(ValueError):
+class EmbedSettingsError(FusionRankError, ValueError):
     """The output folder holds a job with other settings."""
 
 
@@ -44,11 +46,11 @@ def fingerprint(config: EmbedConfig, catalogue: Path, identity: dict, dim: int) 
     return json.loads(json.dumps(payload))  # as it reads back from job.json (tuples -> lists)
 
 
-def check_encoder(encoder: Any, config: EmbedConfig) -> None:
+def check_encoder(encoder: Encoder, config: EmbedConfig) -> None:
     """An encoder given to the engine must run at the precision and backend the job records."""
-    ran = (getattr(encoder, "precision", "fp32"), getattr(encoder, "backend", "torch"))
+    ran = (encoder.precision, encoder.backend)
     if ran != (config.precision, config.backend):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the encoder runs {ran[0]} on {ran[1]} but the job says {config.precision} on {config.backend}"
         )
 
@@ -115,7 +117,7 @@ def finish_shard(out: Path, shard: Shard, ids: list[str], dim: int) -> tuple[int
 
 
 def write_manifest(
-    out: Path, shards: list[Shard], fingerprint: dict, config: EmbedConfig, encoder: Any, n_rows: int
+    out: Path, shards: list[Shard], fingerprint: dict, config: EmbedConfig, encoder: Encoder, n_rows: int
 ) -> dict:
     """Merge the error parts and write the manifest once every shard is done."""
     shard_info: list[dict[str, Any]] = []
@@ -138,7 +140,7 @@ def write_manifest(
         out,
         shards=shard_info,
         errors=errors,
-        encoder=config.encoder,
+        encoder=config.encoder_ref,
         weights=encoder.identity,
         dim=encoder.dim,
         normalised=bool(encoder.normalized),

@@ -14,8 +14,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fusionrank.columns import ITEM_ID
+from fusionrank.data.vectors import write_vector_folder
 from fusionrank.determinism import repeatable
-from fusionrank.encoders.vectors import write_vector_folder
 from fusionrank.io import sha256_file
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from fusionrank.encoders.precision import KEEP_FP32
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.io import atomic_path, read_json, sha256_file, write_json
 
 OPSET = 17
@@ -38,7 +39,9 @@ def require_onnx() -> None:
 
     missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
-        raise ValueError(f"--backend onnx needs {' and '.join(missing)}: pip install 'fusionrank[onnx]'")
+        raise InvalidArgumentError(
+            f"--backend onnx needs {' and '.join(missing)}: pip install 'fusionrank[onnx]'"
+        )
 
 
 def onnx_cache_dir() -> Path:

@@ -17,6 +17,8 @@ from typing import Literal
 
 import torch
 
+from fusionrank.errors import InvalidArgumentError
+
 Precision = Literal["fp32", "int8", "bf16", "fp16"]
 Backend = Literal["torch", "onnx"]
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "bf16", "fp16")
@@ -35,28 +37,34 @@ BF16_CPU_NOTE = (
 
 
 def check_precision(precision: str, device: str, backend: str = "torch", kind: str = "text") -> None:
-    """Refuse a precision that cannot run here, with a one-line reason (``ValueError``)."""
+    """Refuse a precision that cannot run here, with a one-line reason (:class:`InvalidArgumentError`)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise InvalidArgumentError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be torch or onnx, got {backend!r}")
+        raise InvalidArgumentError(f"backend must be torch or onnx, got {backend!r}")
     cuda = device.startswith("cuda")
     if precision == "fp16" and not cuda:
-        raise ValueError("fp16 needs --device cuda; use fp32 or int8 on the CPU (bf16 runs there, slowly)")
+        raise InvalidArgumentError(
+            "fp16 needs --device cuda; use fp32 or int8 on the CPU (bf16 runs there, slowly)"
+        )
     if precision == "int8" and cuda:
-        raise ValueError("int8 (dynamic quantisation) runs on the CPU only; on cuda use bf16 or fp16")
+        raise InvalidArgumentError(
+            "int8 (dynamic quantisation) runs on the CPU only; on cuda use bf16 or fp16"
+        )
     if precision == "int8" and kind == "image":
-        raise ValueError(
+        raise InvalidArgumentError(
             "int8 quantises linear layers and a ResNet has none once its classifier is removed; "
             "use fp32 (already channels_last with fused batch norm) or bf16/fp16 on a GPU"
         )
     if backend == "onnx":
         if kind != "text":
-            raise ValueError(f"--backend onnx serves the text encoder only, not {kind}")
+            raise InvalidArgumentError(f"--backend onnx serves the text encoder only, not {kind}")
         if cuda:
-            raise ValueError("--backend onnx runs on the CPU (onnxruntime's CPU provider); use torch on cuda")
+            raise InvalidArgumentError(
+                "--backend onnx runs on the CPU (onnxruntime's CPU provider); use torch on cuda"
+            )
         if precision not in ("fp32", "int8"):
-            raise ValueError(f"--backend onnx runs fp32 or int8, not {precision}")
+            raise InvalidArgumentError(f"--backend onnx runs fp32 or int8, not {precision}")
 
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
+from fusionrank.encoders.base import Batch, InputKind, texts_of
 from fusionrank.encoders.device import to_device
 from fusionrank.encoders.precision import (
     BACKENDS,
@@ -20,14 +22,16 @@ from fusionrank.encoders.precision import (
     quantize_linears,
 )
 from fusionrank.encoders.weights import DEFAULT_TEXT_MODEL, resolve_hf_model
+from fusionrank.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
     """Which model, how to turn token states into one vector, and what runs it."""
 
-    model: str = DEFAULT_TEXT_MODEL
-    """A model folder, or a hub id found in the HF cache; the default ships in a package."""
+    model: str | None = None
+    """A model folder, or a hub id found in the HF cache; None: all-MiniLM-L6-v2, which
+    ships in a package."""
     pooling: Literal["mean", "cls"] = "mean"
     """Mean of token states over the attention mask, or the first ([CLS]) token."""
     max_length: int = 256
@@ -41,9 +45,9 @@ class TextEncoderConfig:
 
     def __post_init__(self) -> None:
         if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
+            raise InvalidArgumentError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
         if self.max_length < 2:
-            raise ValueError("max_length must be >= 2")
+            raise InvalidArgumentError("max_length must be >= 2")
         if self.precision not in PRECISIONS or self.backend not in BACKENDS:
             check_precision(self.precision, "cpu", self.backend)  # names the bad value
 
@@ -66,9 +70,12 @@ def pool_tokens(
 
 
 class TextEncoder:
-    """``encode(list[str]) -> float32 (n, dim)``; the engine uses ``tokenize``/``collate``/``forward``."""
+    """``encode(texts) -> float32 (n, dim)``; the engine's fast path tokenises a shard at
+    once and runs batches of rows sorted by token length (``tokenize``/``encode_tokens``)."""
 
-    kind = "text"
+    config_class: ClassVar[type] = TextEncoderConfig
+    inputs: ClassVar[tuple[InputKind, ...]] = ("text",)
+    sort_by_length = True
 
     def __init__(self, config: TextEncoderConfig | None = None, device: str = "cpu") -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -77,18 +84,20 @@ class TextEncoder:
         hf_logging.disable_progress_bar()
 
         self.config = config or TextEncoderConfig()
-        check_precision(self.config.precision, device, self.config.backend, "text")
-        folder, self.identity = resolve_hf_model(self.config.model)
+        self.check(self.config, device)
+        name = self.config.model or DEFAULT_TEXT_MODEL
+        folder, self.identity = resolve_hf_model(name)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         self.device = torch.device(device)
-        self.precision, self.backend = self.config.precision, self.config.backend
+        self.precision: str = self.config.precision
+        self.backend: str = self.config.backend
         self.model: torch.nn.Module | None = None
         self.onnx = None
         if self.backend == "onnx":
             from fusionrank.encoders.onnx_text import OnnxTextModel, ensure_onnx, require_onnx
 
             require_onnx()
-            path = ensure_onnx(folder, self.identity, self.precision, self.tokenizer, self.config.model)
+            path = ensure_onnx(folder, self.identity, self.precision, self.tokenizer, name)
             self.onnx = OnnxTextModel(path)
             self.dim = int(AutoConfig.from_pretrained(str(folder)).hidden_size)
         else:
@@ -97,17 +106,26 @@ class TextEncoder:
                 model = quantize_linears(model)
             self.model = model.to(self.device)
             self.dim = int(model.config.hidden_size)
-        self.normalized = self.config.normalize
+        self.normalized: bool = self.config.normalize
 
-    def tokenize(self, texts: list[str]) -> dict:
-        """Token ids without padding (the engine pads per batch after sorting by length)."""
+    @classmethod
+    def check(cls, config: TextEncoderConfig, device: str) -> None:
+        """Refuse a precision or backend that cannot run on ``device``."""
+        check_precision(config.precision, device, config.backend, "text")
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, without padding (batches are padded to their own longest row)."""
         return self.tokenizer(
             texts,
             truncation=True,
             max_length=self.config.max_length,
             padding=False,
             return_attention_mask=False,
-        )
+        )["input_ids"]
+
+    def encode_tokens(self, tokens: Sequence[list[int]], rows: list[int]) -> torch.Tensor:
+        """Vectors (len(rows), dim) of the token id lists ``tokens[r]``, ``r`` in ``rows``."""
+        return self.forward(self.collate([tokens[i] for i in rows]))
 
     def collate(self, input_ids: list[list[int]]) -> dict[str, torch.Tensor]:
         """Pad a batch of token id lists to its own longest length (on the device; to a GPU
@@ -126,12 +144,15 @@ class TextEncoder:
                 hidden = self.model(**batch).last_hidden_state  # (batch, seq, dim)
         return pool_tokens(hidden, batch["attention_mask"], self.config.pooling, self.config.normalize)
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def encode(self, batch: Batch, batch_size: int = 64) -> np.ndarray:
         """Encode texts in order (sorted by length internally to cut padding)."""
-        ids = self.tokenize(list(texts))["input_ids"]
+        texts = texts_of(batch, self)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.tokenize(texts)
         order = np.argsort([-len(x) for x in ids], kind="stable")
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
         for start in range(0, len(ids), batch_size):
             rows = order[start : start + batch_size]
-            out[rows] = self.forward(self.collate([ids[i] for i in rows])).cpu().numpy()
+            out[rows] = self.encode_tokens(ids, rows.tolist()).cpu().numpy()
         return out

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fusionrank.errors import MissingInputError
 from fusionrank.io import sha256_file
 
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"all-MiniLM-L6-v2", DEFAULT_TEXT_MODEL, "default"}
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(MissingInputError):
     """The named model's weights are not available on this machine."""
 
 

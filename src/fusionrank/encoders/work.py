@@ -13,19 +13,32 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fusionrank.encoders.base import Encoder
 from fusionrank.encoders.batches import embed_shards
 from fusionrank.encoders.embed_config import EmbedConfig
 from fusionrank.encoders.job import Shard
+from fusionrank.errors import InconsistentInputError
+
+PATH_SETTINGS = ("model", "weights", "pretrained")
+"""Encoder settings that may name a local file or folder (made absolute for the workers)."""
 
 
 def absolute(config: EmbedConfig) -> EmbedConfig:
-    """The config with its local paths made absolute (workers may run in another folder)."""
+    """The config as a worker elsewhere reads it: local paths made absolute (workers may run
+    in another folder), and the encoder named by what the worker can import (a name
+    registered in this process is unknown there: its class's dotted path)."""
     changes: dict[str, Any] = {}
-    for name in ("model", "weights", "clip_pretrained", "image_root"):
-        value = getattr(config, name)
-        if value and (name == "image_root" or Path(value).expanduser().exists()):
+    for name in PATH_SETTINGS:
+        value = getattr(config.encoder_config, name, None)
+        if isinstance(value, str) and value and Path(value).expanduser().exists():
             changes[name] = str(Path(value).expanduser().resolve())
-    return dataclasses.replace(config, **changes)
+    encoder_config = (
+        dataclasses.replace(config.encoder_config, **changes) if changes else config.encoder_config
+    )
+    root = str(Path(config.image_root).expanduser().resolve()) if config.image_root else None
+    return dataclasses.replace(
+        config, encoder=config.encoder_ref, image_root=root, encoder_config=encoder_config
+    )
 
 
 def _same_weights(a: dict, b: dict) -> bool:
@@ -52,16 +65,16 @@ class ShardEmbedder:
         if config.device.startswith("cuda"):  # a worker's GPU(s) are cuda:0...
             config = dataclasses.replace(config, device="cuda")
         self.config, self.id_errors = config, id_errors
-        self.encoder = build_encoder(config)
+        self.encoder: Encoder = build_encoder(config)
         mine = json.loads(json.dumps(self.encoder.identity))
         if not _same_weights(mine, identity) or self.encoder.dim != dim:
-            raise RuntimeError(
+            raise InconsistentInputError(
                 f"a worker loaded other weights than the driver ({mine} vs {identity}); "
                 "the model must be the same file on every node"
             )
         self.table = open_catalogue(Path(catalogue))  # memory-mapped; once per worker
         if len(self.table) != n_rows:
-            raise RuntimeError(
+            raise InconsistentInputError(
                 f"a worker reads {len(self.table)} rows in {catalogue}, the driver {n_rows}; "
                 "the catalogue must be the same file on every node"
             )

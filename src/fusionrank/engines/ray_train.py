@@ -29,6 +29,7 @@ import numpy as np
 
 from fusionrank.engines.base import BoosterFit, RankTable
 from fusionrank.engines.ray_session import ray_session, ray_temp_dir
+from fusionrank.errors import InvalidArgumentError
 
 _runs = itertools.count(1)
 
@@ -42,10 +43,12 @@ def user_blocks(users: np.ndarray, parts: int) -> list[slice]:
     """
     users = np.asarray(users)
     if len(users) and np.any(np.diff(users) < 0):
-        raise ValueError("rows must be sorted by user so that each user's rows are contiguous")
+        raise InvalidArgumentError("rows must be sorted by user so that each user's rows are contiguous")
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.array([], int)
     if len(starts) < parts:
-        raise ValueError(f"ranker.workers is {parts} but only {len(starts)} users have rows to train on")
+        raise InvalidArgumentError(
+            f"ranker.workers is {parts} but only {len(starts)} users have rows to train on"
+        )
     targets = np.arange(1, parts) * len(users) / parts
     nearest = np.clip(np.searchsorted(starts, targets), 1, len(starts) - 1)
     if np.any(np.diff(np.r_[0, nearest, len(starts)]) < 1):  # very uneven users: equal user counts

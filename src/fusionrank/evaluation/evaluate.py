@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fusionrank.columns import TEST, TRAIN, USER_ID, USER_IDX, VALID
+from fusionrank.errors import InvalidArgumentError, NotFittedError
 from fusionrank.evaluation.metrics import METRICS
 from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
 from fusionrank.io import write_json
@@ -99,9 +100,9 @@ def evaluate(
     (1.0, ['user_id', 'user_idx'])
     """
     if model.items is None or model.users is None:
-        raise RuntimeError(f"{model.name} is not fitted; call model.fit(split) first")
+        raise NotFittedError(f"{model.name} is not fitted; call model.fit(split) first")
     if model.items != split.items or model.users != split.users:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{model.name} was fitted on another split (its user or item ids differ from this one)"
         )
     config = EvalConfig(ks=tuple(ks), metrics=tuple(metrics), chunk_size=chunk_size)

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from fusionrank.columns import USER_IDX
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.evaluation.metrics import METRIC_FUNCTIONS, METRICS
 from fusionrank.scoring import ScoreFn, chunk_scores, ranked_topk
 
@@ -36,11 +37,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         unknown = set(self.metrics) - set(METRIC_FUNCTIONS)
         if unknown:
-            raise ValueError(f"unknown metrics {sorted(unknown)}; expected some of {METRICS}")
+            raise InvalidArgumentError(f"unknown metrics {sorted(unknown)}; expected some of {METRICS}")
         if not self.ks or min(self.ks) < 1:
-            raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
+            raise InvalidArgumentError(f"ks must be positive cut-offs, got {self.ks}")
         if self.chunk_size < 1:
-            raise ValueError("chunk_size must be >= 1")
+            raise InvalidArgumentError("chunk_size must be >= 1")
 
 
 @dataclass
@@ -79,7 +80,7 @@ def evaluate_ranking(
     if users is not None:
         eligible = np.intersect1d(eligible, np.asarray(users, dtype=np.int64))
     if len(eligible) == 0:
-        raise ValueError("no user has a relevant item to evaluate")
+        raise InvalidArgumentError("no user has a relevant item to evaluate")
     kmax = max(config.ks)
     per_user: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for m in config.metrics for k in config.ks}
     recommended = {k: np.zeros(n_items, dtype=bool) for k in config.ks}

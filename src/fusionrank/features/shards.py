@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionrank.columns import ITEM_IDX, USER_IDX
+from fusionrank.errors import InvalidArgumentError
 
 KEYS = (USER_IDX, ITEM_IDX)
 
@@ -51,7 +52,9 @@ class ShardWriter:
         else:
             assert self._schema is not None
             if table.schema.names != self._schema.names:
-                raise ValueError(f"shard columns {table.schema.names} differ from {self._schema.names}")
+                raise InvalidArgumentError(
+                    f"shard columns {table.schema.names} differ from {self._schema.names}"
+                )
             table = table.cast(self._schema)
         self._writer.write_table(table)
         self.rows += len(frame)
@@ -94,7 +97,7 @@ class ShardedTable:
         self.first_user = np.asarray(first, np.int64)
         self.last_user = np.asarray(last, np.int64)
         if np.any(self.first_user[1:] <= self.last_user[:-1]):
-            raise ValueError(f"{self.path}: row groups are not in user order")
+            raise InvalidArgumentError(f"{self.path}: row groups are not in user order")
 
     def feature_names(self, label: str = "label") -> list[str]:
         """Every column but the keys and the label."""

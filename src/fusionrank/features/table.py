@@ -31,7 +31,8 @@ import scipy.sparse as sp
 import torch
 
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
-from fusionrank.encoders.vectors import unit_rows
+from fusionrank.data.vectors import unit_rows
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.scoring import ScoreFn, chunk_scores, mask_rows, ranked_topk
 
 FEATURE_GROUPS = ("sources", "content", "popularity", "user", "genre", "cross_domain")
@@ -82,7 +83,9 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         unknown = set(self.groups) - set(FEATURE_GROUPS)
         if unknown:
-            raise ValueError(f"unknown feature groups {sorted(unknown)}; expected some of {FEATURE_GROUPS}")
+            raise InvalidArgumentError(
+                f"unknown feature groups {sorted(unknown)}; expected some of {FEATURE_GROUPS}"
+            )
 
 
 def feature_group(column: str) -> str:

@@ -9,13 +9,11 @@ per dataset and settings) and only read here, through
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fusionrank.data.idmap import IdMap
-from fusionrank.encoders.vectors import read_vectors, unit_rows
+from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -31,28 +29,15 @@ class Content:
     modalities: tuple[str, ...]
 
 
-def align(folder: Path, items: IdMap) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors of ``folder`` in ``items`` order; rows without a vector are zero."""
-    ids, vecs = read_vectors(folder)
-    out = np.zeros((len(items), vecs.shape[1]), dtype=np.float32)
-    idx = items.to_index(ids, missing=-1)
-    keep = idx >= 0
-    out[idx[keep]] = vecs[keep]
-    present = np.zeros(len(items), dtype=bool)
-    present[idx[keep]] = True
-    return out, present
-
-
 def load_content(split: Split, modalities: tuple[str, ...] = ("text",)) -> Content:
     """The split's items' content: the L2-normalised modalities concatenated (each block
     weighs the same). Reads the vectors the embed stage made (a one-line error when they
     are missing: :func:`fusionrank.embed_content` makes them)."""
     if not modalities:
         raise InvalidArgumentError("a content model needs at least one modality (text, image, clip or kg)")
-    data = split.require_dataset("content vectors")
     blocks, present = [], np.zeros(split.n_items, dtype=bool)
     for m in modalities:
-        vecs, has = align(data.content_folder(m), split.items)
+        vecs, has = split.content(m)
         blocks.append(vecs)
         present |= has
     return Content(fuse_modalities(blocks), present, tuple(modalities))

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from fusionrank.collab.ease import ease_weights
 from fusionrank.columns import TRAIN
-from fusionrank.encoders.vectors import unit_rows
+from fusionrank.data.vectors import unit_rows
 from fusionrank.fusion.content import Content, load_content
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
 

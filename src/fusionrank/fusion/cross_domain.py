@@ -22,6 +22,7 @@ from torch import nn
 from fusionrank.collab.mf import BPR, fixed_schedule
 from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, train_loop
 from fusionrank.columns import TRAIN, VALID
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class DomainRecommender(Recommender):
         self.source_items = domains == source
         self.target_items = domains == target
         if not self.source_items.any() or not self.target_items.any():
-            raise ValueError(f"{self.name}: no items in domain {source!r} or {target!r}")
+            raise InvalidArgumentError(f"{self.name}: no items in domain {source!r} or {target!r}")
         train = sp.csr_matrix(split.matrix(TRAIN), dtype=np.float32)
         self._src = _columns(train, self.source_items)
         self._tgt = _columns(train, self.target_items)
@@ -118,7 +119,7 @@ class EMCDR(DomainRecommender, Trainable):
         self.module = nn.Sequential(
             nn.Linear(self._xs.shape[1], cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, self._ys.shape[1])
         )
-        self.history = train_loop(self, cfg, None, desc="emcdr").as_dict()
+        self.history = train_loop(self, cfg, None, desc=self.name).as_dict()
 
     def training_batches(self, rng: np.random.Generator, config: Any) -> Iterator[None]:
         yield None  # full batch

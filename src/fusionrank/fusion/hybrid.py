@@ -135,7 +135,7 @@ class Hybrid(ContentRecommender):
                     lambda us: np.asarray(r[us] @ cols.T), truth, None, EvalConfig(ks=(10,))
                 ).metrics["ndcg@10"]
 
-        history = train_loop(job, cfg, validate, epochs=epochs, validate_first=True, desc="hybrid")
+        history = train_loop(job, cfg, validate, epochs=epochs, validate_first=True, desc=self.name)
         with torch.no_grad():
             content_cols = module(x_all_t).numpy().T  # (n_fit, n_items)
         cols = content_cols.copy()

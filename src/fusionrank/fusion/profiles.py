@@ -23,6 +23,7 @@ from fusionrank.collab.torch_base import ranking_validator
 from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, train_loop
 from fusionrank.columns import TRAIN, USER_ID
 from fusionrank.data.side import feature_values, one_hot
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.recommender import Recommender, UnknownUserError, csr_from_arrays, csr_to_arrays
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class FeatureRecommender(Recommender):
             )
         missing = [c for c in (USER_ID, *columns) if c not in table.columns]
         if missing:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.name}: user_features lacks column(s) {missing}; it needs {[USER_ID, *columns]}"
             )
         values = feature_values(table, columns, self._spec["buckets"])

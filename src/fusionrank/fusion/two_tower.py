@@ -111,7 +111,7 @@ class TwoTower(ContentRecommender, Trainable):
                     lambda us: self.score(us)[:, held], truth, None, EvalConfig(ks=(10,))
                 ).metrics["ndcg@10"]
 
-        self.history = train_loop(self, cfg, validate, desc="two-tower").as_dict()
+        self.history = train_loop(self, cfg, validate, desc=self.name).as_dict()
         self._use_ids = torch.from_numpy(self.warm) & self._fit_mask
         self._prepare_scoring(self.train, use_ids=self._use_ids)
 

@@ -24,7 +24,7 @@ from fusionrank.data.errors import DataError
 from fusionrank.data.feedback import FeedbackConfig
 from fusionrank.data.profile import MODALITIES, DatasetProfile
 from fusionrank.data.splits import SplitConfig
-from fusionrank.encoders.vectors import check_vector_folder
+from fusionrank.data.vectors import check_vector_folder
 from fusionrank.engines import ENGINES, engine_names
 from fusionrank.engines.ray_engine import RayOptions
 from fusionrank.errors import InvalidArgumentError

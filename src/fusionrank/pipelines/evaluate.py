@@ -15,7 +15,8 @@ from fusionrank.capabilities import HasItemVectors, HasUserVectors, ReadsContent
 from fusionrank.columns import ITEM_ID, USER_ID
 from fusionrank.data.dataset import Dataset, default_root, load_dataset
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
-from fusionrank.encoders.vectors import write_vector_folder
+from fusionrank.data.vectors import write_vector_folder
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.evaluation.evaluate import Evaluation, evaluate
 from fusionrank.io import begin_stage, mark_done, write_json
 from fusionrank.pipelines.lock import folder_lock
@@ -38,7 +39,7 @@ def parse_overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+            raise InvalidArgumentError(f"expected KEY=VALUE, got {pair!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
 

@@ -19,10 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fusionrank.errors import FusionRankError
+
 LOCK_FILE = ".lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(FusionRankError, RuntimeError):
     """Another live process is writing into the same folder."""
 
 

@@ -28,6 +28,7 @@ from fusionrank.data.dataset import Dataset, load_dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
+from fusionrank.errors import InvalidArgumentError, MissingInputError
 from fusionrank.io import read_json, require_complete
 from fusionrank.pipelines.evaluate import RUN_SOURCE, content_needed
 from fusionrank.pipelines.stages.embed import embed_content
@@ -52,20 +53,24 @@ def recommend(
     run = Path(run)
     ltr = is_ltr_run(run)
     if not ltr and not (run / "model" / "config.json").exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{run} is not a finished `fusionrank train --out` folder (model/)"
             " or `fusionrank run` folder (ranker/)"
         )
     for finished in (run / "features", run / "ranker") if ltr else (run,):  # not killed mid-write
         require_complete(finished, "the run folder" if ltr else "the train folder")
     if explain and not ltr:
-        raise ValueError("--explain needs a `fusionrank run` folder (a LightGBM ranker explains its scores)")
+        raise InvalidArgumentError(
+            "--explain needs a `fusionrank run` folder (a LightGBM ranker explains its scores)"
+        )
     data, split = open_run_split(run, root)  # the run's id maps are the split's
     users = split.users
     known = user in users and split.matrix("train")[users.to_index([user])[0]].nnz > 0
     if new_items is not None:
         if not known:
-            raise ValueError(f"user {user!r} has no history in this run; new items are ranked from history")
+            raise InvalidArgumentError(
+                f"user {user!r} has no history in this run; new items are ranked from history"
+            )
         name, _ = DEFAULT_MODELS["new items"]
         out = _new_items(data, split, user, Path(new_items), k)
         out.attrs["source"] = f"content of {Path(new_items).name} ({name})"
@@ -124,7 +129,7 @@ def _from_ranker(run: Path, user: int, items: IdMap, k: int, explain: bool) -> p
 
     rows = ShardedTable(run / "features" / "features_test.parquet").read_users([int(user)])
     if rows.empty:
-        raise ValueError(f"user index {user} has no candidates in {run}")
+        raise InvalidArgumentError(f"user index {user} has no candidates in {run}")
     ranker = LTRRanker.load(run / "ranker")
     scores = ranker.predict(rows)
     top = ranked_order(scores, k)  # the rows are in item order: ties go to the smaller index
@@ -152,7 +157,9 @@ def _new_items(data: Dataset, split: Split, user: str, path: Path, k: int) -> pd
 
     template = data.profile.text
     if not template:
-        raise ValueError(f"dataset {data.name!r} has no text template: new items are ranked from their text")
+        raise InvalidArgumentError(
+            f"dataset {data.name!r} has no text template: new items are ranked from their text"
+        )
     catalogue = load_catalogue(path)
     for col in template_fields(template):
         if col not in catalogue.columns:
@@ -171,7 +178,7 @@ def _new_items(data: Dataset, split: Split, user: str, path: Path, k: int) -> pd
     embed_content(data, content_needed([model]))
     model.fit(split)
     if not isinstance(model, ScoresNewItems):
-        raise TypeError(f"{name} cannot score new items from their content")
+        raise InvalidArgumentError(f"{name} cannot score new items from their content")
     vectors = build_encoder(embed_config(data, "text")).encode(texts)
     scores = model.score_content(split.users.to_index([user]), vectors)[0]
     top = ranked_order(scores, k)  # ties go to the earlier catalogue row
@@ -195,5 +202,5 @@ def _from_side_features(split: Split, user: str, side: pd.DataFrame | None, k: i
     try:
         recs = profile.recommend([user], k, user_features=side)
     except UnknownUserError as exc:
-        raise ValueError(f"user {user!r} is unknown to the run: {exc}") from exc
+        raise InvalidArgumentError(f"user {user!r} is unknown to the run: {exc}") from exc
     return recs[list(SHOWN)]

@@ -19,7 +19,7 @@ import pandas as pd
 
 from fusionrank.columns import USER_IDX
 from fusionrank.engines import Engine, RankTable, check_engine_name, get_engine
-from fusionrank.errors import InvalidArgumentError
+from fusionrank.errors import InvalidArgumentError, NotFittedError, UnknownKeyError
 from fusionrank.io import atomic_path, read_json, write_json
 
 
@@ -172,7 +172,7 @@ class LTRRanker:
             raise InvalidArgumentError("no feature columns to fit on")
         missing = [c for c in [*features, label, USER_IDX] if c not in table.columns]
         if missing:
-            raise KeyError(f"feature table has no column(s) {missing}")
+            raise UnknownKeyError(f"feature table has no column(s) {missing}")
         users = table[USER_IDX].to_numpy()
         positives = table.groupby(USER_IDX)[label].sum()
         with_pos = positives.index[positives.to_numpy() > 0].to_numpy()
@@ -221,7 +221,7 @@ class LTRRanker:
 
     def _check(self) -> list[lgb.Booster]:
         if not self.boosters:
-            raise RuntimeError("LTRRanker is not fitted; call fit() or load() first")
+            raise NotFittedError("LTRRanker is not fitted; call fit() or load() first")
         return self.boosters
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:

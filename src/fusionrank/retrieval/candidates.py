@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fusionrank.columns import ITEM_IDX, USER_IDX
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.scoring import ScoreFn, top_k
 
 
@@ -27,7 +28,7 @@ def source_candidates(
 ) -> pd.DataFrame:
     """``user_idx, item_idx, rank`` of one source's top-``n`` per user (rank 1 is best)."""
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise InvalidArgumentError(f"n must be >= 1, got {n}")
     users = np.asarray(users, dtype=np.int64)
     idx, _ = top_k(score_fn, users, n, exclude, chunk_size=chunk_size)
     return candidates_frame(users, idx)
@@ -51,7 +52,7 @@ def union_candidates(per_source: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per (user, item) retrieved by any source, with ``rank_<source>`` columns
     and ``n_sources`` (how many sources retrieved it); sorted by user then item."""
     if not per_source:
-        raise ValueError("no candidate sources")
+        raise InvalidArgumentError("no candidate sources")
     frames = [
         f.set_index([USER_IDX, ITEM_IDX])["rank"].rename(f"rank_{name}") for name, f in per_source.items()
     ]
@@ -64,7 +65,7 @@ def candidate_recall(candidates: pd.DataFrame, truth: sp.csr_matrix) -> float:
     """Share of the relevant (user, item) pairs of ``truth`` that are among the candidates."""
     pairs = sp.coo_matrix(truth)
     if pairs.nnz == 0:
-        raise ValueError("truth has no relevant pairs")
+        raise InvalidArgumentError("truth has no relevant pairs")
     n_items = pairs.shape[1]
     have = candidates[USER_IDX].to_numpy(np.int64) * n_items + candidates[ITEM_IDX].to_numpy(np.int64)
     want = pairs.row.astype(np.int64) * n_items + pairs.col

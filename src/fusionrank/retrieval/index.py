@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.scoring import ranked_topk
 
 IndexKind = Literal["exact", "flat", "hnsw", "ivf", "auto"]
@@ -75,7 +76,7 @@ class VectorIndex:
         self.config = config or IndexConfig()
         self.items = np.ascontiguousarray(items, dtype=np.float32)
         if self.items.ndim != 2:
-            raise ValueError(f"item vectors must be 2-d, got shape {self.items.shape}")
+            raise InvalidArgumentError(f"item vectors must be 2-d, got shape {self.items.shape}")
         kind = resolve_kind(self.config, len(self.items))
         self.kind = kind
         self._faiss = None if kind == "exact" else self._build_faiss(kind)
@@ -101,7 +102,7 @@ class VectorIndex:
             index.train(self.items)
             index.nprobe = min(self.config.nprobe, lists)
         else:
-            raise ValueError(f"unknown index kind {kind!r}")
+            raise InvalidArgumentError(f"unknown index kind {kind!r}")
         index.add(self.items)
         return index
 

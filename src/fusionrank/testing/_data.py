@@ -11,7 +11,7 @@ import pandas as pd
 
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.profile import DatasetProfile
-from fusionrank.encoders.vectors import write_vector_folder
+from fusionrank.data.vectors import write_vector_folder
 
 N_USERS = 48
 """Users ``u0`` ... ``u47``; user ``u`` has taste ``u % BLOCKS``."""

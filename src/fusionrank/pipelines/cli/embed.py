@@ -8,8 +8,11 @@ from typing import Any
 import typer
 
 from fusionrank.encoders.engine import embed as embed_fn
+from fusionrank.encoders.registry import ENCODERS
 from fusionrank.engines.ray_engine import RayOptions
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
+from fusionrank.pipelines.evaluate import parse_overrides
 
 
 def embed(
@@ -19,7 +22,10 @@ def embed(
     root: Path = typer.Option(
         None, help="Data directory for --dataset (default: $FUSIONRANK_DATA or ./data)."
     ),
-    encoder: str = typer.Option("text", help="text | image | clip"),
+    encoder: str = typer.Option(
+        "text",
+        help=f"{' | '.join(ENCODERS)}, or the dotted class path of your own encoder (mypkg.MyEncoder).",
+    ),
     model: str = typer.Option(None, help="Model name or local path (default per encoder)."),
     fields: str = typer.Option(None, help="Comma-separated text fields, e.g. title,genres."),
     template: str = typer.Option(None, help='Text template instead of fields, e.g. "{title} ({year})".'),
@@ -64,9 +70,15 @@ def embed(
         f"(default {RayOptions.restarts}).",
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar; one summary line."),
+    set_: list[str] = typer.Option(
+        None, "--set", help="Encoder setting KEY=VALUE (a YAML value), e.g. --set max_length=128; repeatable."
+    ),
     debug: bool = DEBUG,
 ) -> None:
-    """Embed every catalogue row; rerun the same command to resume after an interruption."""
+    """Embed every catalogue row; rerun the same command to resume after an interruption.
+
+    The flags and ``--set`` settings go to the job or to the encoder's own config, whichever
+    has them; a setting that neither has is refused by name."""
     given: dict[str, Any] = {
         "model": model,
         "fields": fields.split(",") if fields else None,
@@ -89,8 +101,9 @@ def embed(
     if quiet:
         settings["quiet"] = True
     with user_errors(debug):
+        settings.update(parse_overrides(set_))
         if (catalogue is None) == (dataset is None):
-            raise ValueError("give either --catalogue FILE or --dataset NAME")
+            raise InvalidArgumentError("give either --catalogue FILE or --dataset NAME")
         if dataset is not None:
             from fusionrank.data.dataset import load_dataset
 

@@ -13,7 +13,7 @@ from fusionrank.io import write_json
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 from fusionrank.pipelines.cli.options import parse_ks
 from fusionrank.pipelines.evaluate import parse_overrides, run_evaluate
-from fusionrank.registry import MODELS
+from fusionrank.registry import DEFAULT_MODELS, MODELS
 
 TABLE_METRICS = (
     "ndcg@10",
@@ -37,7 +37,8 @@ LABELS = {
 def evaluate(
     dataset: str = typer.Option("ml-100k", help="Dataset name under the data directory."),
     model: list[str] = typer.Option(
-        ["ease"], help=f"Model(s): {'|'.join(MODELS)} or a dotted class path; repeat for several."
+        [DEFAULT_MODELS["evaluate"][0]],
+        help=f"Model(s): {'|'.join(MODELS)} or a dotted class path; repeat for several.",
     ),
     split: str = typer.Option("ratio", help=f"Split: {'|'.join(SPLIT_KINDS)}."),
     seed: int = typer.Option(2020, help="Seed of the split (and of the models)."),

@@ -33,7 +33,7 @@ def vectors_dir(dataset: Dataset, modality: str) -> Path:
     else:
         from fusionrank.encoders.engine import embed_config
 
-        settings = embed_config(dataset, modality).decisive()  # type: ignore[arg-type]
+        settings = embed_config(dataset, modality).decisive()
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return dataset.home / "vectors" / f"{modality}-{key}"
 
@@ -52,7 +52,7 @@ def embed_modality(dataset: Dataset, modality: str, progress: bool = False) -> P
         else:
             from fusionrank.encoders.engine import embed_catalogue, embed_config
 
-            config = embed_config(dataset, modality, quiet=not progress)  # type: ignore[arg-type]
+            config = embed_config(dataset, modality, quiet=not progress)
             log = None if progress else (lambda m: None)
             embed_catalogue(dataset.catalogue_file(), folder, config, log=log)
     write_json(

@@ -24,6 +24,7 @@ from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_ID, USER_IDX, VALID
 from fusionrank.data.errors import DataError
 from fusionrank.data.splits import Split
 from fusionrank.engines import ChunkFn, Engine, Work, get_engine
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.features.shards import ShardWriter
 from fusionrank.features.table import FeatureBuilder, FeatureConfig, FeatureContext, attach_labels
 from fusionrank.io import atomic_path, begin_stage, mark_done, read_json, write_json
@@ -177,7 +178,7 @@ class Retriever:
             idx, _ = self.index.search(self.user_vectors[rows], self.n, self.exclude[rows])
             return candidates_frame(rows, idx)
         if scores is None:
-            raise ValueError("exact retrieval needs the chunk's scores")
+            raise InvalidArgumentError("exact retrieval needs the chunk's scores")
         vals, top = ranked_topk(scores, self.n)
         top[torch.isneginf(vals)] = -1
         return candidates_frame(rows, top.numpy())

@@ -13,7 +13,7 @@ import numpy as np
 
 from fusionrank.data.dataset import load_dataset
 from fusionrank.data.splits import SplitConfig, prepare_split
-from fusionrank.fusion.content import align
+from fusionrank.data.vectors import align
 from fusionrank.registry import load_model, model_class
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ import pandas as pd
 from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_IDX, VALID
 from fusionrank.data.splits import Split
 from fusionrank.engines import Engine, Work, get_engine
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.evaluation.ranking import EvalConfig, EvalResult, evaluate_ranking
 from fusionrank.features.shards import ShardedTable
 from fusionrank.features.table import LABEL, feature_columns, feature_group
@@ -65,7 +66,7 @@ def candidate_scores(table: pd.DataFrame, scores: np.ndarray, n_items: int) -> S
     candidates get their score, every other item ``-inf``. Memory: one chunk of users."""
     users = table[USER_IDX].to_numpy()
     if len(users) and np.any(np.diff(users) < 0):
-        raise ValueError("the candidate table must be sorted by user")
+        raise InvalidArgumentError("the candidate table must be sorted by user")
     items = table[ITEM_IDX].to_numpy()
     scores = np.asarray(scores, dtype=np.float32)
 
@@ -102,7 +103,9 @@ class ShardScores:
         self.table = ShardedTable(path)
         self.scores, self.n_items, self.keep = scores, n_items, keep
         if len(scores) != self.table.n_groups:
-            raise ValueError(f"{len(scores)} score arrays for {self.table.n_groups} row groups of {path}")
+            raise InvalidArgumentError(
+                f"{len(scores)} score arrays for {self.table.n_groups} row groups of {path}"
+            )
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
     def _group(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

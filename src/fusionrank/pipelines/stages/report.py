@@ -20,6 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from fusionrank.columns import TRAIN, USER_IDX
+from fusionrank.errors import MissingInputError
 from fusionrank.evaluation.table import format_table
 from fusionrank.io import atomic_path, read_json
 
@@ -112,7 +113,7 @@ def peer_rows(peers_dir: Path) -> list[dict[str, Any]]:
     a wrong path."""
     peers_dir = Path(peers_dir)
     if not peers_dir.is_dir():
-        raise FileNotFoundError(f"peer results folder not found: {peers_dir}")
+        raise MissingInputError(f"peer results folder not found: {peers_dir}")
     tables: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
         ("collab_vs_peers.json", lambda r: str(r.get("system", "")).startswith("RecBole")),
         (

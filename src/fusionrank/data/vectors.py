@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 
 from fusionrank.columns import ITEM_ID, VECTOR
 from fusionrank.data.errors import DataError
+from fusionrank.data.idmap import IdMap
+from fusionrank.errors import InvalidArgumentError, MissingInputError
 from fusionrank.io import atomic_path, read_json, write_json
 
 ERRORS_FILE = "errors.parquet"
@@ -41,7 +43,7 @@ def vectors_table(ids: Sequence[str] | np.ndarray, vectors: np.ndarray, id_colum
     """An Arrow table in the vectors contract."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(ids) != len(vectors):
-        raise ValueError(f"expected {len(ids)} vectors of shape (n, dim), got {vectors.shape}")
+        raise InvalidArgumentError(f"expected {len(ids)} vectors of shape (n, dim), got {vectors.shape}")
     dim = vectors.shape[1]
     values = pa.array(vectors.reshape(-1), type=pa.float32())
     return pa.table(
@@ -170,7 +172,7 @@ def check_vector_folder(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.exists():
-        raise FileNotFoundError(f"{folder} has no manifest.json: the embedding job did not finish")
+        raise MissingInputError(f"{folder} has no manifest.json: the embedding job did not finish")
     try:
         meta = read_json(path)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -263,3 +265,15 @@ class VectorSet:
         return (
             f"VectorSet({str(self.folder)!r}, {m['encoder']}, {m['rows']} x {m['dim']}, {m['errors']} errors)"
         )
+
+
+def align(folder: Path, items: IdMap) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of ``folder`` in ``items`` order; rows without a vector are zero."""
+    ids, vecs = read_vectors(folder)
+    out = np.zeros((len(items), vecs.shape[1]), dtype=np.float32)
+    idx = items.to_index(ids, missing=-1)
+    keep = idx >= 0
+    out[idx[keep]] = vecs[keep]
+    present = np.zeros(len(items), dtype=bool)
+    present[idx[keep]] = True
+    return out, present
