@@ -48,6 +48,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     ds = fr.load_dataset("ml-100k", args.root)
+    fr.embed_content(ds, {m for mods in MODALITIES for m in mods})  # the content models read them
     rows: list[dict] = []
     skip = set(args.skip.split(",")) - {""}
     quiet = {"progress": False}

@@ -27,6 +27,7 @@ from fusionrank.data.splits import SplitConfig, prepare_split
 from fusionrank.evaluation.ranking import evaluate_ranking
 from fusionrank.fusion.content import load_content
 from fusionrank.io import read_json
+from fusionrank.pipelines.stages.embed import embed_content
 from fusionrank.resources import peak_rss_mb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,6 +39,7 @@ def run_vbpr(seed: int, root: Path, epochs: int, k: int, lr: float) -> dict:
     from cornac.data import ImageModality
 
     data = load_dataset("ml-100k", root)
+    embed_content(data, ["text"])
     split = prepare_split(data, SplitConfig(kind="cold-items", seed=seed))
     content = load_content(split, ("text",))
     known = split.train  # what our models fit on (valid is theirs for early stopping)

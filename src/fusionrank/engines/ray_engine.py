@@ -102,6 +102,11 @@ def _report(
     return RayReport(nodes, first, steady, unit)
 
 
+ACTORS_START_S = 600
+"""How long a map waits for its whole pool of actors to start (each builds its work)
+before it fails in one line: a cluster that cannot place them would otherwise wait forever."""
+
+
 class _Worker:
     """A Ray actor: builds the work once, then computes one chunk per call."""
 
@@ -230,6 +235,7 @@ class RayEngine:
                 max_task_retries=options.restarts,
             )(_Worker)
             handles = [remote.remote(work.build, threads, options.exit_at) for _ in range(actors)]
+            self._wait_for(ray, handles, threads)
             pool = ActorPool(handles)
             submit = lambda actor, item: actor.run.remote(*item)  # noqa: E731
             items = list(enumerate(chunks))
@@ -251,6 +257,34 @@ class RayEngine:
             finally:
                 for handle in handles:
                     ray.kill(handle)
+
+    def _wait_for(self, ray: Any, handles: list[Any], threads: int) -> None:
+        """Wait until every actor has built its work: its error (a missing file, other
+        weights than the driver's) is raised here, once, and a pool the cluster cannot
+        place fails after :data:`ACTORS_START_S` seconds instead of waiting forever."""
+        _, late = ray.wait(
+            [h.__ray_ready__.remote() for h in handles], num_returns=len(handles), timeout=ACTORS_START_S
+        )
+        if late:
+            for handle in handles:
+                ray.kill(handle)
+            gpus = f" and {self.options.gpus_per_actor:g} GPU(s)" if self.options.gpus_per_actor else ""
+            raise InvalidArgumentError(
+                f"Timed out while starting actors: {len(late)} of {len(handles)} Ray actors ({threads} "
+                f"CPU(s){gpus} each) did not start within {ACTORS_START_S} s; ask for fewer --actors "
+                "or a cluster with more resources"
+            )
+        try:
+            ray.get([h.__ray_ready__.remote() for h in handles])
+        except ray.exceptions.RayActorError as exc:
+            for handle in handles:
+                ray.kill(handle)
+            cause = exc.__cause__ or exc
+            raise WorkerDiedError(
+                f"a Ray worker could not build its work: {str(cause).strip().splitlines()[-1]}",
+                [],
+                self.options.restarts + 1,
+            ) from exc
 
     def train_booster(
         self,
