@@ -144,9 +144,38 @@ def test_feature_table_values_by_hand():
         "user",
         "genre",
         "cross_domain",
+        "history",
+        "agreement",
+        "context",
     }
     labelled = attach_labels(f, sp.csr_matrix(([1], ([0], [4])), shape=(3, 5)))
     assert labelled["label"].tolist() == [0, 1, 0]
+
+
+def test_history_agreement_and_context_by_hand():
+    ctx = _ctx()
+    cands = pd.DataFrame({USER_IDX: [0, 0, 1], ITEM_IDX: [4, 2, 0]})
+    f = build_features(cands, ctx, ctx.train, FeatureConfig(recent=1))
+    # user 0's history: items 0 (1,0) and 1 (0,1); item 2 is (1,1)/sqrt(2): cosine 0.7071 with both
+    r = 1 / np.sqrt(2)
+    assert f.loc[0, ["hist_text_max", "hist_text_top3", "hist_text_mean"]].tolist() == pytest.approx([r, r, r])
+    # user 1's history: items 1 (0,1) and 2 (1,1)/sqrt(2); item 0 is (1,0): cosines 0 and 0.7071
+    assert f.loc[2, ["hist_text_max", "hist_text_top3", "hist_text_mean"]].tolist() == pytest.approx(
+        [r, r / 2, r / 2]
+    )
+    # recent=1: user 1's latest training item is item 2 (day 40), cosine 0.7071 with item 0
+    assert f.loc[2, "hist_text_recent"] == pytest.approx(r)
+    # the item-item weights are all ones off the diagonal: every history item counts 1
+    assert f.loc[0, ["hist_ii_max", "hist_ii_mean"]].tolist() == [1.0, 1.0]
+    # co-occurrence: items 0 and 2 never share a user, items 1 and 2 do (user 1)
+    assert f.loc[2, "hist_co_max"] > 0 and f.loc[1, "hist_co_max"] == 0  # item 4: no training user
+    # one source: the ranks are the agreement; item 4 ranks 1 for user 0, top 10 of one source
+    assert f["agree_best_rank"].tolist() == f["rank_s"].tolist() == f["agree_mean_rank"].tolist()
+    assert f["agree_top10"].tolist() == [1.0, 1.0, 1.0]
+    # user 0's free scores are 2, 3, 4: their spread, and (first - tenth) / spread with 3 free items
+    assert f.loc[0, "ctx_std_s"] == pytest.approx(np.std([2.0, 3.0, 4.0]), rel=1e-5)
+    assert f.loc[0, "ctx_std_s"] == f.loc[1, "ctx_std_s"]  # per user
+    assert f.loc[0, "ctx_gap_s"] == 0.0  # fewer than 10 free items: no tenth score
 
 
 def test_feature_groups_can_be_switched_off():

@@ -13,7 +13,15 @@ Groups (the ablation in the run report drops one group at a time):
 - ``genre``: share of the user's history that carries each of the item's genres;
 - ``cross_domain``: the share of the user's history in the item's domain, and the item's
   EASE score computed from the user's history in the *other* domain only (how well the
-  other domain alone predicts it).
+  other domain alone predicts it);
+- ``history``: the candidate's similarity to the items of the user's history (the most
+  similar, the mean of the three most similar, the mean, and the most similar recent
+  one), under item co-occurrence, the run's item-item weights and each content modality
+  (:mod:`fusionrank.features.history`);
+- ``agreement``: the best and mean rank the sources give the item, and how many put it in
+  their top 10;
+- ``context``: per source, the spread of its scores for the user and the gap between its
+  first and tenth score (how sure it is for this user).
 
 Nothing here reads validation or test interactions: callers pass the training matrix and
 training interactions, and the exclusion matrix only removes known items from rankings.
@@ -23,19 +31,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from fusionrank.collab.itemknn import knn_similarity
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
 from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
+from fusionrank.features.history import (
+    HistoryInputs,
+    Similarity,
+    agreement_columns,
+    context_columns,
+    dense_similarity,
+    recent_items,
+    sparse_similarity,
+    vector_similarity,
+)
 from fusionrank.scoring import ScoreFn, chunk_scores, mask_rows, ranked_topk
 
-FEATURE_GROUPS = ("sources", "content", "popularity", "user", "genre", "cross_domain")
+FEATURE_GROUPS = (
+    "sources",
+    "content",
+    "popularity",
+    "user",
+    "genre",
+    "cross_domain",
+    "history",
+    "agreement",
+    "context",
+)
 LABEL = "label"
 
 
@@ -79,6 +108,10 @@ class FeatureConfig:
     rank_depth: int = 2000
     """``rank_<source>`` is exact up to this rank; deeper items get ``rank_depth + 1``
     (a top-``rank_depth`` selection is ~10x cheaper than sorting a large catalogue)."""
+    neighbours: int = 200
+    """``history``: co-occurrence neighbours kept per item."""
+    recent: int = 3
+    """``history``: the user's latest training items the ``recent`` similarity looks at."""
 
     def __post_init__(self) -> None:
         unknown = set(self.groups) - set(FEATURE_GROUPS)
@@ -101,6 +134,9 @@ def feature_group(column: str) -> str:
         ("user_", "user"),
         ("genre_", "genre"),
         ("domain_", "cross_domain"),
+        ("hist_", "history"),
+        ("agree_", "agreement"),
+        ("ctx_", "context"),
     ):
         if column.startswith(prefix):
             return group
@@ -158,6 +194,23 @@ class FeatureBuilder:
         self._content = {name: unit_rows(np.asarray(v, np.float32)) for name, v in ctx.content.items()}
         self._genres = None if ctx.genres is None else sp.csr_matrix(ctx.genres, dtype=np.float32)
         self._domains = None if ctx.domains is None else _DomainInputs(self.train, ctx.domains, ctx.item_item)
+        self._history = self._history_inputs() if "history" in groups else None
+
+    def _history_inputs(self) -> HistoryInputs:
+        """The ``history`` group's similarities: co-occurrence neighbours of the training
+        matrix, the run's item-item weights, and each content modality."""
+        sims: dict[str, Similarity] = {
+            "co": sparse_similarity(knn_similarity(self.train, self.config.neighbours, shrink=10.0))
+        }
+        weights = self.ctx.item_item
+        if isinstance(weights, np.ndarray):
+            sims["ii"] = dense_similarity(weights)
+        elif weights is not None:  # the stubs know no csr_matrix(spmatrix); scipy does
+            sims["ii"] = sparse_similarity(sp.csr_matrix(cast(Any, weights)))
+        for name, vecs in self._content.items():
+            sims[name] = vector_similarity(vecs)
+        n_users, n_items = self.train.shape
+        return HistoryInputs(sims, recent_items(self.ctx.interactions, n_users, n_items, self.config.recent))
 
     def chunk(
         self,
@@ -180,6 +233,12 @@ class FeatureBuilder:
             for name in self.sources:
                 cols = _source_columns(scores[name], rows, local, i, exclude, self.config.rank_depth)
                 out = out.assign(**{f"{k}_{name}": v for k, v in cols.items()})
+                if "context" in groups:  # the scores are masked now: known items at -inf
+                    ctx_cols = context_columns(scores[name], local)
+                    out = out.assign(**{f"ctx_{k}_{name}": v for k, v in ctx_cols.items()})
+            if "agreement" in groups and self.sources:
+                ranks = out[[f"rank_{name}" for name in self.sources]]
+                out = out.assign(**agreement_columns(ranks, self.config.rank_depth))
         history = self.train[rows]
         if "content" in groups:
             for name, vecs in self._content.items():
@@ -196,6 +255,8 @@ class FeatureBuilder:
             out["genre_overlap"] = _genre_overlap(history, self._genres, local, i)
         if "cross_domain" in groups and self._domains is not None:
             out = out.assign(**self._domains.columns(history, local, i))
+        if self._history is not None:
+            out = out.assign(**self._history.columns(history, rows, local, i))
         return out
 
 
