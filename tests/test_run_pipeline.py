@@ -194,3 +194,55 @@ def test_faiss_retrieval_in_the_pipeline_matches_exact(tiny_root, tmp_path):
     pd.testing.assert_frame_equal(
         exact.reset_index(drop=True), flat.astype(exact.dtypes.to_dict()).reset_index(drop=True)
     )
+
+
+def test_split_views_refit_and_fold_the_training_interactions(tiny_root):
+    from fusionrank.data.dataset import load_dataset
+    from fusionrank.data.splits import SplitView, fold_of, prepare_split
+
+    split = prepare_split(load_dataset("tiny", tiny_root), SplitConfig(kind="ratio", seed=1))
+    refit = SplitView("refit").of(split)
+    assert len(refit.train) == len(split.train) + len(split.valid) and len(refit.valid) == 0
+    assert refit.users is split.users and refit.test is split.test
+    folds = fold_of(split.train, 3, seed=1, temporal=False)
+    per_user = pd.Series(folds).groupby(split.train[USER_IDX].to_numpy()).agg(lambda f: np.bincount(f, minlength=3))
+    assert all(c.max() - c.min() <= 1 for c in per_user)  # near-equal parts per user
+    view = SplitView("fold", 1, 3, seed=1).of(split)
+    assert len(view.train) + len(view.valid) == len(split.train) and len(view.valid) == (folds == 1).sum()
+    timed = prepare_split(load_dataset("tiny", tiny_root), SplitConfig(kind="temporal-ratio", seed=1))
+    later = SplitView("fold", 2, 3).of(timed)  # fits on the two earlier parts, labels the last
+    first_held = later.valid.groupby(USER_IDX)["timestamp"].min()
+    last_fit = later.train.groupby(USER_IDX)["timestamp"].max()
+    both = first_held.index.intersection(last_fit.index)
+    assert (last_fit[both] <= first_held[both]).all()
+    with pytest.raises(ValueError, match="fold 3 of 3"):
+        SplitView("fold", 3, 3)
+
+
+def test_stacked_labels_and_refit_before_test(tiny_root, tmp_path):
+    path = _config(tiny_root, tmp_path, protocol={"labels": "stacked", "folds": 3, "refit": True})
+    lines: list[str] = []
+    out = run_pipeline(load_run_config(path), log=lines.append)
+    folder = out.folder
+    assert out.metrics["protocol"] == "stacked-3+refit"
+    for view in ("refit", "fold0of3", "fold1of3", "fold2of3"):
+        assert (folder / f"models_{view}" / "bpr" / "model" / "config.json").exists(), view
+    for table in ("valid", "fold0of3", "fold1of3", "fold2of3", "test"):
+        assert (folder / "features" / f"features_{table}.parquet").exists(), table
+    assert set(out.metrics["candidate_recall"]) == {"valid", "fold0of3", "fold1of3", "fold2of3", "test"}
+    # the single models are measured as refit on train + valid: what the refit folder says
+    refit_ease = read_json(folder / "models_refit" / "ease" / "metrics.json")
+    assert out.metrics["models"]["ease"]["metrics"] == refit_ease["metrics"]
+    assert out.metrics["models"]["ease"]["metrics"] != read_json(folder / "models" / "ease" / "metrics.json")[
+        "metrics"
+    ]
+    # bpr refits with the epochs it chose on valid, without early stopping
+    chosen = read_json(folder / "models" / "bpr" / "model" / "config.json")["history"]["best_epoch"]
+    refit_bpr = read_json(folder / "models_refit" / "bpr" / "model" / "config.json")
+    assert refit_bpr["config"]["epochs"] == max(1, chosen) and refit_bpr["config"]["validation"] is False
+    assert any("stacked labels" in line for line in lines)
+    ltr = out.metrics["models"]["ltr"]
+    assert 0 <= ltr["metrics"]["ndcg@10"] <= 1 and ltr["dropped_groups"] >= 0
+    headroom = out.metrics["candidate_headroom"]
+    assert ltr["metrics"]["ndcg@10"] <= headroom["test"] <= 1
+    assert "stacked-3+refit" in (folder / "report.md").read_text()

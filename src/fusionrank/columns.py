@@ -18,6 +18,8 @@ SCORE = "score"
 RANK = "rank"
 PART = "part"
 VECTOR = "vector"
+QUERY = "query"
+"""A ranker's query group when a user has several (one per fold of stacked labels)."""
 
 TRAIN: Final = "train"
 VALID: Final = "valid"

@@ -189,6 +189,22 @@ class Split:
         folder = self.require_dataset(f"{modality} content").content_folder(modality)
         return align(folder, self.items)
 
+    def with_parts(self, **parts: pd.DataFrame) -> Split:
+        """The same split (same config, id maps and dataset) with some parts replaced."""
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            raise InvalidArgumentError(f"unknown part(s) {sorted(unknown)}; expected some of {PARTS}")
+        return Split(
+            self.config,
+            parts.get(TRAIN, self.train),
+            parts.get(VALID, self.valid),
+            parts.get(TEST, self.test),
+            self.users,
+            self.items,
+            meta=self.meta,
+            dataset=self.dataset,
+        )
+
     def restrict_items(self, keep: np.ndarray) -> Split:
         """The same split (same id maps) with only the interactions of items where ``keep``
         (a boolean mask over item indices) is true: e.g. one domain's interactions."""
@@ -312,6 +328,70 @@ class Split:
             meta=meta,
             dataset=dataset,
         )
+
+
+TEMPORAL_KINDS = ("temporal-ratio", "leave-last", "global-temporal")
+"""Splits whose parts follow time: the ranking protocols' folds follow it there too."""
+
+
+@dataclass(frozen=True)
+class SplitView:
+    """A view of a split that the ranking protocols fit models on, with the same id maps:
+    the split itself (``split``); train + valid as train, for models refit before test
+    (``refit``); or one out-of-fold fold of train (``fold``): train without fold ``fold``
+    as train, fold ``fold`` as valid (its labels). Folds are each user's training
+    interactions cut at random (``seed``) into ``folds`` parts, or on splits that follow
+    time (:data:`TEMPORAL_KINDS`) into ``folds`` consecutive parts, a fold then fitting on
+    the parts before it only (fold 0 has none, so it is never used)."""
+
+    kind: Literal["split", "refit", "fold"] = "split"
+    fold: int = 0
+    folds: int = 5
+    seed: int = 2020
+
+    def __post_init__(self) -> None:
+        if self.folds < 2 or not 0 <= self.fold < self.folds:
+            raise InvalidArgumentError(
+                f"fold {self.fold} of {self.folds}: need 0 <= fold < folds and folds >= 2"
+            )
+
+    @property
+    def name(self) -> str:
+        """``split``, ``refit`` or ``fold<k>of<n>`` (folder names of the models fit on it)."""
+        return f"fold{self.fold}of{self.folds}" if self.kind == "fold" else self.kind
+
+    def of(self, split: Split) -> Split:
+        """This view of ``split``."""
+        if self.kind == "split":
+            return split
+        empty = split.valid.iloc[:0]
+        if self.kind == "refit":
+            train = pd.concat([split.train, split.valid], ignore_index=True)
+            return split.with_parts(train=train, valid=empty)
+        part = fold_of(split.train, self.folds, self.seed, temporal=split.config.kind in TEMPORAL_KINDS)
+        held = part == self.fold
+        fit = part < self.fold if split.config.kind in TEMPORAL_KINDS else ~held
+        return split.with_parts(
+            train=split.train[fit].reset_index(drop=True), valid=split.train[held].reset_index(drop=True)
+        )
+
+
+def fold_of(train: pd.DataFrame, folds: int, seed: int, temporal: bool) -> np.ndarray:
+    """The fold (0 ... folds - 1) of each training interaction: per user, at random
+    (``seed``) in near-equal parts, or by time into consecutive parts (``temporal``)."""
+    users = train[USER_IDX].to_numpy()
+    if temporal:
+        order = np.lexsort((np.arange(len(train)), train[TIMESTAMP].to_numpy(), users))
+    else:
+        rng = np.random.default_rng(seed)
+        order = np.lexsort((rng.random(len(train)), users))
+    sorted_users = users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    position = np.arange(len(order)) - np.repeat(starts, sizes)
+    out = np.empty(len(train), np.int64)
+    out[order] = (position * folds) // np.repeat(sizes, sizes)
+    return out
 
 
 def _with_indices(frame: pd.DataFrame, users: IdMap, items: IdMap) -> pd.DataFrame:

@@ -39,7 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from fusionrank.collab.itemknn import knn_similarity
-from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
+from fusionrank.columns import ITEM_IDX, QUERY, TIMESTAMP, USER_IDX
 from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.features.history import (
@@ -145,7 +145,7 @@ def feature_group(column: str) -> str:
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """The feature columns of a table (everything but keys and label)."""
-    return [c for c in frame.columns if c not in (USER_IDX, ITEM_IDX, LABEL)]
+    return [c for c in frame.columns if c not in (USER_IDX, ITEM_IDX, LABEL, QUERY)]
 
 
 def build_features(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -34,7 +34,7 @@ from fusionrank.ranker.lgbm import RankerConfig
 from fusionrank.recommender import Recommender
 from fusionrank.registry import build_model, model_class
 from fusionrank.retrieval.index import IndexConfig
-from fusionrank.settings import SettingsError, build_settings
+from fusionrank.settings import SettingsError, build_settings, config_fields
 
 
 class ConfigError(SettingsError):
@@ -129,10 +129,17 @@ class ModelSpec:
         model = build_model(self.cls, **self.settings)
         return model.content_modalities if isinstance(model, ReadsContent) else ()
 
-    def build(self, name: str, seed: int, progress: bool) -> Recommender:
-        """The unfitted model; its seed defaults to the split's and its progress bar to the run's."""
+    def build(self, name: str, seed: int, progress: bool, epochs: int | None = None) -> Recommender:
+        """The unfitted model; its seed defaults to the split's and its progress bar to the run's.
+        ``epochs``: a model with a training loop trains that many epochs, without early
+        stopping (a refit with the count found on valid)."""
+        settings = dict(self.settings)
+        if epochs is not None and {"epochs", "validation"} <= set(
+            config_fields(self.model_class().config_class)
+        ):
+            settings.update(epochs=epochs, validation=False)
         model = build_model(
-            self.cls, defaults={"seed": seed, "progress": progress}, owner=f"models.{name}", **self.settings
+            self.cls, defaults={"seed": seed, "progress": progress}, owner=f"models.{name}", **settings
         )
         model.name = name
         return model
@@ -151,6 +158,37 @@ class RetrievalConfig:
     (by default exact below ``index.hnsw_from`` items, HNSW above)."""
     ann_check_users: int = 1000
     """Users sampled (seeded) to measure an approximate index's recall@n against exact search."""
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """How the ranker learns and what test measures (every single model is measured under
+    the same protocol as the ranker)."""
+
+    labels: Literal["valid", "stacked"] = "valid"
+    """``valid``: the sources are fitted on train and the ranker learns from the valid
+    interactions. ``stacked``: out-of-fold stacking besides: each user's training
+    interactions are cut into ``folds`` folds; for each fold the sources are fitted on the
+    others (with the epochs found on valid) and the held-out fold labels their candidates;
+    the ranker learns from every fold's query groups and the valid ones, and stops early on
+    a held-out share of the valid users. On splits that follow time the folds do too (fit
+    on the earlier parts, label the next)."""
+    folds: int = 5
+    """Folds of the stacked labels."""
+    refit: bool = False
+    """Refit every model on train + valid before test, with the settings and epochs found
+    on valid, as a user deploys: the test features and every single model's test metrics
+    come from the refits."""
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise InvalidArgumentError(f"protocol.folds must be >= 2, got {self.folds}")
+
+    @property
+    def name(self) -> str:
+        """``valid`` or ``stacked-<folds>``, then ``+refit`` when refit (reports say it)."""
+        labels = f"stacked-{self.folds}" if self.labels == "stacked" else "valid"
+        return labels + ("+refit" if self.refit else "")
 
 
 @dataclass(frozen=True)
@@ -194,8 +232,12 @@ class RunConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
-    ablation: bool = True
-    """Refit the ranker without each feature group and without each source (report table)."""
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    """Where the ranker's labels come from, and whether models are refit before test."""
+    ablation: bool = False
+    """Refit the ranker without each feature group and without each source (the report's
+    ablation table; each refit's time is printed). Off by default: on a large run the refits
+    cost more than the rest; the demo config turns it on."""
     engine: str = "local"
     """Where candidates, features and the ranker's test predictions are computed: ``local``
     (this process) or ``ray`` (chunks of users in Ray actors that read the run folder's

@@ -32,16 +32,18 @@ from typing import Any
 import pandas as pd
 
 from fusionrank.columns import TEST, TRAIN, VALID
+from fusionrank.data.splits import TEMPORAL_KINDS, Split, SplitView
 from fusionrank.engines import Engine, get_engine
 from fusionrank.io import remove_stale_temporaries, sha256_file, write_json
 from fusionrank.pipelines.cache import stage_key
 from fusionrank.pipelines.config import RunConfig
 from fusionrank.pipelines.lock import folder_lock
 from fusionrank.pipelines.stages.embed import embed_content
-from fusionrank.pipelines.stages.features import FeatureInputs, FeatureSettings, features_stage
+from fusionrank.pipelines.stages.features import FeatureInputs, FeatureSettings, TableJob, features_stage
 from fusionrank.pipelines.stages.inputs import RunSource, SavedModel, content_arrays
-from fusionrank.pipelines.stages.models import model_stage
-from fusionrank.pipelines.stages.ranker import RankerSettings, ranker_stage
+from fusionrank.pipelines.stages.models import FittedModel, best_epochs, model_stage
+from fusionrank.pipelines.stages.ranker import RankerSettings, headroom, ranker_stage
+from fusionrank.recommender import Stage
 
 LTR = "ltr"
 Log = Callable[[str], None]
@@ -103,6 +105,20 @@ def run_pipeline(
             return _run_locked(config, folder, force, log, progress, engine, ranker_engine)
 
 
+def protocol_views(config: RunConfig, split: Split) -> list[SplitView]:
+    """The views of the split the protocol fits models on besides the split itself: train +
+    valid (``refit``), and the out-of-fold folds of stacked labels (on a split that follows
+    time, every fold but the first, which has nothing before it to fit on)."""
+    protocol = config.protocol
+    views = [SplitView("refit")] if protocol.refit else []
+    if protocol.labels == "stacked":
+        first = 1 if split.config.kind in TEMPORAL_KINDS else 0
+        views += [
+            SplitView("fold", k, protocol.folds, config.split.seed) for k in range(first, protocol.folds)
+        ]
+    return views
+
+
 def _run_locked(
     config: RunConfig,
     folder: Path,
@@ -132,54 +148,74 @@ def _run_locked(
     )
     content_keys = {m: sha256_file(f / "manifest.json")[:16] for m, f in folders.items()}
     clock.lap("split and content")
+    protocol = config.protocol
+
+    def fit_all(view: SplitView, epochs: dict[str, int | None] | None = None) -> dict[str, FittedModel]:
+        return {
+            name: model_stage(
+                name,
+                spec,
+                config.split.seed,
+                config.evaluation,
+                split,
+                split_key,
+                content_keys,
+                folder,
+                force,
+                log,
+                progress,
+                view,
+                None if epochs is None else epochs[name],
+            )
+            for name, spec in config.models.items()
+        }
+
     log("models:")
-    fitted = {
-        name: model_stage(
-            name,
-            spec,
-            config.split.seed,
-            config.evaluation,
-            split,
-            split_key,
-            content_keys,
-            folder,
-            force,
-            log,
-            progress,
-        )
-        for name, spec in config.models.items()
-    }
-    models = {name: f.model for name, f in fitted.items()}
-    metrics = {name: f.metrics for name, f in fitted.items()}
-    per_user = {name: f.per_user for name, f in fitted.items()}
+    fitted = fit_all(SplitView())
+    epochs = {name: best_epochs(f.model) for name, f in fitted.items()}
+    views = protocol_views(config, split)
+    variants = {view: fit_all(view, epochs) for view in views}  # refit, out-of-fold folds
+    test_view = SplitView("refit") if protocol.refit else SplitView()
+    measured = variants.get(test_view, fitted)  # every single model under the ranker's protocol
+    metrics = {name: f.metrics for name, f in measured.items()}
+    per_user = {name: f.per_user for name, f in measured.items()}
     clock.lap("models")
     log("candidates and features:")
     feat_key = stage_key(
         "features",
         {n: f.key for n, f in fitted.items()},
+        {view.name: {n: f.key for n, f in fits.items()} for view, fits in variants.items()},
+        protocol,
         config.retrieval,
         config.sources,
         config.features,
         {m: content_keys[m] for m in content},
     )
     settings = FeatureSettings(config.retrieval, config.features, config.sources, config.split.seed)
-    inputs = FeatureInputs(
-        source,
-        {m: str(folders[m].resolve()) for m in modalities},
-        {
-            name: SavedModel(spec.cls, str((folder / "models" / name / "model").resolve()))
-            for name, spec in config.models.items()
-        },
-    )
-    tables = features_stage(
-        settings, inputs, split, models, content, feat_key, folder, force, log, progress, engine
-    )
+
+    def job(name: str, stage: Stage, view: SplitView, fits: dict[str, FittedModel]) -> TableJob:
+        models_dir = folder / ("models" if view.kind == "split" else f"models_{view.name}")
+        inputs = FeatureInputs(
+            source,
+            {m: str(folders[m].resolve()) for m in modalities},
+            {
+                n: SavedModel(spec.cls, str((models_dir / n / "model").resolve()))
+                for n, spec in config.models.items()
+            },
+            view,
+        )
+        return TableJob(name, stage, view.of(split), {n: f.model for n, f in fits.items()}, inputs)
+
+    jobs = [job(VALID, VALID, SplitView(), fitted)]
+    jobs += [job(view.name, VALID, view, variants[view]) for view in views if view.kind == "fold"]
+    jobs.append(job(TEST, TEST, test_view, measured))
+    tables = features_stage(settings, jobs, content, feat_key, folder, force, log, progress, engine)
     clock.lap("features")
     log("ranker:")
     rank_key = stage_key("ranker", feat_key, config.ranker, config.evaluation, config.ablation)
     ranking = RankerSettings(config.ranker, config.evaluation, config.ablation, tuple(config.models))
     ranked = ranker_stage(
-        ranking, tables.valid, tables.test, split, rank_key, folder, force, log, engine, ranker_engine
+        ranking, tables.labels, tables.test, split, rank_key, folder, force, log, engine, ranker_engine
     )
     ranker, result = ranked.ranker, ranked.result
     metrics[LTR] = {
@@ -187,7 +223,13 @@ def _run_locked(
         "metrics": result.metrics,
         "best_iteration": ranker.best_iteration,
         "stop_ndcg@10": ranker.stop_score,
+        "dropped_groups": ranker.dropped_groups,
         "features": ranker.features,
+    }
+    test_split = test_view.of(split)
+    pool = {
+        VALID: headroom(tables.labels[VALID], split.matrix(VALID), split.matrix(TRAIN), config.evaluation),
+        TEST: headroom(tables.test, split.matrix(TEST), test_split.matrix(TRAIN, VALID), config.evaluation),
     }
     per_user[LTR] = result.per_user
     timings = {
@@ -198,8 +240,11 @@ def _run_locked(
     payload = {  # numbers only: two runs of one config and seed write the same bytes
         "dataset": data.name,
         "split": dataclasses.asdict(config.split),
+        "protocol": protocol.name,
         "models": metrics,
         "candidate_recall": tables.recall,
+        "candidate_only": tables.only,
+        "candidate_headroom": pool,
         **({"ann_recall": tables.ann_recall} if tables.ann_recall else {}),
         "ablation": ranked.ablation,
     }

@@ -108,10 +108,11 @@ def lightgbm_params(config: RankerConfig, seed: int) -> dict[str, Any]:
     }
 
 
-def rank_table(rows: pd.DataFrame, features: list[str], label: str) -> RankTable:
-    """The booster's view of a user-sorted table: features, labels, one group per user."""
-    users = rows[USER_IDX].to_numpy()
-    return RankTable(rows[features], rows[label].to_numpy(), groups_of(users), users)
+def rank_table(rows: pd.DataFrame, features: list[str], label: str, query: str = USER_IDX) -> RankTable:
+    """The booster's view of a table sorted by ``query``: features, labels, one group per
+    query value (a user, or a user in one fold)."""
+    groups = rows[query].to_numpy()
+    return RankTable(rows[features], rows[label].to_numpy(), groups_of(groups), groups)
 
 
 def training_users(with_positive: np.ndarray, config: RankerConfig) -> np.ndarray:
@@ -152,6 +153,8 @@ class LTRRanker:
         self.iterations: list[int] = []
         self.features: list[str] = []
         self.stop_score = float("nan")
+        self.dropped_groups = 0
+        """Query groups of the last fit without a positive label (left out)."""
 
     @property
     def engine(self) -> Engine:
@@ -165,26 +168,41 @@ class LTRRanker:
         """Trees per booster (the mean when bagged)."""
         return int(round(np.mean(self.iterations))) if self.iterations else 0
 
-    def fit(self, table: pd.DataFrame, features: list[str], label: str = "label") -> LTRRanker:
-        """Fit on a user-sorted table; a seeded share of its users decides early stopping."""
+    def fit(
+        self,
+        table: pd.DataFrame,
+        features: list[str],
+        label: str = "label",
+        query: str = USER_IDX,
+        stop_pool: np.ndarray | None = None,
+    ) -> LTRRanker:
+        """Fit on a table sorted by ``query`` (a query group per value: a user, or a user in
+        one fold of stacked labels); groups without a positive are dropped (they carry no
+        gradient: :attr:`dropped_groups`). A seeded share of the groups in ``stop_pool``
+        (default: every group) decides early stopping; every group of the users it holds out
+        stays out of that fit."""
         cfg = self.config
         if not features:
             raise InvalidArgumentError("no feature columns to fit on")
-        missing = [c for c in [*features, label, USER_IDX] if c not in table.columns]
+        missing = [c for c in dict.fromkeys([*features, label, USER_IDX, query]) if c not in table.columns]
         if missing:
             raise UnknownKeyError(f"feature table has no column(s) {missing}")
-        users = table[USER_IDX].to_numpy()
-        positives = table.groupby(USER_IDX)[label].sum()
+        queries = table[query].to_numpy()
+        positives = table.groupby(query)[label].sum()
         with_pos = positives.index[positives.to_numpy() > 0].to_numpy()
+        self.dropped_groups = int(len(positives) - len(with_pos))
         if len(with_pos) < 2:
             raise InvalidArgumentError("need at least two users with a positive label to fit and stop")
         with_pos = training_users(with_pos, cfg)
-        table = table[np.isin(users, with_pos)]  # groups without a positive carry no gradient
+        table = table[np.isin(queries, with_pos)]  # groups without a positive carry no gradient
+        pool = with_pos if stop_pool is None else np.intersect1d(with_pos, stop_pool)
+        if len(pool) < 1:
+            raise InvalidArgumentError("no group with a positive label to stop on")
         self.features = list(features)
         self.boosters, self.iterations, scores = [], [], []
         with self.engine:  # one hold on the engine for all of a fit's boosters
             for bag in range(cfg.bags):
-                booster, iterations, score = self._fit_one(table, with_pos, label, cfg.seed + bag)
+                booster, iterations, score = self._fit_one(table, pool, label, query, cfg.seed + bag)
                 self.boosters.append(booster)
                 self.iterations.append(iterations)
                 scores.append(score)
@@ -192,30 +210,30 @@ class LTRRanker:
         return self
 
     def _fit_one(
-        self, table: pd.DataFrame, with_pos: np.ndarray, label: str, seed: int
+        self, table: pd.DataFrame, pool: np.ndarray, label: str, query: str, seed: int
     ) -> tuple[lgb.Booster, int, float]:
-        """One booster: rounds chosen by early stopping on a seeded share of the users,
-        then (``refit``) refitted on all of them with that many rounds."""
+        """One booster: rounds chosen by early stopping on a seeded share of the groups of
+        ``pool`` (the other groups of their users left out of that fit), then (``refit``)
+        refitted on every group with that many rounds."""
         cfg = self.config
-        users = table[USER_IDX].to_numpy()
         rng = np.random.default_rng(seed)
-        stop_users = rng.choice(
-            with_pos, size=max(1, int(round(cfg.stop_share * len(with_pos)))), replace=False
-        )
-        held = np.isin(users, stop_users)
+        stop_groups = rng.choice(pool, size=max(1, int(round(cfg.stop_share * len(pool)))), replace=False)
+        held = np.isin(table[query].to_numpy(), stop_groups)
+        stop_users = np.unique(table[USER_IDX].to_numpy()[held])
+        fit = ~np.isin(table[USER_IDX].to_numpy(), stop_users)
         params = lightgbm_params(cfg, seed)
         where: dict[str, Any] = {"workers": cfg.workers, "storage": cfg.storage}
         stopped = self.engine.train_booster(
             params,
-            rank_table(table[~held], self.features, label),
-            rank_table(table[held], self.features, label),
+            rank_table(table[fit], self.features, label, query),
+            rank_table(table[held], self.features, label, query),
             cfg.n_estimators,
             cfg.early_stopping_rounds,
             **where,
         )
         booster = stopped.booster
         if cfg.refit:
-            whole = rank_table(table, self.features, label)
+            whole = rank_table(table, self.features, label, query)
             booster = self.engine.train_booster(params, whole, None, stopped.iterations, 0, **where).booster
         return booster, stopped.iterations, stopped.stop_score
 
@@ -267,6 +285,7 @@ class LTRRanker:
             "features": self.features,
             "iterations": self.iterations,
             "stop_score": self.stop_score,
+            "dropped_groups": self.dropped_groups,
             "boosters": [b.model_to_string(num_iteration=n) for b, n in zip(self._check(), self.iterations)],
         }
 
@@ -278,6 +297,7 @@ class LTRRanker:
         ranker.boosters = [lgb.Booster(model_str=text) for text in state["boosters"]]
         ranker.features = list(state["features"])
         ranker.stop_score = state["stop_score"]
+        ranker.dropped_groups = int(state.get("dropped_groups", 0))
         return ranker
 
     def save(self, folder: str | Path) -> None:

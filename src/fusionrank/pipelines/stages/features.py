@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from fusionrank.capabilities import HasItemVectors, HasUserVectors, item_item_weights
 from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_ID, USER_IDX, VALID
 from fusionrank.data.errors import DataError
-from fusionrank.data.splits import Split
+from fusionrank.data.splits import Split, SplitView
 from fusionrank.engines import ChunkFn, Engine, Work, get_engine
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.features.shards import ShardWriter
@@ -37,8 +37,19 @@ from fusionrank.retrieval.index import IndexConfig, VectorIndex, resolve_kind
 from fusionrank.scoring import chunk_scores, ranked_topk
 
 Log = Callable[[str], None]
-FeatureChunk = tuple[pd.DataFrame, dict[str, int]]
-"""A chunk's feature rows (sorted by user) and each source's count of relevant candidates."""
+
+
+@dataclass
+class ChunkCounts:
+    """What a chunk's candidates hold: each source's (and the union's) count of relevant
+    pairs among its candidates, and each source's candidates no other source retrieved."""
+
+    hits: dict[str, int]
+    only: dict[str, int]
+
+
+FeatureChunk = tuple[pd.DataFrame, ChunkCounts]
+"""A chunk's feature rows (sorted by user) and its candidate counts."""
 
 
 @dataclass(frozen=True)
@@ -56,12 +67,27 @@ class FeatureSettings:
 @dataclass(frozen=True)
 class FeatureInputs:
     """Where a worker outside this process finds what the driver holds in memory: the
-    dataset and split, the content features' vectors folders, the models the run saved."""
+    dataset and split (and the view of it the table is for), the content features' vectors
+    folders, the models the run saved."""
 
     source: RunSource
     content: dict[str, str]
     """Vectors folder of each content modality of the features."""
     models: dict[str, SavedModel]
+    view: SplitView = SplitView()
+
+
+@dataclass
+class TableJob:
+    """One feature table of the stage: ``features_<name>.parquet``, the candidates and
+    features of ``stage`` (``valid``: labelled by the view's valid part; ``test``) of a
+    view of the split (its train is the history), scored by ``models``."""
+
+    name: str
+    stage: Stage
+    split: Split
+    models: dict[str, Recommender]
+    inputs: FeatureInputs
 
 
 def retrieve_source(
@@ -136,12 +162,16 @@ def transfer_weights(models: dict[str, Recommender], name: str | None) -> np.nda
 
 @dataclass
 class FeatureTables:
-    """The feature stage's outputs: the label stage's and the test stage's tables on disk."""
+    """The feature stage's outputs: the label tables (the valid one first, then any
+    out-of-fold ones) and the test table on disk."""
 
-    valid: Path
+    labels: dict[str, Path]
+    """Table name (``valid``, ``fold1of5`` ...) -> its labelled table."""
     test: Path
     recall: dict[str, dict[str, float]]
-    """Candidate recall per source and of the union (``union``), per stage."""
+    """Candidate recall per source and of the union (``union``), per table."""
+    only: dict[str, dict[str, int]]
+    """Candidates each source retrieved and no other source did, per table."""
     ann_recall: dict[str, float] = field(default_factory=dict)
     """Recall@n of each source's approximate index against exact search (sampled users);
     empty when every source was searched exactly."""
@@ -214,7 +244,7 @@ class StageChunks:
     ) -> ChunkFn[np.ndarray, FeatureChunk]:
         """The chunk function of a worker outside this process: opens the run's inputs and
         the models the run folder saved, as the driver did."""
-        _, split = inputs.source.open()
+        split = inputs.view.of(inputs.source.open()[1])
         models = saved_models(inputs.models)
         context = feature_context(
             split, models, content_arrays(inputs.content, split), settings.features.item_item
@@ -227,18 +257,20 @@ class StageChunks:
             yield self(rows)
 
     def __call__(self, rows: np.ndarray) -> FeatureChunk:
-        """The chunk's feature rows (sorted by user) and each source's (and the union's)
-        count of relevant pairs among its candidates."""
+        """The chunk's feature rows (sorted by user) and its counts: each source's (and the
+        union's) relevant pairs among its candidates, and the candidates only it retrieved."""
         scores = {name: chunk_scores(m.score, rows, self.exclude, None) for name, m in self.models.items()}
         per_source = {s: r.top(rows, scores[s]) for s, r in self.retrievers.items()}
         cands = union_candidates(per_source)
         hits = {s: _hits(frame, self.truth, rows) for s, frame in per_source.items()}
         hits["union"] = _hits(cands, self.truth, rows)
+        alone = cands["n_sources"].to_numpy() == 1
+        only = {s: int((alone & cands[f"rank_{s}"].notna().to_numpy()).sum()) for s in per_source}
         table = self.builder.chunk(cands, rows, scores, self.exclude)
         del scores
         if self.stage == VALID:
             table = attach_labels(table, self.truth)
-        return table, hits
+        return table, ChunkCounts(hits, only)
 
 
 def ann_recall(retriever: Retriever, model: Recommender, users: np.ndarray, n_users: int, seed: int) -> float:
@@ -265,9 +297,7 @@ def _hits(cands: pd.DataFrame, truth: sp.csr_matrix, rows: np.ndarray) -> int:
 
 def features_stage(
     settings: FeatureSettings,
-    inputs: FeatureInputs,
-    split: Split,
-    models: dict[str, Recommender],
+    jobs: list[TableJob],
     content: dict[str, np.ndarray],
     key: str,
     folder: Path,
@@ -276,72 +306,98 @@ def features_stage(
     progress: bool = False,
     engine: Engine | None = None,
 ) -> FeatureTables:
-    """Candidates and features for the label stage (valid) and the test stage, cached.
+    """Candidates and features of every table ``jobs`` names (the labelled tables and the
+    test table), cached.
 
     Streams in chunks of users: each model scores the chunk once; the retrieval sources'
     top-n of those scores form the candidates, the same scores give the source features,
-    and the chunk's rows are appended to ``features_<stage>.parquet`` as one row group.
+    and the chunk's rows are appended to ``features_<name>.parquet`` as one row group.
     Memory is one chunk of scores per model, never users x items. The chunks run on
-    ``engine`` (in this process, or in workers that open ``inputs`` with
+    ``engine`` (in this process, or in workers that open a job's ``inputs`` with
     :meth:`StageChunks.open`) and come back in order: the same tables."""
     out = folder / "features"
-    paths = {stage: out / f"features_{stage}.parquet" for stage in (VALID, TEST)}
+    paths = {job.name: out / f"features_{job.name}.parquet" for job in jobs}
+    labels = [job.name for job in jobs if job.stage == VALID]
+    test = next(job.name for job in jobs if job.stage == TEST)
     if not force and is_fresh(out, key):
         log("  candidates and features: cached")
         ann_file = out / "ann_recall.json"
         return FeatureTables(
-            paths[VALID],
-            paths[TEST],
+            {name: paths[name] for name in labels},
+            paths[test],
             read_json(out / "candidate_recall.json"),
+            read_json(out / "candidate_only.json"),
             read_json(ann_file) if ann_file.exists() else {},
         )
     begin_stage(out)
     engine = engine or get_engine()
-    train = split.matrix(TRAIN)
     recall: dict[str, dict[str, float]] = {}
+    only: dict[str, dict[str, int]] = {}
     ann: dict[str, float] = {}
+    for job in jobs:
+        recall[job.name], only[job.name], work, users = _table(
+            job, settings, content, paths[job.name], log, progress, engine
+        )
+        if job.stage == TEST:
+            for s, r in work.retrievers.items():
+                if r.approximate:
+                    ann[s] = ann_recall(
+                        r, job.models[s], users, settings.retrieval.ann_check_users, settings.seed
+                    )
+                    kind = r.index.kind if r.index else ""
+                    log(f"  {s}: {kind} index, recall@{r.n} {ann[s]:.3f} against exact search")
+        for m in job.models.values():
+            m.at_stage(TEST)
+    write_json(out / "candidate_recall.json", recall)
+    write_json(out / "candidate_only.json", only)
+    if ann:
+        write_json(out / "ann_recall.json", ann)
+    mark_done(out, key)
+    return FeatureTables({name: paths[name] for name in labels}, paths[test], recall, only, ann)
+
+
+def _table(
+    job: TableJob,
+    settings: FeatureSettings,
+    content: dict[str, np.ndarray],
+    path: Path,
+    log: Log,
+    progress: bool,
+    engine: Engine,
+) -> tuple[dict[str, float], dict[str, int], StageChunks, np.ndarray]:
+    """Write one job's table; its candidate recall, each source's candidates no other
+    source retrieved, its chunk work, and its users."""
+    split, models = job.split, job.models
+    train = split.matrix(TRAIN)
     users = np.flatnonzero(np.diff(train.indptr) > 0)
     builder = FeatureBuilder(
         feature_context(split, models, content, settings.features.item_item), settings.features
     )
     chunk = feature_chunk_size(settings.features, split.n_items, len(models))
     chunks = [users[a : a + chunk] for a in range(0, len(users), chunk)]
-    for stage in (VALID, TEST):
-        work = StageChunks(settings, split, models, builder, stage)
-        hits = dict.fromkeys([*settings.sources, "union"], 0)
-        rows_written = 0
-        job = Work(build=partial(StageChunks.open, settings, inputs, stage), here=work.stream, threads=1)
-        where = engine.placement(len(chunks), job)
-        if where:
-            log(f"  {stage}: {len(chunks)} chunks of users on {where}")
-        results = engine.map(job, chunks)
-        with atomic_path(paths[stage]) as tmp, ShardWriter(tmp) as writer:
-            bar = tqdm(
-                results, total=len(chunks), desc=f"features ({stage})", unit="chunk", disable=not progress
-            )
-            for table, chunk_hits in bar:
-                for name, h in chunk_hits.items():
-                    hits[name] += h
-                writer.write(table)
-                rows_written += len(table)
-        n_truth = work.truth.nnz
-        recall[stage] = {name: h / n_truth if n_truth else float("nan") for name, h in hits.items()}
-        log(
-            f"  {stage}: {rows_written:,} candidates for {len(users):,} users,"
-            f" recall {recall[stage]['union']:.3f}"
+    work = StageChunks(settings, split, models, builder, job.stage)
+    hits = dict.fromkeys([*settings.sources, "union"], 0)
+    only = dict.fromkeys(settings.sources, 0)
+    rows_written = 0
+    remote = Work(
+        build=partial(StageChunks.open, settings, job.inputs, job.stage), here=work.stream, threads=1
+    )
+    where = engine.placement(len(chunks), remote)
+    if where:
+        log(f"  {job.name}: {len(chunks)} chunks of users on {where}")
+    with atomic_path(path) as tmp, ShardWriter(tmp) as writer:
+        results = engine.map(remote, chunks)
+        bar = tqdm(
+            results, total=len(chunks), desc=f"features ({job.name})", unit="chunk", disable=not progress
         )
-        if stage == TEST:
-            for s, r in work.retrievers.items():
-                if r.approximate:
-                    ann[s] = ann_recall(
-                        r, models[s], users, settings.retrieval.ann_check_users, settings.seed
-                    )
-                    kind = r.index.kind if r.index else ""
-                    log(f"  {s}: {kind} index, recall@{r.n} {ann[s]:.3f} against exact search")
-    for m in models.values():
-        m.at_stage(TEST)
-    write_json(out / "candidate_recall.json", recall)
-    if ann:
-        write_json(out / "ann_recall.json", ann)
-    mark_done(out, key)
-    return FeatureTables(paths[VALID], paths[TEST], recall, ann)
+        for table, counts in bar:
+            for name, h in counts.hits.items():
+                hits[name] += h
+            for name, n in counts.only.items():
+                only[name] += n
+            writer.write(table)
+            rows_written += len(table)
+    n_truth = work.truth.nnz
+    recall = {name: h / n_truth if n_truth else float("nan") for name, h in hits.items()}
+    log(f"  {job.name}: {rows_written:,} candidates for {len(users):,} users, recall {recall['union']:.3f}")
+    return recall, only, work, users

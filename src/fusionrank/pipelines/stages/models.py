@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from fusionrank.data.splits import Split
+from fusionrank.data.splits import Split, SplitView
 from fusionrank.evaluation.evaluate import evaluate
 from fusionrank.evaluation.ranking import EvalConfig
 from fusionrank.io import atomic_path, begin_stage, mark_done, read_json, write_json
@@ -52,28 +52,54 @@ def model_stage(
     force: bool,
     log: Log,
     progress: bool = False,
+    view: SplitView = SplitView(),
+    epochs: int | None = None,
 ) -> FittedModel:
     """Fit, evaluate and save one model, or reuse it when its key is unchanged. The key
     holds the model's class and settings, the split, and the content it reads; ``seed``
-    is the model's seed unless its settings give one."""
+    is the model's seed unless its settings give one.
+
+    ``view`` says which part of ``split`` it fits on (:class:`~fusionrank.data.splits.SplitView`):
+    the split (``models/<name>/``), train + valid (``models_refit/<name>/``, evaluated on
+    test like the first) or an out-of-fold fold (``models_fold<k>of<n>/<name>/``, not
+    evaluated: it only feeds the ranker's labels). ``epochs``: a model with a training loop
+    trains that many epochs without early stopping (the count found on valid)."""
     cls = spec.model_class()
     content = {m: content_keys.get(m, m) for m in spec.modalities()}
-    key = stage_key("model", name, spec.cls, spec.settings, split_key, content)
-    out = folder / "models" / name
+    key = stage_key("model", name, spec.cls, spec.settings, split_key, content, view, epochs)
+    out = folder / ("models" if view.kind == "split" else f"models_{view.name}") / name
+    measured = view.kind != "fold"
     if not force and is_fresh(out, key):
-        log(f"  {name}: cached")
+        log(f"  {name}{_where(view)}: cached")
         model = load_model(out / "model", cls)
+        if not measured:
+            return FittedModel(model, {}, pd.DataFrame(), key, True)
         return FittedModel(
             model, read_json(out / "metrics.json"), pd.read_parquet(out / "per_user.parquet"), key, True
         )
-    log(f"  {name}: fitting")
+    log(f"  {name}{_where(view)}: fitting")
     begin_stage(out)
-    model = spec.build(name, seed, progress)
-    model.fit(split)
-    result = evaluate(model, split, evaluation.ks, metrics=evaluation.metrics)
-    metrics = result.to_dict()
+    model = spec.build(name, seed, progress, epochs)
+    model.fit(view.of(split))
+    metrics: dict[str, Any] = {}
+    per_user = pd.DataFrame()
+    if measured:
+        result = evaluate(model, split, evaluation.ks, metrics=evaluation.metrics)
+        metrics, per_user = result.to_dict(), result.per_user
+        write_parquet(per_user, out / "per_user.parquet")
+        write_json(out / "metrics.json", metrics)
     model.save(out / "model")
-    write_parquet(result.per_user, out / "per_user.parquet")
-    write_json(out / "metrics.json", metrics)
     mark_done(out, key)
-    return FittedModel(model, metrics, result.per_user, key)
+    return FittedModel(model, metrics, per_user, key)
+
+
+def best_epochs(model: Recommender) -> int | None:
+    """The epoch count a model's training loop chose on valid (at least one: a loop that
+    kept its untrained start trains one epoch), or None for a model without a loop."""
+    if not model.history or "best_epoch" not in model.history:
+        return None
+    return max(1, int(model.history["best_epoch"]))
+
+
+def _where(view: SplitView) -> str:
+    return "" if view.kind == "split" else f" ({view.name})"

@@ -6,6 +6,7 @@ under ``<run>/ranker/``. The stage reads its own section of the run
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_IDX, VALID
+from fusionrank.columns import ITEM_IDX, QUERY, TEST, TRAIN, USER_IDX, VALID
 from fusionrank.data.splits import Split
 from fusionrank.engines import Engine, Work, get_engine
 from fusionrank.errors import InvalidArgumentError
@@ -134,6 +136,30 @@ def label_table(path: Path, config: RankerConfig) -> pd.DataFrame:
     return table.read_users(users)
 
 
+def stacked_table(
+    paths: dict[str, Path], config: RankerConfig, n_users: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of every label table (out-of-fold tables and the valid one, ``valid``
+    last) as one table with a ``query`` column, one query group per (table, user); at most
+    ``config.max_users`` groups with a positive (seeded). Also the valid table's groups:
+    the ranker stops early on a share of those, the labels that are the next interactions."""
+    names = [n for n in paths if n != VALID] + [VALID]
+    keys = []
+    for t, name in enumerate(names):
+        table = ShardedTable(paths[name])
+        users = table.read_column(USER_IDX).astype(np.int64)
+        keys.append(pd.DataFrame({QUERY: users + t * n_users, LABEL: table.read_column(LABEL)}))
+    positives = pd.concat(keys).groupby(QUERY)[LABEL].sum()
+    chosen = training_users(positives.index[positives.to_numpy() > 0].to_numpy(), config)
+    parts = []
+    for t, name in enumerate(names):
+        mine = chosen[(chosen >= t * n_users) & (chosen < (t + 1) * n_users)] - t * n_users
+        rows = ShardedTable(paths[name]).read_users(mine)
+        parts.append(rows.assign(**{QUERY: rows[USER_IDX].to_numpy(np.int64) + t * n_users}))
+    valid_groups = chosen[chosen >= (len(names) - 1) * n_users]
+    return pd.concat(parts, ignore_index=True), valid_groups
+
+
 def evaluate_scores(score: ScoreFn, split: Split, evaluation: EvalConfig) -> EvalResult:
     """Test metrics of a score function by full ranking, train and valid items excluded."""
     train = split.matrix(TRAIN)
@@ -147,9 +173,16 @@ def evaluate_scores(score: ScoreFn, split: Split, evaluation: EvalConfig) -> Eva
 
 
 def fit_ranker(
-    config: RankerConfig, valid: pd.DataFrame, columns: list[str], engine: Engine | None = None
+    config: RankerConfig,
+    labels: pd.DataFrame,
+    columns: list[str],
+    engine: Engine | None = None,
+    stop_pool: np.ndarray | None = None,
 ) -> LTRRanker:
-    return LTRRanker(config, engine).fit(valid, columns)
+    """The ranker fitted on a label table (stacked labels: by its ``query`` groups, early
+    stopping on a share of ``stop_pool``)."""
+    query = QUERY if QUERY in labels.columns else USER_IDX
+    return LTRRanker(config, engine).fit(labels, columns, query=query, stop_pool=stop_pool)
 
 
 def ranker_scores(ranker: LTRRanker, table: Path, engine: Engine | None = None) -> list[np.ndarray]:
@@ -161,6 +194,26 @@ def ranker_scores(ranker: LTRRanker, table: Path, engine: Engine | None = None) 
         threads=1,
     )
     return list(engine.map(work, range(ShardedTable(table).n_groups)))
+
+
+def headroom(table: Path, truth: sp.csr_matrix, exclude: sp.csr_matrix, evaluation: EvalConfig) -> float:
+    """NDCG@10 of a perfect reordering of a table's candidates (every relevant candidate
+    first): the most any ranker of this pool can reach. A report figure: it reads the
+    stage's truth, as the evaluator does, and feeds nothing back."""
+    shards = ShardedTable(table)
+    truth = sp.csr_matrix(truth)
+    scores = []
+    for g in range(shards.n_groups):
+        rows = shards.read_group(g, [USER_IDX, ITEM_IDX])
+        hit = np.asarray(truth[rows[USER_IDX].to_numpy(), rows[ITEM_IDX].to_numpy()]).ravel() > 0
+        scores.append(hit.astype(np.float32))
+    result = evaluate_ranking(
+        ShardScores(table, scores, truth.shape[1]),
+        truth,
+        exclude,
+        EvalConfig(ks=(10,), metrics=("ndcg",), chunk_size=evaluation.chunk_size),
+    )
+    return result.metrics["ndcg@10"]
 
 
 def ranker_metrics(
@@ -192,6 +245,7 @@ def ablation_rows(
     log: Log,
     engine: Engine | None = None,
     ranker_engine: Engine | None = None,
+    stop_pool: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Test NDCG@10 of the ranker refitted without each feature group, without each source,
     and with the strongest source's features only (:func:`top_source`), beside the NDCG@10
@@ -220,9 +274,10 @@ def ablation_rows(
     for label, dropped, cols in variants:
         if not cols:
             continue
-        ranker = fit_ranker(settings.ranker, valid, cols, ranker_engine)
+        t0 = time.perf_counter()
+        ranker = fit_ranker(settings.ranker, valid, cols, ranker_engine, stop_pool)
         ndcg = ranker_metrics(ranker, test, split, settings.evaluation, engine).metrics["ndcg@10"]
-        log(f"  ablation {label}: ndcg@10 {ndcg:.4f}")
+        log(f"  ablation {label}: ndcg@10 {ndcg:.4f} ({time.perf_counter() - t0:.1f}s)")
         rows.append(
             {
                 "variant": label,
@@ -237,7 +292,7 @@ def ablation_rows(
 
 def ranker_stage(
     settings: RankerSettings,
-    valid_table: Path,
+    label_tables: dict[str, Path],
     test_table: Path,
     split: Split,
     key: str,
@@ -247,20 +302,28 @@ def ranker_stage(
     engine: Engine | None = None,
     ranker_engine: Engine | None = None,
 ) -> RankerResult:
-    """Fit (or reuse) the ranker on the label stage's table, score the test table, and run
-    the ablation; ``engine`` scores the test table's row groups, ``ranker_engine`` trains
-    the boosters."""
+    """Fit (or reuse) the ranker on the label tables (the valid one, and the out-of-fold
+    ones of stacked labels), score the test table, and run the ablation; ``engine`` scores
+    the test table's row groups, ``ranker_engine`` trains the boosters."""
     rdir = folder / "ranker"
     cached = not force and is_fresh(rdir, key)
-    columns = ShardedTable(valid_table).feature_names()
+    columns = ShardedTable(label_tables[VALID]).feature_names()
+    stop_pool = None
     if cached:
         log("  cached")
         ranker = LTRRanker.load(rdir)
     else:
         begin_stage(rdir)
-        valid = label_table(valid_table, settings.ranker)
-        log(f"  training on {valid[USER_IDX].nunique():,} label users, {len(valid):,} rows")
-        ranker = fit_ranker(settings.ranker, valid, columns, ranker_engine)
+        if len(label_tables) > 1:
+            valid, stop_pool = stacked_table(label_tables, settings.ranker, split.n_users)
+            log(
+                f"  training on {valid[QUERY].nunique():,} groups of {valid[USER_IDX].nunique():,} users, "
+                f"{len(valid):,} rows (stacked labels)"
+            )
+        else:
+            valid = label_table(label_tables[VALID], settings.ranker)
+            log(f"  training on {valid[USER_IDX].nunique():,} label users, {len(valid):,} rows")
+        ranker = fit_ranker(settings.ranker, valid, columns, ranker_engine, stop_pool)
         ranker.save(rdir)
     result = ranker_metrics(ranker, test_table, split, settings.evaluation, engine)
     log(
@@ -272,7 +335,9 @@ def ranker_stage(
     else:
         ndcg = result.metrics["ndcg@10"]
         ablation = (
-            ablation_rows(settings, split, valid, test_table, ranker, ndcg, log, engine, ranker_engine)
+            ablation_rows(
+                settings, split, valid, test_table, ranker, ndcg, log, engine, ranker_engine, stop_pool
+            )
             if settings.ablation
             else []
         )

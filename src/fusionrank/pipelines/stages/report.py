@@ -37,6 +37,27 @@ PROTOCOL = """\
 - Every row ranks all items (full ranking). For the ranker, items outside its candidates
   rank last."""
 
+STACKED = """- **Stacked labels** (`protocol.labels: stacked`): each user's training interactions are also
+  cut into folds; for each fold the models are refitted on the other folds (with the epochs
+  found on valid) and the held-out fold labels their candidates. The ranker learns from the
+  query groups of every fold and of valid, and stops early on a held-out share of the valid
+  users (their fold groups stay out of that fit)."""
+
+REFIT = """- **Refit before test** (`protocol.refit`): every model is refitted on train + valid with
+  the settings and epochs found on valid, as it would be deployed; the test features (history
+  train + valid) and every single model's test metrics come from the refits."""
+
+
+def protocol_text(name: str) -> str:
+    """The report's protocol section for the run's protocol (``valid``, ``stacked-5+refit`` ...)."""
+    parts = [PROTOCOL]
+    if name.startswith("stacked"):
+        parts.append(STACKED)
+    if name.endswith("+refit"):
+        parts.append(REFIT)
+    return "\n".join([*parts, f"- This run's protocol: `{name}`."])
+
+
 LTR = "ltr"
 """The ranker's name in ``metrics["models"]``; every other entry is a single model."""
 
@@ -359,14 +380,18 @@ class _Section:
     table: pd.DataFrame | None = None
     text: str = ""
     """Shown when there is no table."""
+    note: str = ""
+    """Prose under the table."""
 
     def markdown(self) -> str:
         """The section body for ``report.md``."""
-        return _md_table(self.table) if self.table is not None else self.text
+        body = _md_table(self.table) if self.table is not None else self.text
+        return f"{body}\n\n{self.note}" if self.note else body
 
     def html(self) -> str:
         """The section body for ``report.html``, escaped."""
-        return _html_table(self.table) if self.table is not None else _markdown_html(self.text)
+        body = _html_table(self.table) if self.table is not None else _markdown_html(self.text)
+        return body + _markdown_html(self.note) if self.note else body
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -476,6 +501,10 @@ def write_report(
     plots = _plots(output, history)
     summary = pd.DataFrame(summary_rows(output.metrics, peers_dir))
     recall = pd.DataFrame(output.recall).T.reset_index(names="stage")
+    pool = output.metrics.get("candidate_headroom", {})
+    if pool:
+        recall["headroom ndcg@10"] = [pool.get(stage) for stage in recall["stage"]]
+    only = output.metrics.get("candidate_only", {}).get("test", {})
     ablation = pd.DataFrame(output.ablation)
     if len(ablation):
         full = ablation["ndcg@10"].loc[0]
@@ -483,10 +512,18 @@ def write_report(
     wc = warm_cold(output.per_user, history)
     sections = [
         _Section("Results (test)", table=summary),
-        _Section("Protocol", text=PROTOCOL),
+        _Section("Protocol", text=protocol_text(output.metrics.get("protocol", "valid"))),
         _Section(
             f"Candidate recall@{config.retrieval.n} per source (share of positives that reach the ranker)",
             table=recall,
+            note=(
+                "Headroom: the NDCG@10 of a perfect reordering of the stage's candidates, the most any "
+                "ranker of this pool can reach. Test candidates only one source retrieved: "
+                + ", ".join(f"{s} {n:,}" for s, n in only.items())
+                + "."
+            )
+            if only
+            else "",
         ),
         *(
             [
