@@ -158,7 +158,9 @@ def test_history_agreement_and_context_by_hand():
     f = build_features(cands, ctx, ctx.train, FeatureConfig(recent=1))
     # user 0's history: items 0 (1,0) and 1 (0,1); item 2 is (1,1)/sqrt(2): cosine 0.7071 with both
     r = 1 / np.sqrt(2)
-    assert f.loc[0, ["hist_text_max", "hist_text_top3", "hist_text_mean"]].tolist() == pytest.approx([r, r, r])
+    assert f.loc[0, ["hist_text_max", "hist_text_top3", "hist_text_mean"]].tolist() == pytest.approx(
+        [r, r, r]
+    )
     # user 1's history: items 1 (0,1) and 2 (1,1)/sqrt(2); item 0 is (1,0): cosines 0 and 0.7071
     assert f.loc[2, ["hist_text_max", "hist_text_top3", "hist_text_mean"]].tolist() == pytest.approx(
         [r, r / 2, r / 2]

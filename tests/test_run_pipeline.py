@@ -205,7 +205,9 @@ def test_split_views_refit_and_fold_the_training_interactions(tiny_root):
     assert len(refit.train) == len(split.train) + len(split.valid) and len(refit.valid) == 0
     assert refit.users is split.users and refit.test is split.test
     folds = fold_of(split.train, 3, seed=1, temporal=False)
-    per_user = pd.Series(folds).groupby(split.train[USER_IDX].to_numpy()).agg(lambda f: np.bincount(f, minlength=3))
+    per_user = (
+        pd.Series(folds).groupby(split.train[USER_IDX].to_numpy()).agg(lambda f: np.bincount(f, minlength=3))
+    )
     assert all(c.max() - c.min() <= 1 for c in per_user)  # near-equal parts per user
     view = SplitView("fold", 1, 3, seed=1).of(split)
     assert len(view.train) + len(view.valid) == len(split.train) and len(view.valid) == (folds == 1).sum()
@@ -233,9 +235,10 @@ def test_stacked_labels_and_refit_before_test(tiny_root, tmp_path):
     # the single models are measured as refit on train + valid: what the refit folder says
     refit_ease = read_json(folder / "models_refit" / "ease" / "metrics.json")
     assert out.metrics["models"]["ease"]["metrics"] == refit_ease["metrics"]
-    assert out.metrics["models"]["ease"]["metrics"] != read_json(folder / "models" / "ease" / "metrics.json")[
-        "metrics"
-    ]
+    assert (
+        out.metrics["models"]["ease"]["metrics"]
+        != read_json(folder / "models" / "ease" / "metrics.json")["metrics"]
+    )
     # bpr refits with the epochs it chose on valid, without early stopping
     chosen = read_json(folder / "models" / "bpr" / "model" / "config.json")["history"]["best_epoch"]
     refit_bpr = read_json(folder / "models_refit" / "bpr" / "model" / "config.json")
