@@ -249,3 +249,18 @@ def test_stacked_labels_and_refit_before_test(tiny_root, tmp_path):
     headroom = out.metrics["candidate_headroom"]
     assert ltr["metrics"]["ndcg@10"] <= headroom["test"] <= 1
     assert "stacked-3+refit" in (folder / "report.md").read_text()
+
+
+def test_an_own_model_by_dotted_path_is_a_source_of_the_run(tiny_root, tmp_path):
+    """A model defined outside the package (tests/tests_plugin.py), named by its dotted
+    class path, is fitted, saved, reloaded and ranked from like a registered one."""
+    models = {"ease": {"reg": 10.0}, "recent": {"class": "tests_plugin.MostRecent", "boost": 2.0}}
+    retrieval = {"n": 15, "sources": ["ease", "recent"]}
+    path = _config(tiny_root, tmp_path, models=models, retrieval=retrieval, ablation=False)
+    out = run_pipeline(load_run_config(path), log=lambda m: None)
+    assert out.metrics["models"]["recent"]["model"] == "recent"
+    assert {"score_recent", "rank_recent"} <= set(out.metrics["models"]["ltr"]["features"])
+    saved = read_json(out.folder / "models" / "recent" / "model" / "config.json")
+    assert saved["class"] == "tests_plugin.MostRecent" and saved["config"] == {"boost": 2.0}
+    again = run_pipeline(load_run_config(path), log=lambda m: None)  # reloads the saved model
+    assert again.metrics == out.metrics
