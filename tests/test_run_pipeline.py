@@ -264,3 +264,18 @@ def test_an_own_model_by_dotted_path_is_a_source_of_the_run(tiny_root, tmp_path)
     assert saved["class"] == "tests_plugin.MostRecent" and saved["config"] == {"boost": 2.0}
     again = run_pipeline(load_run_config(path), log=lambda m: None)  # reloads the saved model
     assert again.metrics == out.metrics
+
+
+def test_the_ranker_settings_are_chosen_on_the_held_out_label_users(tiny_root, tmp_path):
+    from fusionrank.ranker.lgbm import TUNING_GRID
+
+    ranker = {"n_estimators": 40, "min_child_samples": 5, "early_stopping_rounds": 10, "tune": True}
+    config = load_run_config(_config(tiny_root, tmp_path, ranker=ranker, ablation=False))
+    out = run_pipeline(config, log=lambda m: None)
+    ltr = out.metrics["models"]["ltr"]
+    tried = ltr["tuning"]
+    assert len(tried) == len(TUNING_GRID)
+    best = max(tried, key=lambda t: t["stop ndcg"])
+    assert ltr["stop_ndcg@10"] == best["stop ndcg"]
+    chosen = best["settings"] if isinstance(best["settings"], dict) else {}
+    assert all(ltr["settings"][k] == v for k, v in chosen.items()) and ltr["settings"]["tune"] is False

@@ -225,6 +225,7 @@ def _run_locked(
         "stop_ndcg@10": ranker.stop_score,
         "dropped_groups": ranker.dropped_groups,
         "features": ranker.features,
+        **({"tuning": ranked.tuning, "settings": dataclasses.asdict(ranker.config)} if ranked.tuning else {}),
     }
     test_split = test_view.of(split)
     pool = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -36,6 +36,11 @@ class RankerConfig:
     reg_lambda: float = 1.0
     truncation_level: int = 30
     """lambdarank_truncation_level: pairs below this rank do not contribute."""
+    objective: Literal["lambdarank", "rank_xendcg"] = "lambdarank"
+    """LightGBM's ranking objective: LambdaRank, or the listwise cross-entropy XE-NDCG."""
+    tune: bool = False
+    """Choose the settings among :data:`TUNING_GRID` by the NDCG@``eval_at`` of the held-out
+    label users (the stopping set: validation, never test); the run reports the choice."""
     early_stopping_rounds: int = 100
     stop_share: float = 0.2
     """Share of label users held out to decide when to stop."""
@@ -76,6 +81,19 @@ class RankerConfig:
             raise InvalidArgumentError(f"ranker.workers must be >= 1, got {self.workers}")
 
 
+TUNING_GRID: tuple[dict[str, Any], ...] = (
+    {},
+    {"num_leaves": 31, "min_child_samples": 50},
+    {"num_leaves": 63, "min_child_samples": 20},
+    {"num_leaves": 7, "min_child_samples": 200},
+    {"learning_rate": 0.1},
+    {"truncation_level": 10},
+    {"truncation_level": 100},
+    {"objective": "rank_xendcg"},
+)
+"""The settings ``tune`` tries, each a change to the configured ones (the first: none)."""
+
+
 def lightgbm_params(config: RankerConfig, seed: int) -> dict[str, Any]:
     """LightGBM's parameters for ``config`` (both trainers read them): lambdarank with
     NDCG at ``eval_at`` as the stopping metric, and the values LightGBM's scikit-learn
@@ -84,7 +102,7 @@ def lightgbm_params(config: RankerConfig, seed: int) -> dict[str, Any]:
     per Ray Train worker)."""
     return {
         "boosting_type": "gbdt",
-        "objective": "lambdarank",
+        "objective": config.objective,
         "metric": ["ndcg"],
         "eval_at": [config.eval_at],
         "num_leaves": config.num_leaves,

@@ -6,6 +6,7 @@ under ``<run>/ranker/``. The stage reads its own section of the run
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +28,7 @@ from fusionrank.features.shards import ShardedTable
 from fusionrank.features.table import LABEL, feature_columns, feature_group
 from fusionrank.io import begin_stage, mark_done, read_json, write_json
 from fusionrank.pipelines.cache import is_fresh
-from fusionrank.ranker.lgbm import LTRRanker, RankerConfig, training_users
+from fusionrank.ranker.lgbm import TUNING_GRID, LTRRanker, RankerConfig, training_users
 from fusionrank.scoring import ScoreFn
 
 Log = Callable[[str], None]
@@ -53,6 +54,9 @@ class RankerResult:
     result: EvalResult
     ablation: list[dict[str, Any]]
     cached: bool
+    tuning: list[dict[str, Any]]
+    """With ``ranker.tune``: every setting tried and its stopping-set NDCG (the choice is the
+    ranker's config)."""
 
 
 def _fill(
@@ -185,6 +189,38 @@ def fit_ranker(
     return LTRRanker(config, engine).fit(labels, columns, query=query, stop_pool=stop_pool)
 
 
+def tuned_ranker(
+    config: RankerConfig,
+    labels: pd.DataFrame,
+    columns: list[str],
+    log: Log,
+    engine: Engine | None = None,
+    stop_pool: np.ndarray | None = None,
+) -> tuple[LTRRanker, list[dict[str, Any]]]:
+    """The ranker, and with ``config.tune`` the one of :data:`TUNING_GRID` whose held-out
+    label users (the stopping set) rank best, with every candidate's settings and score."""
+    if not config.tune:
+        return fit_ranker(config, labels, columns, engine, stop_pool), []
+    tried: list[dict[str, Any]] = []
+    best: LTRRanker | None = None
+    for change in TUNING_GRID:
+        candidate = fit_ranker(
+            dataclasses.replace(config, **change, tune=False), labels, columns, engine, stop_pool
+        )
+        tried.append(
+            {
+                "settings": change or "as configured",
+                "stop ndcg": candidate.stop_score,
+                "trees": candidate.best_iteration,
+            }
+        )
+        log(f"  tuning {change or 'as configured'}: stop ndcg@{config.eval_at} {candidate.stop_score:.4f}")
+        if best is None or candidate.stop_score > best.stop_score:
+            best = candidate
+    assert best is not None  # noqa: S101 - the grid is not empty
+    return best, tried
+
+
 def ranker_scores(ranker: LTRRanker, table: Path, engine: Engine | None = None) -> list[np.ndarray]:
     """The ranker's scores of every row group of ``table``, on ``engine``."""
     engine = engine or get_engine()
@@ -309,9 +345,12 @@ def ranker_stage(
     cached = not force and is_fresh(rdir, key)
     columns = ShardedTable(label_tables[VALID]).feature_names()
     stop_pool = None
+    tried: list[dict[str, Any]] = []
     if cached:
         log("  cached")
         ranker = LTRRanker.load(rdir)
+        if (rdir / "tuning.json").exists():
+            tried = read_json(rdir / "tuning.json")
     else:
         begin_stage(rdir)
         if len(label_tables) > 1:
@@ -323,7 +362,12 @@ def ranker_stage(
         else:
             valid = label_table(label_tables[VALID], settings.ranker)
             log(f"  training on {valid[USER_IDX].nunique():,} label users, {len(valid):,} rows")
-        ranker = fit_ranker(settings.ranker, valid, columns, ranker_engine, stop_pool)
+        ranker, tried = tuned_ranker(settings.ranker, valid, columns, log, ranker_engine, stop_pool)
+        if tried:
+            write_json(rdir / "tuning.json", tried)
+            settings = dataclasses.replace(
+                settings, ranker=ranker.config
+            )  # the ablation refits the chosen one
         ranker.save(rdir)
     result = ranker_metrics(ranker, test_table, split, settings.evaluation, engine)
     log(
@@ -343,4 +387,4 @@ def ranker_stage(
         )
         write_json(rdir / "ablation.json", ablation)
         mark_done(rdir, key)
-    return RankerResult(ranker, result, ablation, cached)
+    return RankerResult(ranker, result, ablation, cached, tried)
