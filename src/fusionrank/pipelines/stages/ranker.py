@@ -132,12 +132,16 @@ class ShardScores:
 
 def label_table(path: Path, config: RankerConfig) -> pd.DataFrame:
     """The label stage's rows of the users the ranker trains on: users with a positive,
-    at most ``config.max_users`` of them (seeded), read from the table's row groups."""
+    at most ``config.max_users`` of them (seeded), read from the table's row groups. Its
+    ``attrs["dropped_groups"]``: the users left out because no candidate of theirs is a
+    positive (they carry no gradient)."""
     table = ShardedTable(path)
     keys = pd.DataFrame({USER_IDX: table.read_column(USER_IDX), LABEL: table.read_column(LABEL)})
     positives = keys.groupby(USER_IDX)[LABEL].sum()
     users = training_users(positives.index[positives.to_numpy() > 0].to_numpy(), config)
-    return table.read_users(users)
+    rows = table.read_users(users)
+    rows.attrs["dropped_groups"] = int((positives.to_numpy() == 0).sum())
+    return rows
 
 
 def stacked_table(
@@ -145,8 +149,9 @@ def stacked_table(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows of every label table (out-of-fold tables and the valid one, ``valid``
     last) as one table with a ``query`` column, one query group per (table, user); at most
-    ``config.max_users`` groups with a positive (seeded). Also the valid table's groups:
-    the ranker stops early on a share of those, the labels that are the next interactions."""
+    ``config.max_users`` groups with a positive (seeded; ``attrs["dropped_groups"]``: those
+    without one). Also the valid table's groups: the ranker stops early on a share of
+    those, the labels that are the next interactions."""
     names = [n for n in paths if n != VALID] + [VALID]
     keys = []
     for t, name in enumerate(names):
@@ -161,7 +166,9 @@ def stacked_table(
         rows = ShardedTable(paths[name]).read_users(mine)
         parts.append(rows.assign(**{QUERY: rows[USER_IDX].to_numpy(np.int64) + t * n_users}))
     valid_groups = chosen[chosen >= (len(names) - 1) * n_users]
-    return pd.concat(parts, ignore_index=True), valid_groups
+    rows = pd.concat(parts, ignore_index=True)
+    rows.attrs["dropped_groups"] = int((positives.to_numpy() == 0).sum())
+    return rows, valid_groups
 
 
 def evaluate_scores(score: ScoreFn, split: Split, evaluation: EvalConfig) -> EvalResult:
@@ -363,6 +370,8 @@ def ranker_stage(
             valid = label_table(label_tables[VALID], settings.ranker)
             log(f"  training on {valid[USER_IDX].nunique():,} label users, {len(valid):,} rows")
         ranker, tried = tuned_ranker(settings.ranker, valid, columns, log, ranker_engine, stop_pool)
+        ranker.dropped_groups = valid.attrs["dropped_groups"]  # before the sampling of label users
+        log(f"  {ranker.dropped_groups:,} label groups without a positive among their candidates, left out")
         if tried:
             write_json(rdir / "tuning.json", tried)
             settings = dataclasses.replace(
