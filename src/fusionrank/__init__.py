@@ -13,6 +13,7 @@ The names a user types::
     model.save("models/lgcn"); fr.load_model("models/lgcn")
     fr.embed(ds, encoder="text", out="vectors/text")    # a catalogue into a vectors folder
     fr.embed_content(ds, ["text"])                    # a dataset's content, for content models
+    fr.ServeClient("http://127.0.0.1:8000").recommend("1")   # a running `fusionrank serve`
 
 Every error fusionrank raises on purpose is a :class:`FusionRankError` (all of them are
 exported here). Everything else stays in its module.
@@ -45,11 +46,14 @@ from fusionrank.pipelines.stages.embed import embed_content
 from fusionrank.recommender import Recommender, UnknownUserError
 from fusionrank.registry import build_model, list_models, load_model, register
 from fusionrank.resources import InsufficientMemoryError
+from fusionrank.serving.client import ServeClient
+from fusionrank.serving.errors import BadRequestError, MissingExtraError
 from fusionrank.settings import SettingsError
 
 __version__ = "0.2.0"
 
 __all__ = [
+    "BadRequestError",
     "BaseEncoder",
     "ConfigError",
     "DataError",
@@ -66,10 +70,12 @@ __all__ = [
     "InsufficientMemoryError",
     "InvalidArgumentError",
     "MissingInputError",
+    "MissingExtraError",
     "ModelNotFoundError",
     "NotFittedError",
     "Recommender",
     "RunLockedError",
+    "ServeClient",
     "SettingsError",
     "Split",
     "SplitConfig",

@@ -12,31 +12,51 @@
 - ``new_items`` ranks items that were not in training, from their text alone: the file's
   items are embedded with the dataset's text template and encoder, and scored by the
   ``ease-content`` ridge map fitted on the run's split.
+- Items added to the run since (``POST /items`` of ``fusionrank serve``, kept in the
+  run's append-only log, :mod:`fusionrank.pipelines.added_items`) enter a known user's
+  top-k by their content: :func:`place_added_items`.
+
+:class:`OpenRun` is a run opened once: ``fusionrank recommend`` opens one per call,
+``fusionrank serve`` one per process, and both answer through the same methods, so the
+service's answer is the command's.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
-from fusionrank.capabilities import ScoresNewItems, ServesUnknownUsers
-from fusionrank.columns import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID
+from fusionrank.capabilities import ReadsContent, ScoresNewItems, ServesUnknownUsers, item_item_weights
+from fusionrank.columns import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID, USER_IDX
 from fusionrank.data.dataset import Dataset, load_dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
-from fusionrank.errors import InvalidArgumentError, MissingInputError
+from fusionrank.errors import InvalidArgumentError, MissingInputError, UnknownKeyError
 from fusionrank.io import read_json, require_complete
+from fusionrank.pipelines.added_items import AddedItems, ItemLog, replay
 from fusionrank.pipelines.evaluate import RUN_SOURCE, content_needed
 from fusionrank.pipelines.stages.embed import embed_content
-from fusionrank.recommender import Recommender, UnknownUserError
-from fusionrank.registry import DEFAULT_MODELS, build_model, load_model
+from fusionrank.recommender import Recommender, UnknownUserError, saved_config
+from fusionrank.registry import DEFAULT_MODELS, build_model, load_model, saved_class
 from fusionrank.scoring import ranked_order
 
+if TYPE_CHECKING:
+    from fusionrank.encoders.base import Encoder
+    from fusionrank.features.shards import ShardedTable
+    from fusionrank.ranker.lgbm import LTRRanker
+
 SHOWN = (RANK, ITEM_ID, SCORE)
+
+PLACEMENT_DEPTH = 100
+"""An added item enters a known user's top-k by its content score among the content scores
+of the user's top :data:`PLACEMENT_DEPTH` items (the ranker's or the model's), so the top
+10 is a prefix of the top 50; it is also the most a request may ask for."""
 
 
 def recommend(
@@ -50,7 +70,17 @@ def recommend(
 ) -> pd.DataFrame:
     """``rank, item_id, score`` (and ``title`` when the dataset profile names one, ``why``
     when explained) for ``user``; ``.attrs["source"]`` says what answered."""
-    run = Path(run)
+    ltr = check_run_folder(Path(run))
+    if explain and not ltr:
+        raise InvalidArgumentError(
+            "--explain needs a `fusionrank run` folder (a LightGBM ranker explains its scores)"
+        )
+    return OpenRun.open(run, root).recommend(user, k, user_features, explain=explain, new_items=new_items)
+
+
+def check_run_folder(run: Path) -> bool:
+    """Whether ``run`` is a finished ``fusionrank run`` folder (True) or ``train --out``
+    folder (False); one line when it is neither, or was not finished."""
     ltr = is_ltr_run(run)
     if not ltr and not (run / "model" / "config.json").exists():
         raise MissingInputError(
@@ -59,36 +89,7 @@ def recommend(
         )
     for finished in (run / "features", run / "ranker") if ltr else (run,):  # not killed mid-write
         require_complete(finished, "the run folder" if ltr else "the train folder")
-    if explain and not ltr:
-        raise InvalidArgumentError(
-            "--explain needs a `fusionrank run` folder (a LightGBM ranker explains its scores)"
-        )
-    data, split = open_run_split(run, root)  # the run's id maps are the split's
-    users = split.users
-    known = user in users and split.matrix("train")[users.to_index([user])[0]].nnz > 0
-    if new_items is not None:
-        if not known:
-            raise InvalidArgumentError(
-                f"user {user!r} has no history in this run; new items are ranked from history"
-            )
-        name, _ = DEFAULT_MODELS["new items"]
-        out = _new_items(data, split, user, Path(new_items), k)
-        out.attrs["source"] = f"content of {Path(new_items).name} ({name})"
-        return out
-    side = pd.DataFrame([{USER_ID: user, **user_features}]) if user_features else None
-    if known and ltr:
-        out = _from_ranker(run, users.to_index([user])[0], split.items, k, explain)
-        source = "LightGBM ranker"
-    else:
-        model = None if ltr else load_model(run / "model")
-        if model is not None and (known or has_cold_path(model)):
-            out = model.recommend([user], k, user_features=side)[list(SHOWN)]
-            source = "history" if known else f"{model.name}'s side features"
-        else:
-            out, source = _from_side_features(split, user, side, k), "side features"
-    out = _with_titles(out.head(k).reset_index(drop=True), data)
-    out.attrs["source"] = source
-    return out
+    return ltr
 
 
 def is_ltr_run(run: Path) -> bool:
@@ -112,95 +113,515 @@ def open_run_split(run: Path, root: str | Path | None = None) -> tuple[Dataset, 
     return data, prepare_split(data, SplitConfig.from_json(source["split"]))
 
 
-def _with_titles(out: pd.DataFrame, data: Dataset, titles_of: pd.DataFrame | None = None) -> pd.DataFrame:
+class OpenRun:
+    """A finished run folder opened once: its dataset, split and id maps, its LightGBM
+    ranker and test-stage feature table (a ``run``) or its model (a ``train`` folder),
+    and the items added to it since. The models only some answers need (the cold-start
+    ``profile`` model, the content model and the text encoder for added items, the
+    item-item weights for similar items) are built on first use, once.
+
+    Reading is safe from several threads: the added items are an immutable snapshot that
+    a writer replaces whole (:meth:`set_added`), and the feature table, the boosters and
+    the lazily built parts are behind one lock."""
+
+    def __init__(
+        self,
+        folder: Path,
+        data: Dataset,
+        split: Split,
+        ranker: LTRRanker | None = None,
+        table: ShardedTable | None = None,
+        model: Recommender | None = None,
+    ) -> None:
+        self.folder = folder
+        self.data = data
+        self.split = split
+        self.ranker = ranker
+        self.table = table
+        self.model = model
+        self.log = ItemLog(folder)
+        self._history = np.diff(split.matrix("train").indptr) > 0  # users with training interactions
+        self._lock = threading.RLock()
+        self._built: dict[str, Any] = {}
+        self._scores: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+        self._added = AddedItems()
+        self._log_offset = 0
+        self._titles = self._catalogue_titles()
+
+    @classmethod
+    def open(cls, run: str | Path, root: str | Path | None = None) -> OpenRun:
+        """Open ``run`` (checked finished) and replay its log of added items."""
+        from fusionrank.features.shards import ShardedTable
+        from fusionrank.ranker.lgbm import LTRRanker
+
+        run = Path(run)
+        ltr = check_run_folder(run)
+        data, split = open_run_split(run, root)  # the run's id maps are the split's
+        if ltr:
+            opened = cls(
+                run,
+                data,
+                split,
+                ranker=LTRRanker.load(run / "ranker"),
+                table=ShardedTable(run / "features" / "features_test.parquet"),
+            )
+        else:
+            opened = cls(run, data, split, model=load_model(run / "model"))
+        opened.sync()
+        return opened
+
+    # --- what the run knows --------------------------------------------------------------
+    @property
+    def ltr(self) -> bool:
+        return self.ranker is not None
+
+    @property
+    def users(self) -> IdMap:
+        return self.split.users
+
+    @property
+    def items(self) -> IdMap:
+        return self.split.items
+
+    @property
+    def added(self) -> AddedItems:
+        """The items added to the run so far (a snapshot)."""
+        return self._added
+
+    def set_added(self, added: AddedItems, log_offset: int) -> None:
+        """Replace the snapshot of added items (a writer holds the log's lock)."""
+        self._added, self._log_offset = added, log_offset
+
+    def sync(self) -> bool:
+        """Take in the log's lines written since the last look (by this process or another
+        serving the same run); True when there were some."""
+        if self.log.size() == self._log_offset:
+            return False
+        with self._lock:
+            batches, offset = self.log.read(self._log_offset)
+            if batches:
+                self.set_added(replay(self._added, batches), offset)
+            return bool(batches)
+
+    def has_history(self, user: str) -> bool:
+        """Whether ``user`` has training interactions in the run."""
+        index = self.users.to_index([user], missing=-1)[0]
+        return bool(index >= 0 and self._history[index])
+
+    def is_item(self, item: str) -> bool:
+        """Whether ``item`` is in the run's catalogue or was added to it."""
+        return item in self.items or item in self._added.position
+
+    def title(self, item: str) -> str:
+        return self._titles.get(item) or _row_title(self.data, self._added, item)
+
+    def _catalogue_titles(self) -> dict[str, str]:
+        from fusionrank.data.text import field_text
+
+        table, column = self.data.items, self.data.profile.title
+        if table is None or not column or column not in table.columns:
+            return {}
+        return {str(i): field_text(t) for i, t in zip(table[ITEM_ID], table[column])}
+
+    # --- the ranker's answer -------------------------------------------------------------
+    def candidate_rows(self, user: int) -> pd.DataFrame:
+        """The test-stage feature rows of user index ``user`` (in the table's item order)."""
+        assert self.table is not None  # noqa: S101 - an LTR run has its table
+        with self._lock:
+            rows = self.table.read_users([int(user)])
+        if rows.empty:
+            raise InvalidArgumentError(f"user index {user} has no candidates in {self.folder}")
+        return rows
+
+    def ranker_scores(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices of the candidates of user index ``user`` and the ranker's scores."""
+        if self._scores is not None:
+            found = self._scores.get(int(user))
+            if found is None:
+                raise InvalidArgumentError(f"user index {user} has no candidates in {self.folder}")
+            return found
+        rows = self.candidate_rows(user)
+        assert self.ranker is not None  # noqa: S101
+        with self._lock:
+            scores = self.ranker.predict(rows)
+        return rows[ITEM_IDX].to_numpy(), scores
+
+    def score_all_candidates(self) -> None:
+        """Score every candidate of the test table now, one row group at a time (a service
+        does it once; the scores are the ranker's on the same rows, so the answers are the
+        same). Keeps users × candidates, not users × items."""
+        assert self.table is not None and self.ranker is not None  # noqa: S101
+        scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        columns = list(dict.fromkeys([USER_IDX, ITEM_IDX, *self.ranker.features]))
+        with self._lock:
+            for g in range(self.table.n_groups):
+                rows = self.table.read_group(g, columns)
+                values = self.ranker.predict(rows)
+                users = rows[USER_IDX].to_numpy()
+                items = rows[ITEM_IDX].to_numpy()
+                order = np.argsort(users, kind="stable")  # the table's order within a user
+                bounds = np.flatnonzero(np.diff(users[order])) + 1
+                for part in np.split(order, bounds):
+                    if len(part):
+                        scores[int(users[part[0]])] = (items[part], values[part])
+            self._scores = scores
+
+    def _from_ranker(self, user: int, k: int, depth: int, explain: bool) -> pd.DataFrame:
+        items, scores = self.ranker_scores(user)
+        top = ranked_order(scores, max(k, depth))  # the rows are in item order: ties go to the smaller index
+        out = pd.DataFrame(
+            {RANK: np.arange(1, len(top) + 1), ITEM_ID: self.items.to_ids(items[top]), SCORE: scores[top]}
+        )
+        if explain:
+            assert self.ranker is not None  # noqa: S101
+            rows = self.candidate_rows(user)
+            with self._lock:
+                contrib = self.ranker.contributions(rows.iloc[top[:k]]).drop(columns="bias")
+            why = [
+                ", ".join(
+                    f"{f} {c:+.2f}" for f, c in r.sort_values(key=np.abs, ascending=False).head(3).items()
+                )
+                for _, r in contrib.iterrows()
+            ]
+            out["why"] = why + [""] * (len(out) - len(why))
+        return out
+
+    # --- answers -------------------------------------------------------------------------
+    def recommend(
+        self,
+        user: str,
+        k: int = 10,
+        user_features: Mapping[str, Any] | None = None,
+        explain: bool = False,
+        new_items: str | Path | None = None,
+    ) -> pd.DataFrame:
+        """The answer of :func:`recommend` for ``user`` (see the module's docstring)."""
+        if explain and not self.ltr:
+            raise InvalidArgumentError(
+                "--explain needs a `fusionrank run` folder (a LightGBM ranker explains its scores)"
+            )
+        known = self.has_history(user)
+        if new_items is not None:
+            if not known:
+                raise InvalidArgumentError(
+                    f"user {user!r} has no history in this run; new items are ranked from history"
+                )
+            name, _ = DEFAULT_MODELS["new items"]
+            out = self._new_items_file(user, Path(new_items), k)
+            out.attrs["source"] = f"content of {Path(new_items).name} ({name})"
+            return out
+        side = pd.DataFrame([{USER_ID: user, **user_features}]) if user_features else None
+        added = self._added
+        depth = PLACEMENT_DEPTH if known and len(added) else k
+        if known and self.ltr:
+            out = self._from_ranker(self.users.to_index([user])[0], k, depth, explain)
+            source = "LightGBM ranker"
+        elif self.model is not None and (known or has_cold_path(self.model)):
+            with self._lock:
+                out = self.model.recommend([user], max(k, depth), user_features=side)[list(SHOWN)]
+            source = "history" if known else f"{self.model.name}'s side features"
+        else:
+            out, source = self._from_side_features(user, side, k), "side features"
+        if known and len(added):
+            out = self.place_added_items(user, out, added, k)
+            if added.position.keys() & set(out[ITEM_ID]):
+                source += " and added items by content"
+        out = self._with_titles(out.head(k).reset_index(drop=True))
+        out.attrs["source"] = source
+        return out
+
+    def _with_titles(self, out: pd.DataFrame) -> pd.DataFrame:
+        if self.data.profile.title and self._titles:
+            out["title"] = [self.title(str(i)) for i in out[ITEM_ID]]
+        return out
+
+    def _from_side_features(self, user: str, side: pd.DataFrame | None, k: int) -> pd.DataFrame:
+        """A model serving users from side features (``profile``), fitted on the run's split once."""
+        try:
+            recs = self.profile_model().recommend([user], k, user_features=side)
+        except UnknownUserError as exc:
+            raise InvalidArgumentError(f"user {user!r} is unknown to the run: {exc}") from exc
+        return recs[list(SHOWN)]
+
+    def profile_model(self) -> Recommender:
+        """The cold-start model of ``DEFAULT_MODELS['unknown users']``, fitted on the run's split."""
+
+        def fit() -> Recommender:
+            name, settings = DEFAULT_MODELS["unknown users"]
+            defaults = {"progress": False, "seed": self.split.config.seed}
+            return build_model(name, defaults=defaults, **settings).fit(self.split)
+
+        return cast(Recommender, self._once("profile", fit))
+
+    def content_model(self) -> Recommender:
+        """The model of ``DEFAULT_MODELS['new items']`` (scores items from their content),
+        fitted on the run's split; its content vectors are embedded first if missing."""
+
+        def fit() -> Recommender:
+            name, settings = DEFAULT_MODELS["new items"]
+            model = build_model(name, **settings)
+            if not isinstance(model, ScoresNewItems):
+                raise InvalidArgumentError(f"{name} cannot score new items from their content")
+            embed_content(self.data, content_needed([model]))
+            return model.fit(self.split)
+
+        return cast(Recommender, self._once("content", fit))
+
+    def content_vectors(self) -> np.ndarray:
+        """(n_items, d) the catalogue's content as the content model reads it (fused, unit rows)."""
+        from fusionrank.fusion.content import load_content
+
+        def load() -> np.ndarray:
+            model = self.content_model()
+            modalities = model.content_modalities if isinstance(model, ReadsContent) else ("text",)
+            return load_content(self.split, tuple(modalities)).vectors
+
+        return cast(np.ndarray, self._once("content vectors", load))
+
+    def encoder(self) -> Encoder:
+        """The dataset's text encoder (``embed_config(data, "text")``), loaded once."""
+        from fusionrank.encoders.engine import build_encoder, embed_config
+
+        return cast("Encoder", self._once("encoder", lambda: build_encoder(embed_config(self.data, "text"))))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, d) content vectors of item texts, fused as the content model's (unit rows)."""
+        from fusionrank.fusion.content import fuse_modalities
+
+        encoder = self.encoder()
+        with self._lock:  # one encoder, one caller at a time
+            vectors = encoder.encode(list(texts))
+        return fuse_modalities([np.asarray(vectors, np.float32)])
+
+    def item_weights(self) -> tuple[str, Any] | None:
+        """(model name, item-item weights) of the run's first model that has them (a
+        ``run``'s models in its config's order; a ``train`` folder's model), or None."""
+
+        def find() -> tuple[str, Any] | None:
+            if self.model is not None:
+                weights = item_item_weights(self.model)
+                return None if weights is None else (self.model.name, weights)
+            names = list(read_json(self.folder / "config.json").get("models", {}))
+            for name in names:
+                folder = self.folder / "models" / name / "model"
+                if not (folder / "config.json").exists():
+                    continue
+                cls = saved_class(saved_config(folder)["class"])
+                if not callable(getattr(cls, "item_similarity", None)):
+                    continue  # ask the class before loading the weights
+                weights = item_item_weights(load_model(folder))
+                if weights is not None:
+                    return name, weights
+            return None
+
+        return cast("tuple[str, Any] | None", self._once("item weights", find))
+
+    def _once(self, key: str, build: Any) -> Any:
+        if key not in self._built:
+            with self._lock:
+                if key not in self._built:
+                    self._built[key] = build()
+        return self._built[key]
+
+    # --- added items ---------------------------------------------------------------------
+    def added_item_scores(self, users: np.ndarray, added: AddedItems) -> np.ndarray:
+        """(len(users), n_added) content-model scores of the added items."""
+        model = cast(ScoresNewItems, self.content_model())
+        return model.score_content(np.asarray(users, np.int64), added.vectors)
+
+    def added_tops(self, user: int, added: AddedItems) -> tuple[np.ndarray, np.ndarray]:
+        """Indices into ``added`` of user index ``user``'s best :data:`PLACEMENT_DEPTH` added
+        items by content score, best first, and those scores."""
+        scores = self.added_item_scores(np.asarray([user]), added)[0]
+        top = ranked_order(scores, PLACEMENT_DEPTH)
+        return top, scores[top]
+
+    def reference_scores(self, user: int, items: np.ndarray) -> np.ndarray:
+        """Content-model scores of catalogue ``items`` for user index ``user``, computed
+        as for added items (from their content vectors, not their history)."""
+        model = cast(ScoresNewItems, self.content_model())
+        row = model.score_content(np.asarray([user], np.int64), self.content_vectors())[0]
+        return row[np.asarray(items, np.int64)]
+
+    def place_added_items(self, user: str, ranked: pd.DataFrame, added: AddedItems, k: int) -> pd.DataFrame:
+        """``ranked`` (``user``'s top items, best first) with the added items that belong in
+        its top ``k`` (:func:`place_by_content`): the content scores of ``ranked``'s items
+        and of the user's best added items, both from the content model on content vectors."""
+        index = int(self.users.to_index([user])[0])
+        reference = self.reference_scores(index, self.items.to_index(ranked[ITEM_ID].astype(str)))
+        positions, new_scores = self.added_tops(index, added)
+        return place_by_content(ranked, reference, added, positions, new_scores, k)
+
+    def _new_items_file(self, user: str, path: Path, k: int) -> pd.DataFrame:
+        """Rank the catalogue in ``path`` for ``user`` from text alone (ease-content)."""
+        from fusionrank.data.loaders import load_catalogue
+        from fusionrank.data.text import compose_text, template_fields
+
+        template = self.data.profile.text
+        if not template:
+            raise InvalidArgumentError(
+                f"dataset {self.data.name!r} has no text template: new items are ranked from their text"
+            )
+        catalogue = load_catalogue(path)
+        for col in template_fields(template):
+            if col not in catalogue.columns:
+                raise DataError(
+                    f"the dataset's text template needs this column; the file has {list(catalogue.columns)}",
+                    file=path,
+                    column=col,
+                )
+        records = cast(list[dict[str, Any]], catalogue.to_dict("records"))  # the catalogue's columns are str
+        texts = [compose_text(row, template=template) for row in records]
+        empty = [r for r, t in enumerate(texts) if not t]
+        if empty:
+            raise DataError(
+                "item has no text", file=path, row=empty[0] + 1, column=template_fields(template)[0]
+            )
+        model = cast(ScoresNewItems, self.content_model())
+        scores = model.score_content(self.users.to_index([user]), self.embed_texts(texts))[0]
+        top = ranked_order(scores, k)  # ties go to the earlier catalogue row
+        out = pd.DataFrame(
+            {
+                RANK: np.arange(1, len(top) + 1),
+                ITEM_ID: catalogue[ITEM_ID].to_numpy()[top],
+                SCORE: scores[top],
+            }
+        )
+        column = self.data.profile.title
+        if column and column in catalogue.columns:
+            from fusionrank.data.text import field_text
+
+            titles = {str(i): field_text(t) for i, t in zip(catalogue[ITEM_ID], catalogue[column])}
+            out["title"] = [titles.get(str(i), "") for i in out[ITEM_ID]]
+        return out
+
+    # --- neighbours and audiences --------------------------------------------------------
+    def similar(self, item: str, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(content neighbours, collaborative neighbours) of ``item``, each ``rank, item_id,
+        score, title``: cosine over the content model's vectors (the catalogue's and the
+        added items'), and the item-item weights of the run's first model that has them
+        (none for an added item: nobody has interacted with it)."""
+        added = self._added
+        if item in self.items:
+            query = self.content_vectors()[self.items.to_index([item])[0]]
+        elif item in added.position:
+            query = added.vectors[added.position[item]]
+        else:
+            raise UnknownKeyError(f"item: {item!r} is neither in the run's catalogue nor added to it")
+        vectors = self.content_vectors()
+        scores = vectors @ query
+        ids = self.items.ids
+        if len(added):
+            scores = np.concatenate([scores, added.vectors @ query])
+            ids = np.concatenate([ids, np.asarray(added.ids, dtype=object)])
+        scores[ids == item] = -np.inf
+        top = ranked_order(scores, k)
+        top = top[np.isfinite(scores[top])]
+        content = self._with_titles(
+            pd.DataFrame({RANK: np.arange(1, len(top) + 1), ITEM_ID: ids[top], SCORE: scores[top]})
+        )
+        collab = pd.DataFrame({RANK: [], ITEM_ID: [], SCORE: []})
+        found = self.item_weights() if item in self.items else None
+        if found is not None:
+            _, weights = found
+            i = self.items.to_index([item])[0]
+            row = weights[i]
+            row = np.asarray(row.todense()).ravel() if hasattr(row, "todense") else np.asarray(row).ravel()
+            row = row.astype(np.float32).copy()
+            row[i] = -np.inf
+            row[row == 0] = -np.inf  # no weight: not a neighbour
+            top = ranked_order(row, k)
+            top = top[np.isfinite(row[top])]
+            collab = pd.DataFrame(
+                {RANK: np.arange(1, len(top) + 1), ITEM_ID: self.items.to_ids(top), SCORE: row[top]}
+            )
+        return content, self._with_titles(collab)
+
+    def audience(self, item: str, k: int) -> pd.DataFrame:
+        """``rank, user_id, score``: the users the content model scores highest for ``item``
+        (an added item, or a catalogue item for users who have not seen it), among users
+        with training history."""
+        added = self._added
+        if item in added.position:
+            vector = added.vectors[[added.position[item]]]
+            seen = np.zeros(self.split.n_users, dtype=bool)
+        elif item in self.items:
+            i = self.items.to_index([item])[0]
+            vector = self.content_vectors()[[i]]
+            seen = np.asarray(self.split.matrix("train", "valid")[:, i].todense()).ravel() > 0
+        else:
+            raise UnknownKeyError(f"item: {item!r} is neither in the run's catalogue nor added to it")
+        users = np.flatnonzero(self._history & ~seen)
+        model = cast(ScoresNewItems, self.content_model())
+        scores = model.score_content(users, vector)[:, 0]
+        top = ranked_order(scores, k)
+        return pd.DataFrame(
+            {RANK: np.arange(1, len(top) + 1), USER_ID: self.users.to_ids(users[top]), SCORE: scores[top]}
+        )
+
+
+def place_by_content(
+    ranked: pd.DataFrame,
+    reference: np.ndarray,
+    added: AddedItems,
+    positions: np.ndarray,
+    new_scores: np.ndarray,
+    k: int,
+) -> pd.DataFrame:
+    """Merge added items into ``ranked`` (best first; ``reference``: the content scores of
+    its items). An added item with content score ``s`` goes after the ``m`` items of
+    ``ranked`` whose content score is at least ``s`` (ahead of the rest): among the user's
+    top items it ranks where its content ranks. Added items at one place keep their order
+    (best content first). Returns the top ``k``.
+
+    >>> ranked = pd.DataFrame({"rank": [1, 2, 3], "item_id": ["a", "b", "c"], "score": [3.0, 2.0, 1.0]})
+    >>> added = AddedItems().extended([{"item_id": "n"}], np.zeros((1, 2)))
+    >>> out = place_by_content(ranked, np.array([0.9, 0.1, 0.5]), added, np.array([0]), np.array([0.6]), 3)
+    >>> out["item_id"].tolist(), out["score"].tolist(), out["why"][1]
+    (['a', 'n', 'b'], [3.0, 2.5, 2.0], 'added item: content score 0.600, above 2 of the 3')
+    """
+    reference = np.asarray(reference, np.float64)
+    after = (reference[None, :] >= np.asarray(new_scores, np.float64)[:, None]).sum(axis=1)
+    keep = after < k
+    if not keep.any():
+        return ranked
+    scores = ranked[SCORE].to_numpy(np.float64)
+    n = len(scores)
+    rows = []
+    for order, (m, position, s) in enumerate(zip(after[keep], positions[keep], new_scores[keep])):
+        m = int(m)
+        below = scores[m] if m < n else (scores[-1] if n else 0.0)
+        above = scores[m - 1] if m > 0 else below + (abs(scores[0] - scores[1]) if n > 1 else 1.0)
+        rows.append(
+            {
+                ITEM_ID: added.ids[int(position)],
+                SCORE: (above + below) / 2,
+                "_at": m,
+                "_new": 0,
+                "_order": order,
+                "why": f"added item: content score {float(s):.3f}, above {n - m} of the {n}",
+            }
+        )
+    base = ranked.assign(_at=np.arange(n), _new=1, _order=0)
+    merged = pd.concat([base, pd.DataFrame(rows)], ignore_index=True)
+    merged = merged.sort_values(["_at", "_new", "_order"], kind="stable").head(k).reset_index(drop=True)
+    merged[RANK] = np.arange(1, len(merged) + 1)
+    merged["why"] = merged["why"].fillna("")
+    columns = [*ranked.columns, *(["why"] if "why" not in ranked.columns else [])]
+    return merged[columns]
+
+
+def _row_title(data: Dataset, added: AddedItems, item: str) -> str:
     from fusionrank.data.text import field_text
 
-    table = titles_of if titles_of is not None else data.items
+    position = added.position.get(item)
+    if position is None:
+        return ""
+    row = added.rows[position]
     column = data.profile.title
-    if table is not None and column and column in table.columns:
-        titles = {str(i): field_text(t) for i, t in zip(table[ITEM_ID], table[column])}
-        out["title"] = [titles.get(str(i), "") for i in out[ITEM_ID]]
-    return out
-
-
-def _from_ranker(run: Path, user: int, items: IdMap, k: int, explain: bool) -> pd.DataFrame:
-    from fusionrank.features.shards import ShardedTable
-    from fusionrank.ranker.lgbm import LTRRanker
-
-    rows = ShardedTable(run / "features" / "features_test.parquet").read_users([int(user)])
-    if rows.empty:
-        raise InvalidArgumentError(f"user index {user} has no candidates in {run}")
-    ranker = LTRRanker.load(run / "ranker")
-    scores = ranker.predict(rows)
-    top = ranked_order(scores, k)  # the rows are in item order: ties go to the smaller index
-    out = pd.DataFrame(
-        {
-            RANK: np.arange(1, len(top) + 1),
-            ITEM_ID: items.to_ids(rows[ITEM_IDX].to_numpy()[top]),
-            SCORE: scores[top],
-        }
-    )
-    if explain:
-        contrib = ranker.contributions(rows.iloc[top]).drop(columns="bias")
-        out["why"] = [
-            ", ".join(f"{f} {c:+.2f}" for f, c in r.sort_values(key=np.abs, ascending=False).head(3).items())
-            for _, r in contrib.iterrows()
-        ]
-    return out
-
-
-def _new_items(data: Dataset, split: Split, user: str, path: Path, k: int) -> pd.DataFrame:
-    """Rank the catalogue in ``path`` for ``user`` from text alone (ease-content)."""
-    from fusionrank.data.loaders import load_catalogue
-    from fusionrank.data.text import compose_text, template_fields
-    from fusionrank.encoders.engine import build_encoder, embed_config
-
-    template = data.profile.text
-    if not template:
-        raise InvalidArgumentError(
-            f"dataset {data.name!r} has no text template: new items are ranked from their text"
-        )
-    catalogue = load_catalogue(path)
-    for col in template_fields(template):
-        if col not in catalogue.columns:
-            raise DataError(
-                f"the dataset's text template needs this column; the file has {list(catalogue.columns)}",
-                file=path,
-                column=col,
-            )
-    records = cast(list[dict[str, Any]], catalogue.to_dict("records"))  # the catalogue's columns are str
-    texts = [compose_text(row, template=template) for row in records]
-    empty = [r for r, t in enumerate(texts) if not t]
-    if empty:
-        raise DataError("item has no text", file=path, row=empty[0] + 1, column=template_fields(template)[0])
-    name, settings = DEFAULT_MODELS["new items"]
-    model = build_model(name, **settings)
-    embed_content(data, content_needed([model]))
-    model.fit(split)
-    if not isinstance(model, ScoresNewItems):
-        raise InvalidArgumentError(f"{name} cannot score new items from their content")
-    vectors = build_encoder(embed_config(data, "text")).encode(texts)
-    scores = model.score_content(split.users.to_index([user]), vectors)[0]
-    top = ranked_order(scores, k)  # ties go to the earlier catalogue row
-    out = pd.DataFrame(
-        {RANK: np.arange(1, len(top) + 1), ITEM_ID: catalogue[ITEM_ID].to_numpy()[top], SCORE: scores[top]}
-    )
-    return _with_titles(out, data, catalogue)
+    return field_text(row.get(column) if column and column in row else row.get("title"))
 
 
 def has_cold_path(model: Recommender) -> bool:
     """Whether the model serves users without history itself."""
     return isinstance(model, ServesUnknownUsers)
-
-
-def _from_side_features(split: Split, user: str, side: pd.DataFrame | None, k: int) -> pd.DataFrame:
-    """A model serving users from side features (``profile``), fitted on the run's split."""
-    name, settings = DEFAULT_MODELS["unknown users"]
-    profile = build_model(name, defaults={"progress": False, "seed": split.config.seed}, **settings).fit(
-        split
-    )
-    try:
-        recs = profile.recommend([user], k, user_features=side)
-    except UnknownUserError as exc:
-        raise InvalidArgumentError(f"user {user!r} is unknown to the run: {exc}") from exc
-    return recs[list(SHOWN)]

@@ -12,6 +12,7 @@ from fusionrank.pipelines.cli import (
     evaluate,
     recommend,
     run,
+    serve,
     train,
 )
 
@@ -32,6 +33,7 @@ app.command("embed")(embed.embed)
 app.command("train")(train.train)
 app.command("recommend")(recommend.recommend)
 app.command("run")(run.run)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:
