@@ -141,6 +141,7 @@ class OpenRun:
         self.model = model
         self.log = ItemLog(folder)
         self._history = np.diff(split.matrix("train").indptr) > 0  # users with training interactions
+        self._user_index = {str(u): i for i, u in enumerate(split.users.ids)}  # one id, no pandas
         self._lock = threading.RLock()
         self._built: dict[str, Any] = {}
         self._scores: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
@@ -205,8 +206,8 @@ class OpenRun:
 
     def has_history(self, user: str) -> bool:
         """Whether ``user`` has training interactions in the run."""
-        index = self.users.to_index([user], missing=-1)[0]
-        return bool(index >= 0 and self._history[index])
+        index = self._user_index.get(user)
+        return index is not None and bool(self._history[index])
 
     def is_item(self, item: str) -> bool:
         """Whether ``item`` is in the run's catalogue or was added to it."""
@@ -314,7 +315,7 @@ class OpenRun:
         added = self._added
         depth = PLACEMENT_DEPTH if known and len(added) else k
         if known and self.ltr:
-            out = self._from_ranker(self.users.to_index([user])[0], k, depth, explain)
+            out = self._from_ranker(self._user_index[user], k, depth, explain)
             source = "LightGBM ranker"
         elif self.model is not None and (known or has_cold_path(self.model)):
             with self._lock:
@@ -447,7 +448,7 @@ class OpenRun:
         """``ranked`` (``user``'s top items, best first) with the added items that belong in
         its top ``k`` (:func:`place_by_content`): the content scores of ``ranked``'s items
         and of the user's best added items, both from the content model on content vectors."""
-        index = int(self.users.to_index([user])[0])
+        index = self._user_index[user]
         reference = self.reference_scores(index, self.items.to_index(ranked[ITEM_ID].astype(str)))
         positions, new_scores = self.added_tops(index, added)
         return place_by_content(ranked, reference, added, positions, new_scores, k)
@@ -582,33 +583,37 @@ def place_by_content(
     """
     reference = np.asarray(reference, np.float64)
     after = (reference[None, :] >= np.asarray(new_scores, np.float64)[:, None]).sum(axis=1)
-    keep = after < k
-    if not keep.any():
+    keep = np.flatnonzero(after < k)
+    if not len(keep):
         return ranked
     scores = ranked[SCORE].to_numpy(np.float64)
     n = len(scores)
-    rows = []
-    for order, (m, position, s) in enumerate(zip(after[keep], positions[keep], new_scores[keep])):
-        m = int(m)
-        below = scores[m] if m < n else (scores[-1] if n else 0.0)
-        above = scores[m - 1] if m > 0 else below + (abs(scores[0] - scores[1]) if n > 1 else 1.0)
-        rows.append(
-            {
-                ITEM_ID: added.ids[int(position)],
-                SCORE: (above + below) / 2,
-                "_at": m,
-                "_new": 0,
-                "_order": order,
-                "why": f"added item: content score {float(s):.3f}, above {n - m} of the {n}",
-            }
-        )
-    base = ranked.assign(_at=np.arange(n), _new=1, _order=0)
-    merged = pd.concat([base, pd.DataFrame(rows)], ignore_index=True)
-    merged = merged.sort_values(["_at", "_new", "_order"], kind="stable").head(k).reset_index(drop=True)
-    merged[RANK] = np.arange(1, len(merged) + 1)
-    merged["why"] = merged["why"].fillna("")
+    m = after[keep]
+    below = np.where(m < n, scores[np.minimum(m, n - 1)], scores[-1] if n else 0.0)
+    gap = abs(scores[0] - scores[1]) if n > 1 else 1.0
+    above = np.where(m > 0, scores[np.maximum(m - 1, 0)], below + gap)
+    # ranked items sort by (position, 1, 0), added ones by (items above them, 0, order)
+    at = np.concatenate([np.arange(n), m])
+    first = np.concatenate([np.ones(n), np.zeros(len(keep))])
+    order = np.lexsort((np.arange(n + len(keep)), first, at))[:k]
+    why_ranked = ranked["why"].to_numpy(object) if "why" in ranked.columns else np.full(n, "", object)
+    why_added = np.asarray(
+        [
+            f"added item: content score {float(v):.3f}, above {n - int(a)} of the {n}"
+            for v, a in zip(new_scores[keep], m)
+        ],
+        dtype=object,
+    )
+    out = {
+        RANK: np.arange(1, len(order) + 1),
+        ITEM_ID: np.concatenate(
+            [ranked[ITEM_ID].to_numpy(object), np.asarray(added.ids, object)[positions[keep]]]
+        )[order],
+        SCORE: np.concatenate([scores, (above + below) / 2])[order],
+        "why": np.concatenate([why_ranked, why_added])[order],
+    }
     columns = [*ranked.columns, *(["why"] if "why" not in ranked.columns else [])]
-    return merged[columns]
+    return pd.DataFrame({c: out[c] for c in columns})
 
 
 def _row_title(data: Dataset, added: AddedItems, item: str) -> str:

@@ -79,7 +79,7 @@ def create_app(state: ServedRun) -> FastAPI:
         return state
 
     @app.get("/health", response_model=Health, tags=["service"])
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         """Up, with the run loaded (the service answers only once it is)."""
         run = current()
         return {
@@ -91,12 +91,12 @@ def create_app(state: ServedRun) -> FastAPI:
         }
 
     @app.get("/run", response_model=RunInfo, tags=["service"])
-    def run_info() -> dict[str, Any]:
+    async def run_info() -> dict[str, Any]:
         """The run's metrics (``metrics.json``) and settings (its config)."""
         return state.info()
 
     @app.get("/recommend", response_model=list[RankedItem], responses=ERRORS, tags=["recommend"])
-    def recommend_get(
+    async def recommend_get(
         response: Response,
         user: str = Query(min_length=1, description="User id (external)."),
         k: int = Query(10, ge=1, le=MAX_K),
@@ -107,7 +107,7 @@ def create_app(state: ServedRun) -> FastAPI:
         return _answer(current(), response, user, k, None, explain)
 
     @app.post("/recommend", response_model=list[RankedItem], responses=ERRORS, tags=["recommend"])
-    def recommend_post(response: Response, request: RecommendRequest = Body()) -> list[dict[str, Any]]:
+    async def recommend_post(response: Response, request: RecommendRequest = Body()) -> list[dict[str, Any]]:
         """Top-k for a user by id, or for an unknown user from ``user_features``."""
         if request.user is None and not request.user_features:
             raise BadRequestError("user", "give a user id, user_features, or both")
@@ -124,7 +124,7 @@ def create_app(state: ServedRun) -> FastAPI:
         return state.add_items(rows)
 
     @app.get("/similar", response_model=list[RankedItem], responses=ERRORS, tags=["items"])
-    def similar(
+    async def similar(
         item: str = Query(min_length=1, description="Item id (catalogue or added)."),
         k: int = Query(10, ge=1, le=MAX_K),
         kind: Literal["both", "content", "collaborative"] = Query("both"),
@@ -145,7 +145,7 @@ def create_app(state: ServedRun) -> FastAPI:
         return out
 
     @app.get("/audience", response_model=list[RankedUser], responses=ERRORS, tags=["items"])
-    def audience(
+    async def audience(
         item: str = Query(min_length=1, description="Item id (added, or in the catalogue)."),
         k: int = Query(10, ge=1, le=MAX_K),
     ) -> list[dict[str, Any]]:
