@@ -95,6 +95,9 @@ def test_cold_start_protocols_run_from_the_cli_on_ml100k(ml100k_root, tmp_path):
     assert 0.1 < models["content-knn"]["metrics"]["ndcg@10"] < 0.25  # MiniLM "title year genres"
     assert models["random"]["metrics"]["ndcg@10"] < models["content-knn"]["metrics"]["ndcg@10"]
     assert "all_items" in models["random"] and models["random"]["split"] == "cold-items"
+    mixed = models["random"]["all_items"]
+    assert mixed["cold_truth_share"] == 1.0  # the cold-items test holds the cold items' interactions
+    assert 0.15 < mixed["cold_share@10"] < 0.3  # random scores: about the cold items' 20% of the catalogue
     for split, model in (("cross-domain", "pop"), ("cold-users", "demographic-pop")):
         res = runner.invoke(
             app,

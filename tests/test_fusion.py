@@ -87,13 +87,14 @@ def test_cold_item_models_use_content(tmp_path):
         "genre-pop": ndcg("genre-pop"),
         "content-knn": ndcg("content-knn"),
         "ease-content": ndcg("ease-content"),
+        "kernel-content": ndcg("kernel-content"),
         "hybrid": ndcg("hybrid", epochs=10, batch_size=128, hidden=16, reg=10, progress=False),
         "two-tower": ndcg(
             "two-tower", epochs=40, batch_size=128, dim=16, hidden=32, patience=40, progress=False
         ),
     }
     assert random < 0.35, random
-    for name in ("content-knn", "ease-content", "hybrid", "two-tower"):
+    for name in ("content-knn", "ease-content", "kernel-content", "hybrid", "two-tower"):
         # the planted taste is recoverable from content alone; genre popularity is not personal
         assert scores[name] > max(random, scores["genre-pop"]) + 0.25, (random, scores)
     tower = fr.build_model("two-tower", epochs=3, batch_size=256, dim=16, hidden=32, progress=False).fit(
@@ -101,14 +102,17 @@ def test_cold_item_models_use_content(tmp_path):
     )
     assert tower.item_vectors().shape == (split.n_items, 16)
     # new items known only by content are scored like the cold items they resemble
-    ease_content = fr.build_model("ease-content").fit(split)
     cold = np.flatnonzero(mask)[:5]
     vectors = load_content(split, ("text",)).vectors[cold]
-    np.testing.assert_allclose(
-        ease_content.score_content(np.arange(4), vectors),
-        ease_content.score(np.arange(4))[:, cold],
-        rtol=1e-4,
-    )
+    for name in ("ease-content", "kernel-content"):
+        model = fr.build_model(name).fit(split)
+        np.testing.assert_allclose(
+            model.score_content(np.arange(4), vectors), model.score(np.arange(4))[:, cold], rtol=1e-4
+        )
+    kernel = fr.build_model("kernel-content", kernels=(0.5, 4.0, 32.0)).fit(split)
+    # the sharpness is chosen on pseudo-cold warm items: every value tried is reported
+    assert [s for s, _ in kernel.history["valid"]] == [0.5, 4.0, 32.0]
+    assert kernel.history["kernel"] == max(kernel.history["valid"], key=lambda t: t[1])[0]
 
 
 def test_cold_users_are_served_from_side_features(tmp_path):

@@ -122,3 +122,18 @@ def test_properties(n_items, k, seed):
         assert p.metrics[f"{m}@{k}"] == pytest.approx(1.0)
     assert r.metrics[f"recall@{k + 1}"] >= r.metrics[f"recall@{k}"]
     assert r.metrics[f"hit@{k + 1}"] >= r.metrics[f"hit@{k}"]
+
+
+def test_share_of_marked_items_in_top_k_and_in_truth():
+    # items 0-1 are "cold"; user 0's top-2 is (3, 0), user 1's is (1, 2)
+    scores = np.array([[0.8, 0.1, 0.2, 0.9], [0.1, 0.9, 0.5, 0.3]], np.float32)
+    truth = sp.csr_matrix(np.array([[1, 0, 0, 1], [0, 0, 1, 0]]))
+    cold = np.array([True, True, False, False])
+    result = evaluate_ranking(
+        lambda users: scores[users], truth, None, EvalConfig(ks=(1, 2)), share_items=cold
+    )
+    assert result.metrics["share@1"] == 0.5  # slots: 3 (warm), 1 (cold)
+    assert result.metrics["share@2"] == 0.5  # slots: 3, 0, 1, 2: two cold of four
+    assert result.metrics["truth_share"] == pytest.approx(1 / 3)  # relevant: 0, 3, 2
+    plain = evaluate_ranking(lambda users: scores[users], truth, None, EvalConfig(ks=(1, 2)))
+    assert "share@1" not in plain.metrics and "truth_share" not in plain.metrics

@@ -33,6 +33,7 @@ MODELS: dict[str, str] = {
     "genre-pop": "fusionrank.fusion.content_models.GenrePop",
     "content-knn": "fusionrank.fusion.content_models.ContentKNN",
     "ease-content": "fusionrank.fusion.content_models.EASEContent",
+    "kernel-content": "fusionrank.fusion.content_models.KernelContent",
     "hybrid": "fusionrank.fusion.hybrid.Hybrid",
     "two-tower": "fusionrank.fusion.two_tower.TwoTower",
     # profiles (cold users) and cross-domain

@@ -48,7 +48,10 @@ class Evaluation:
     n_users: int
     timings: dict[str, float]
     all_items: dict[str, float] | None = None
-    """``cold-items`` only: protocol (b), every item ranked (the headline is protocol (a))."""
+    """``cold-items`` only: protocol (b), every item ranked (the headline is protocol (a)),
+    with ``cold_share@K`` (the share of the top-K slots that go to cold items) beside
+    ``cold_truth_share`` (the share of the test interactions that are cold items): how well
+    cold and warm scores are calibrated against each other."""
     training: dict[str, Any] | None = None
     """The training history of models with a training loop (epochs, best epoch ...)."""
 
@@ -116,7 +119,13 @@ def evaluate(
     )
     all_items = None
     if split.config.kind == "cold-items":
-        all_items = evaluate_ranking(model.score, truth, exclude, config, popularity=popularity).metrics
+        cold = np.asarray(split.candidate_items(), dtype=bool)
+        mixed = evaluate_ranking(
+            model.score, truth, exclude, config, popularity=popularity, share_items=cold
+        ).metrics
+        all_items = {
+            (f"cold_{k}" if k.startswith(("share@", "truth_share")) else k): v for k, v in mixed.items()
+        }
     per_user = result.per_user
     per_user.insert(0, USER_ID, split.users.to_ids(per_user[USER_IDX].to_numpy()))
     timings = {"fit_s": model.fit_seconds, "evaluate_s": time.perf_counter() - t0}

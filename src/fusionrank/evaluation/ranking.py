@@ -63,6 +63,7 @@ def evaluate_ranking(
     item_mask: np.ndarray | None = None,
     popularity: np.ndarray | None = None,
     users: Sequence[int] | np.ndarray | None = None,
+    share_items: np.ndarray | None = None,
 ) -> EvalResult:
     """Evaluate a scorer by full ranking.
 
@@ -72,6 +73,10 @@ def evaluate_ranking(
     example to cold items only). ``popularity`` (train counts per item) adds
     ``popularity@K``, the mean popularity of recommended items (RecBole's
     AveragePopularity); ``coverage@K`` is the share of all items recommended to anybody.
+    ``share_items`` (a boolean mask over items, for example the cold ones) adds ``share@K``,
+    the share of all top-K slots that go to those items, and ``truth_share``, the share of
+    the evaluated users' relevant items that are among them: a ranking whose scores are
+    calibrated across the two kinds of items gives them about as many slots as the truth.
     """
     config = config or EvalConfig()
     truth = sp.csr_matrix(truth)
@@ -86,6 +91,8 @@ def evaluate_ranking(
     recommended = {k: np.zeros(n_items, dtype=bool) for k in config.ks}
     pop_sums: dict[int, list[np.ndarray]] = {k: [] for k in config.ks}
     all_top = []
+    shares: dict[int, list[int]] = {k: [0, 0] for k in config.ks}  # marked slots, filled slots
+    truth_marked = truth_all = 0
     for start in range(0, len(eligible), config.chunk_size):
         rows = eligible[start : start + config.chunk_size]
         scores = chunk_scores(score_fn, rows, exclude, item_mask)
@@ -109,6 +116,13 @@ def evaluate_ranking(
                 pops = np.where(ok, popularity[top], 0.0)
                 pop_sums[k].append(pops.sum(axis=1) / np.maximum(ok.sum(axis=1), 1))
         all_top.append(np.where(valid_np, idx_np, -1))
+        if share_items is not None:
+            for k in config.ks:
+                top, ok = idx_np[:, :k], valid_np[:, :k]
+                shares[k][0] += int((share_items[top] & ok).sum())
+                shares[k][1] += int(ok.sum())
+            truth_marked += int(share_items[truth_chunk.indices].sum())
+            truth_all += int(truth_chunk.nnz)
     frame = pd.DataFrame({USER_IDX: eligible})
     for name, parts in per_user.items():
         frame[name] = np.concatenate(parts)
@@ -117,6 +131,10 @@ def evaluate_ranking(
         metrics[f"coverage@{k}"] = float(recommended[k].mean())
         if popularity is not None:
             metrics[f"popularity@{k}"] = float(np.concatenate(pop_sums[k]).mean())
+        if share_items is not None:
+            metrics[f"share@{k}"] = shares[k][0] / max(shares[k][1], 1)
+    if share_items is not None:
+        metrics["truth_share"] = truth_marked / max(truth_all, 1)
     return EvalResult(
         metrics=metrics, per_user=frame, n_users=len(eligible), top_items=np.concatenate(all_top)
     )

@@ -1,6 +1,7 @@
 """Recommenders that score items nobody has interacted with, from their content or
-categories: random and genre-popularity references, content KNN, and EASE with a ridge map
-from content to EASE columns (``ease-content``).
+categories: random and genre-popularity references, content KNN, EASE with a ridge map
+from content to EASE columns (``ease-content``), and the same map as a kernel ridge
+regression whose kernel width is chosen on pseudo-cold items (``kernel-content``).
 
 Every model scores all items, so the same evaluator runs protocol (a) of the cold-items
 split (cold items only) and (b) (all items).
@@ -18,6 +19,7 @@ from fusionrank.collab.ease import ease_weights
 from fusionrank.columns import TRAIN
 from fusionrank.data.vectors import unit_rows
 from fusionrank.fusion.content import Content, load_content
+from fusionrank.fusion.validation import pseudo_cold_items
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
 
 if TYPE_CHECKING:
@@ -191,4 +193,107 @@ class EASEContent(ContentRecommender):
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self._warm_idx, self._columns, self._map = arrays["warm"], arrays["columns"], arrays["map"]
+        self.train = csr_from_arrays("train", arrays)
+
+
+@dataclass(frozen=True)
+class KernelContentConfig:
+    """EASE on warm items and a kernel ridge map from content to EASE columns."""
+
+    reg: float = 250.0
+    """EASE lambda (on warm items)."""
+    kernels: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    """Kernel sharpness values tried: k(a, b) = exp(s * (cos(a, b) - 1)); the one that ranks
+    pseudo-cold items best is kept (a single value skips the choice)."""
+    ridge: float = 1.0
+    """Kernel ridge strength."""
+    valid_share: float = 0.2
+    """Share of warm items held out as pseudo-cold items to choose the kernel."""
+    seed: int = 2020
+    """Seed of the pseudo-cold items."""
+    modalities: tuple[str, ...] = ("text",)
+    """Content modalities (text, image, clip, kg)."""
+
+
+class KernelContent(ContentRecommender):
+    """EASE on warm items; a cold item's EASE column is a kernel ridge regression of the
+    warm items' columns on content similarity, exp(s * (cos - 1)): a smooth, non-linear
+    version of ``ease-content``'s linear map (cold items whose content is close to a group
+    of warm items borrow those items' columns). The sharpness s is chosen on pseudo-cold
+    warm items (training data only; ``history["valid"]`` lists each value's NDCG@10)."""
+
+    config_class = KernelContentConfig
+
+    def _fit_content(self, split: Split) -> None:
+        cfg = self.config
+        self._unit = unit_rows(self._vectors().astype(np.float64))
+        warm = np.flatnonzero(self.warm)
+        sharpness = cfg.kernels[0]
+        if len(cfg.kernels) > 1:
+            held = pseudo_cold_items(warm, cfg.valid_share, cfg.seed)
+            fit = np.setdiff1d(warm, held)
+            b_fit = self._ease(fit)
+            tried = [(s, self._validate(b_fit, fit, held, s)) for s in cfg.kernels]
+            sharpness = max(tried, key=lambda t: t[1])[0]  # the first best on ties
+            self.history = {"valid": tried, "kernel": sharpness}
+        b = self._ease(warm)
+        alpha = self._alpha_of(b, warm, sharpness)
+        columns = (self._kernel(self._unit, self._unit[warm], sharpness) @ alpha).T  # (n_warm, n_items)
+        columns[:, warm] = b
+        self._warm_idx, self._alpha, self._sharpness = warm, alpha, np.float64(sharpness)
+        self._columns = columns.astype(np.float32)
+
+    def _ease(self, items: np.ndarray) -> np.ndarray:
+        return ease_weights(self.train[:, items], self.config.reg).astype(np.float64)
+
+    def _kernel(self, a: np.ndarray, b: np.ndarray, sharpness: float) -> np.ndarray:
+        return np.exp(sharpness * (a @ b.T - 1.0))
+
+    def _alpha_of(self, b: np.ndarray, items: np.ndarray, sharpness: float) -> np.ndarray:
+        """Kernel ridge coefficients of the EASE columns ``b`` of ``items``."""
+        k = self._kernel(self._unit[items], self._unit[items], sharpness)
+        return np.linalg.solve(k + self.config.ridge * np.eye(len(items)), b.T)
+
+    def _columns_of(self, b: np.ndarray, fit: np.ndarray, held: np.ndarray, sharpness: float) -> np.ndarray:
+        """Predicted columns (over ``fit``) of the ``held`` items, from a map fitted on ``fit``."""
+        alpha = self._alpha_of(b, fit, sharpness)
+        return (self._kernel(self._unit[held], self._unit[fit], sharpness) @ alpha).T
+
+    def _validate(self, b: np.ndarray, fit: np.ndarray, held: np.ndarray, sharpness: float) -> float:
+        from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
+
+        cols = self._columns_of(b, fit, held, sharpness)
+        r = sp.csr_matrix(self.train[:, fit])
+        truth = sp.csr_matrix(self.train[:, held])
+        return evaluate_ranking(
+            lambda us: np.asarray(r[us] @ cols), truth, None, EvalConfig(ks=(10,))
+        ).metrics["ndcg@10"]
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        x = self.train[self._check_users(users)][:, self._warm_idx]
+        return np.asarray(x @ self._columns, dtype=np.float32)
+
+    def score_content(self, users: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        unit = unit_rows(np.asarray(vectors, np.float64))
+        k = self._kernel(unit, self._unit[self._warm_idx], float(self._sharpness))
+        x = self.train[self._check_users(users)][:, self._warm_idx]
+        return np.asarray(x @ (k @ self._alpha).T, dtype=np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        """Each item's EASE column over the warm items (cold items from content)."""
+        return np.ascontiguousarray(self._columns.T)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "warm": self._warm_idx,
+            "columns": self._columns,
+            "alpha": self._alpha,
+            "unit": self._unit,
+            "sharpness": np.asarray(self._sharpness),
+            **csr_to_arrays("train", self.train),
+        }
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._warm_idx, self._columns, self._alpha = arrays["warm"], arrays["columns"], arrays["alpha"]
+        self._unit, self._sharpness = arrays["unit"], np.float64(arrays["sharpness"])
         self.train = csr_from_arrays("train", arrays)
