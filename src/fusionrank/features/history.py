@@ -128,18 +128,22 @@ def agreement_columns(ranks: pd.DataFrame, depth: int) -> dict[str, np.ndarray]:
     }
 
 
-def context_columns(scores: torch.Tensor, local: np.ndarray) -> dict[str, np.ndarray]:
+@dataclass
+class RowSummary:
+    """One chunk of a source's scores summarised per user over the items the user does not
+    know: the spread (``std``) and the best scores in order (``top``, at least ten where
+    the row has them)."""
+
+    std: torch.Tensor
+    top: torch.Tensor
+
+
+def context_columns(summary: RowSummary, local: np.ndarray) -> dict[str, np.ndarray]:
     """How sure a source is for each user (the same for all of a user's candidates): the
     spread of its scores over the items the user does not know (``std``) and the gap
-    between its first and tenth score in units of that spread (``gap``). ``scores`` is one
-    chunk of the source's scores with known items at ``-inf``."""
-    finite = torch.isfinite(scores)
-    n = finite.sum(1).clamp(min=1)
-    filled = scores.masked_fill(~finite, 0.0)
-    mean = filled.sum(1) / n
-    std = (((filled - mean[:, None]) ** 2).masked_fill(~finite, 0.0).sum(1) / n).sqrt()
-    top = torch.topk(scores, min(10, scores.shape[1]), dim=1).values
-    gap = (top[:, 0] - top[:, -1]) / std.clamp(min=1e-12)
+    between its first and tenth score in units of that spread (``gap``)."""
+    top = summary.top
+    gap = (top[:, 0] - top[:, -1]) / summary.std.clamp(min=1e-12)
     gap = torch.where(torch.isfinite(gap), gap, torch.zeros_like(gap))
     li = torch.from_numpy(local)
-    return {"std": std[li].numpy().astype(np.float32), "gap": gap[li].numpy().astype(np.float32)}
+    return {"std": summary.std[li].numpy().astype(np.float32), "gap": gap[li].numpy().astype(np.float32)}

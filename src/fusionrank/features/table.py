@@ -44,6 +44,7 @@ from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.features.history import (
     HistoryInputs,
+    RowSummary,
     Similarity,
     agreement_columns,
     context_columns,
@@ -231,10 +232,10 @@ class FeatureBuilder:
         local = np.searchsorted(rows, u)
         if "sources" in groups:
             for name in self.sources:
-                cols = _source_columns(scores[name], rows, local, i, exclude, self.config.rank_depth)
+                cols, summary = _source_columns(scores[name], rows, local, i, exclude, self.config.rank_depth)
                 out = out.assign(**{f"{k}_{name}": v for k, v in cols.items()})
-                if "context" in groups:  # the scores are masked now: known items at -inf
-                    ctx_cols = context_columns(scores[name], local)
+                if "context" in groups:
+                    ctx_cols = context_columns(summary, local)
                     out = out.assign(**{f"ctx_{k}_{name}": v for k, v in ctx_cols.items()})
             if "agreement" in groups and self.sources:
                 ranks = out[[f"rank_{name}" for name in self.sources]]
@@ -280,9 +281,10 @@ def _source_columns(
     i: np.ndarray,
     exclude: sp.csr_matrix,
     rank_depth: int,
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], RowSummary]:
     """``score``, ``z`` and ``rank`` of candidates ``(local, i)`` from one chunk of a
-    source's scores ``s`` (masked in place)."""
+    source's scores ``s`` (masked in place), and the chunk's per-user summary the
+    ``context`` group reads (one pass over the scores serves both)."""
     cannot = torch.isneginf(s)  # items this source does not score
     mask_rows(s, exclude, rows)
     known = torch.isneginf(s)
@@ -290,17 +292,45 @@ def _source_columns(
     filled = s.masked_fill(known, 0.0)
     mean = filled.sum(1, keepdim=True) / free
     var = ((filled - mean) ** 2).masked_fill(known, 0.0).sum(1, keepdim=True) / free
+    std = var[:, 0].sqrt()
     li = torch.from_numpy(local)
     ii = torch.from_numpy(np.ascontiguousarray(i))
     picked = s[li, ii]
-    zs = (picked - mean[li, 0]) / var[li, 0].sqrt().clamp(min=1e-12)
-    ranks = item_ranks(s, rank_depth)[li, ii]
+    zs = (picked - mean[li, 0]) / std[li].clamp(min=1e-12)
+    values, order = ranked_order(s, max(rank_depth, 10))
+    ranks = ranks_of(order[:, :rank_depth], s.shape[1], rank_depth)[li, ii]
     missing = cannot[li, ii].numpy()
-    return {
+    cols = {
         "score": np.where(missing, np.nan, picked.numpy()).astype(np.float32),
         "z": np.where(missing, np.nan, zs.numpy()).astype(np.float32),
         "rank": np.where(missing, np.nan, ranks.numpy()).astype(np.float32),
     }
+    return cols, RowSummary(std=std, top=values[:, :10])
+
+
+def ranked_order(scores: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's items in the tie rule's order (descending score, ties by item index), with
+    their scores: all of them when ``depth`` reaches the row length (a stable sort), else
+    the top ``depth`` (:func:`fusionrank.scoring.ranked_topk`)."""
+    if depth >= scores.shape[1]:
+        order = torch.argsort(scores, dim=1, descending=True, stable=True)
+        return scores.gather(1, order), order
+    return ranked_topk(scores, depth)
+
+
+def ranks_of(order: torch.Tensor, n_items: int, depth: int) -> torch.Tensor:
+    """1-based rank of every item from :func:`ranked_order`'s ``order`` (items beyond it get
+    ``depth + 1``)."""
+    n_rows = order.shape[0]
+    fill = (
+        torch.zeros(1, dtype=torch.int32)
+        if depth >= n_items
+        else torch.full((1,), depth + 1, dtype=torch.int32)
+    )
+    ranks = fill.expand(n_rows, n_items).clone()
+    positions = torch.arange(1, order.shape[1] + 1, dtype=torch.int32).expand_as(order).contiguous()
+    ranks.scatter_(1, order, positions)
+    return ranks
 
 
 def item_ranks(scores: torch.Tensor, depth: int) -> torch.Tensor:
@@ -316,17 +346,7 @@ def item_ranks(scores: torch.Tensor, depth: int) -> torch.Tensor:
     >>> item_ranks(torch.tensor([[0.5, 0.9, 0.7, 0.1]]), 2).tolist()
     [[3, 1, 2, 3]]
     """
-    n_rows, n_items = scores.shape
-    if depth >= n_items:
-        order = torch.argsort(scores, dim=1, descending=True, stable=True)
-        fill = torch.zeros(1, dtype=torch.int32)
-    else:
-        _, order = ranked_topk(scores, depth)
-        fill = torch.full((1,), depth + 1, dtype=torch.int32)
-    ranks = fill.expand(n_rows, n_items).clone()
-    positions = torch.arange(1, order.shape[1] + 1, dtype=torch.int32).expand_as(order).contiguous()
-    ranks.scatter_(1, order, positions)
-    return ranks
+    return ranks_of(ranked_order(scores, depth)[1], scores.shape[1], depth)
 
 
 @dataclass
