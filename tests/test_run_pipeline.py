@@ -171,7 +171,10 @@ def test_recommend_new_items_from_text(tiny_root, tmp_path):
     path = tmp_path / "new.csv"
     path.write_text("item_id,movie_title,class\nn1,Film number 3 again,Drama Sci-Fi\nn2,Another one,Comedy\n")
     table = recommend(out.folder, "u3", 2, tiny_root, new_items=path)
-    assert set(table["item_id"]) == {"n1", "n2"} and "ease-content" in table.attrs["source"]
+    from fusionrank.registry import DEFAULT_MODELS
+
+    new_items_model = DEFAULT_MODELS["new items"][0]
+    assert set(table["item_id"]) == {"n1", "n2"} and new_items_model in table.attrs["source"]
     assert table["title"].tolist()[0] in {"Film number 3 again", "Another one"}
     path.write_text("item_id,movie_title,class\nn1,Fine,Drama\nn2,,\n")
     with pytest.raises(DataError, match=r"row 2"):

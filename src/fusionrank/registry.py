@@ -47,7 +47,7 @@ MODELS: dict[str, str] = {
 _EXTRA: dict[str, str] = {}
 
 DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    "new items": ("ease-content", {"modalities": ("text",)}),
+    "new items": ("kernel-content", {"modalities": ("text",)}),
     "unknown users": ("profile", {}),
     "evaluate": ("ease", {}),
 }

@@ -11,7 +11,8 @@
   split; the features come from ``user_features`` or the dataset's user table.
 - ``new_items`` ranks items that were not in training, from their text alone: the file's
   items are embedded with the dataset's text template and encoder, and scored by the
-  ``ease-content`` ridge map fitted on the run's split.
+  model of ``registry.DEFAULT_MODELS['new items']`` (``kernel-content``: EASE columns
+  predicted from content) fitted on the run's split.
 - Items added to the run since (``POST /items`` of ``fusionrank serve``, kept in the
   run's append-only log, :mod:`fusionrank.pipelines.added_items`) enter a known user's
   top-k by their content: :func:`place_added_items`.
@@ -454,7 +455,7 @@ class OpenRun:
         return place_by_content(ranked, reference, added, positions, new_scores, k)
 
     def _new_items_file(self, user: str, path: Path, k: int) -> pd.DataFrame:
-        """Rank the catalogue in ``path`` for ``user`` from text alone (ease-content)."""
+        """Rank the catalogue in ``path`` for ``user`` from text alone (the new-items model)."""
         from fusionrank.data.loaders import load_catalogue
         from fusionrank.data.text import compose_text, template_fields
 
