@@ -50,6 +50,11 @@ def main() -> None:
     parser.add_argument("--config", default="configs/ml100k.yaml")
     parser.add_argument("--seeds", default="2020,7")
     parser.add_argument("--protocols", default="valid,valid+refit,stacked,stacked+refit")
+    parser.add_argument(
+        "--no-ablation",
+        action="store_true",
+        help="skip the config's ablation (it refits the ranker ~15 times)",
+    )
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     protocols = args.protocols.split(",")
@@ -62,7 +67,7 @@ def main() -> None:
                 name=f"{base.name}-seed{seed}",
                 split=dataclasses.replace(base.split, seed=seed),
                 protocol=dataclasses.replace(base.protocol, **protocol_settings(protocol)),
-                ablation=base.ablation and n == 0 and p == 0,
+                ablation=base.ablation and not args.no_ablation and n == 0 and p == 0,
                 peers=None,
             )
             out = run_pipeline(config)
@@ -119,7 +124,7 @@ def main() -> None:
         "# Hybrid ranking on ml-100k (`fusionrank run configs/ml100k.yaml`)",
         "",
         f"Command: `.venv/bin/python benchmarks/hybrid_ranking.py --seeds {args.seeds} "
-        f"--protocols {args.protocols}`.",
+        f"--protocols {args.protocols}{' --no-ablation' if args.no_ablation else ''}`.",
         "Test split, metrics by full ranking; every single model is measured under the ranker's",
         "protocol (`valid`: fitted on train, the ranker's labels from valid; `stacked-5`: out-of-fold",
         "labels from 5 folds of train besides; `+refit`: every model refit on train + valid before",

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from fusionrank.collab.ease import ease_weights
 from fusionrank.columns import TRAIN
 from fusionrank.data.vectors import unit_rows
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.fusion.content import Content, load_content
 from fusionrank.fusion.validation import pseudo_cold_items
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
@@ -213,6 +214,12 @@ class KernelContentConfig:
     """Seed of the pseudo-cold items."""
     modalities: tuple[str, ...] = ("text",)
     """Content modalities (text, image, clip, kg)."""
+
+    def __post_init__(self) -> None:
+        if not self.kernels or min(self.kernels) <= 0:
+            raise InvalidArgumentError(f"kernels must be positive sharpness values, got {self.kernels}")
+        if self.ridge <= 0:
+            raise InvalidArgumentError(f"ridge must be > 0, got {self.ridge}")
 
 
 class KernelContent(ContentRecommender):
