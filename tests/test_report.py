@@ -80,8 +80,8 @@ def _run(folder: Path) -> SimpleNamespace:
         "test": {"ease": 0.50, "bpr<&>": 0.47, "union": 0.60},
     }
     metrics = {
-        "dataset": "ml-tiny",
-        "split": {"kind": "random", "seed": 7},
+        "dataset": "ml-100k",
+        "split": {"kind": "ratio", "seed": 2020, "ratios": [0.8, 0.1, 0.1]},
         "models": {name: {"model": name, "metrics": _metrics(s)} for name, s in scores.items()},
         "candidate_recall": recall,
         "ablation": ablation,
@@ -210,7 +210,7 @@ def test_report_html_is_a_proper_page(tmp_path):
     parsed = _parse(page)
     assert page.startswith("<!doctype html>")
     assert '<html lang="en">' in page and '<meta charset="utf-8">' in page
-    assert parsed.title == "fusionrank run demo <run>: ml-tiny, split random seed 7"
+    assert parsed.title == "fusionrank run demo <run>: ml-100k, split ratio seed 2020"
     # Markdown converted, nothing raw: bold, code, no NaN
     assert "**" not in page and "NaN" not in page and ">nan<" not in page
     assert "<strong>train</strong>" in page and "<strong>valid</strong>" in page
@@ -244,7 +244,7 @@ def test_everything_inserted_into_html_is_escaped(tmp_path):
 
 def test_report_md_keeps_its_layout_with_dashes_and_integers(tmp_path, peers):
     folder, md, _ = _report(tmp_path, peers_dir=peers)
-    assert md.startswith("# fusionrank run `demo <run>`: ml-tiny, split random seed 7\n")
+    assert md.startswith("# fusionrank run `demo <run>`: ml-100k, split ratio seed 2020\n")
     assert "## Protocol\n\n" + PROTOCOL in md  # Markdown stays Markdown
     tables = _md_tables(md)
     assert len(tables) == 5
@@ -276,6 +276,10 @@ def test_peer_rows_come_from_the_named_folder(tmp_path, peers):
     metrics = _run(tmp_path / "m").metrics
     rows = summary_rows(metrics, peers)
     assert [r["model"] for r in rows] == ["pop", "ease", "bpr<&>", "ltr", "RecBole BPR"]
+    for other in ({"kind": "temporal-ratio", "seed": 2020}, {"kind": "ratio", "seed": 7}):
+        # the peer tables were measured on ml-100k's ratio split, seed 2020: not beside another
+        elsewhere = {**metrics, "split": other}
+        assert not any(r["model"].startswith("RecBole") for r in summary_rows(elsewhere, peers))
     assert rows[-1]["vs ease"] == pytest.approx(0.28 / 0.31)
     text = print_summary(metrics, peers)
     assert "RecBole BPR" in text and "nan" not in text

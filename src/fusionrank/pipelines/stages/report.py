@@ -159,9 +159,26 @@ def peer_rows(peers_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+PEER_SPLIT = {"dataset": "ml-100k", "kind": "ratio", "seed": 2020}
+"""The split the committed peer tables were measured on (ml-100k, per-user random 8:1:1,
+seed 2020): their rows are set beside a run only on that split."""
+
+
+def peers_comparable(metrics: dict[str, Any]) -> bool:
+    """Whether the run's dataset and split are the peer tables' (:data:`PEER_SPLIT`)."""
+    split = metrics.get("split") or {}
+    return (
+        metrics.get("dataset") == PEER_SPLIT["dataset"]
+        and split.get("kind") == PEER_SPLIT["kind"]
+        and split.get("seed") == PEER_SPLIT["seed"]
+        and list(split.get("ratios", [0.8, 0.1, 0.1])) == [0.8, 0.1, 0.1]
+    )
+
+
 def summary_rows(metrics: dict[str, Any], peers_dir: Path | None = None) -> list[dict[str, Any]]:
-    """The printed table: each single model, the ranker and, when ``peers_dir`` is given,
-    RecBole's figures; ``vs <best>`` is NDCG@10 relative to the best single model."""
+    """The printed table: each single model, the ranker and, when ``peers_dir`` is given
+    and the run is on the peers' split (:func:`peers_comparable`), RecBole's figures;
+    ``vs <best>`` is NDCG@10 relative to the best single model."""
     models = metrics["models"]
     singles = {k: v for k, v in models.items() if k != LTR}
     best = max(singles, key=lambda k: singles[k]["metrics"]["ndcg@10"])
@@ -178,7 +195,7 @@ def summary_rows(metrics: dict[str, Any], peers_dir: Path | None = None) -> list
                 f"vs {best}": mm["ndcg@10"] / best_ndcg,
             }
         )
-    for r in peer_rows(peers_dir) if peers_dir is not None else []:
+    for r in peer_rows(peers_dir) if peers_dir is not None and peers_comparable(metrics) else []:
         rows.append(
             {
                 "model": r["model"],
