@@ -141,6 +141,51 @@ class ContentKNN(ContentRecommender):
         self._x, self.train = arrays["x"], csr_from_arrays("train", arrays)
 
 
+class ContentColumns(ContentRecommender):
+    """Base of the models whose items are columns over the warm items: a warm item's EASE
+    column, a cold one's predicted from its content (``_content_columns``). Scores, item
+    vectors and the saved state are the same for all of them; each keeps its own map."""
+
+    _warm_idx: np.ndarray
+    _columns: np.ndarray
+
+    def _content_columns(self, vectors: np.ndarray) -> np.ndarray:
+        """``(n_warm, len(vectors))`` columns predicted from content vectors."""
+        raise NotImplementedError
+
+    def _map_state(self) -> dict[str, np.ndarray]:
+        """The arrays of the content map (saved beside the columns)."""
+        raise NotImplementedError
+
+    def _load_map(self, arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        x = self.train[self._check_users(users)][:, self._warm_idx]
+        return np.asarray(x @ self._columns, dtype=np.float32)
+
+    def score_content(self, users: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        x = self.train[self._check_users(users)][:, self._warm_idx]
+        return np.asarray(x @ self._content_columns(vectors), dtype=np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        """Each item's EASE column over the warm items (cold items from content)."""
+        return np.ascontiguousarray(self._columns.T)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "warm": self._warm_idx,
+            "columns": self._columns,
+            **self._map_state(),
+            **csr_to_arrays("train", self.train),
+        }
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._warm_idx, self._columns = arrays["warm"], arrays["columns"]
+        self._load_map(arrays)
+        self.train = csr_from_arrays("train", arrays)
+
+
 @dataclass(frozen=True)
 class EASEContentConfig:
     """EASE on warm items and a ridge map from content to EASE columns."""
@@ -153,7 +198,7 @@ class EASEContentConfig:
     """Content modalities (text, image, clip, kg)."""
 
 
-class EASEContent(ContentRecommender):
+class EASEContent(ContentColumns):
     """EASE on warm items; a cold item's EASE column is predicted from its content by ridge
     regression (fitted on the warm items' columns), so warm and cold scores share a scale."""
 
@@ -166,35 +211,19 @@ class EASEContent(ContentRecommender):
         x = vectors[warm].astype(np.float64)  # (n_warm, d)
         gram = x.T @ x + self.config.ridge * np.eye(x.shape[1])
         self._map = np.linalg.solve(gram, x.T @ b.T.astype(np.float64))  # (d, n_warm): content -> column
-        columns = (vectors.astype(np.float64) @ self._map).T  # (n_warm, n_items)
+        columns = self._content_columns(vectors)  # (n_warm, n_items)
         columns[:, warm] = b
         self._warm_idx = warm
         self._columns = columns.astype(np.float32)
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        x = self.train[self._check_users(users)][:, self._warm_idx]
-        return np.asarray(x @ self._columns, dtype=np.float32)
+    def _content_columns(self, vectors: np.ndarray) -> np.ndarray:
+        return (np.asarray(vectors, np.float64) @ self._map).T  # (n_warm, n_new)
 
-    def score_content(self, users: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        x = self.train[self._check_users(users)][:, self._warm_idx]
-        columns = (np.asarray(vectors, np.float64) @ self._map).T  # (n_warm, n_new)
-        return np.asarray(x @ columns, dtype=np.float32)
+    def _map_state(self) -> dict[str, np.ndarray]:
+        return {"map": self._map}
 
-    def item_vectors(self) -> np.ndarray:
-        """Each item's EASE column over the warm items (cold items from content)."""
-        return np.ascontiguousarray(self._columns.T)
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "warm": self._warm_idx,
-            "columns": self._columns,
-            "map": self._map,
-            **csr_to_arrays("train", self.train),
-        }
-
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self._warm_idx, self._columns, self._map = arrays["warm"], arrays["columns"], arrays["map"]
-        self.train = csr_from_arrays("train", arrays)
+    def _load_map(self, arrays: dict[str, np.ndarray]) -> None:
+        self._map = arrays["map"]
 
 
 @dataclass(frozen=True)
@@ -222,7 +251,7 @@ class KernelContentConfig:
             raise InvalidArgumentError(f"ridge must be > 0, got {self.ridge}")
 
 
-class KernelContent(ContentRecommender):
+class KernelContent(ContentColumns):
     """EASE on warm items; a cold item's EASE column is a kernel ridge regression of the
     warm items' columns on content similarity, exp(s * (cos - 1)): a smooth, non-linear
     version of ``ease-content``'s linear map (cold items whose content is close to a group
@@ -276,31 +305,14 @@ class KernelContent(ContentRecommender):
             lambda us: np.asarray(r[us] @ cols), truth, None, EvalConfig(ks=(10,))
         ).metrics["ndcg@10"]
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        x = self.train[self._check_users(users)][:, self._warm_idx]
-        return np.asarray(x @ self._columns, dtype=np.float32)
-
-    def score_content(self, users: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    def _content_columns(self, vectors: np.ndarray) -> np.ndarray:
         unit = unit_rows(np.asarray(vectors, np.float64))
         k = self._kernel(unit, self._unit[self._warm_idx], float(self._sharpness))
-        x = self.train[self._check_users(users)][:, self._warm_idx]
-        return np.asarray(x @ (k @ self._alpha).T, dtype=np.float32)
+        return (k @ self._alpha).T
 
-    def item_vectors(self) -> np.ndarray:
-        """Each item's EASE column over the warm items (cold items from content)."""
-        return np.ascontiguousarray(self._columns.T)
+    def _map_state(self) -> dict[str, np.ndarray]:
+        return {"alpha": self._alpha, "unit": self._unit, "sharpness": np.asarray(self._sharpness)}
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "warm": self._warm_idx,
-            "columns": self._columns,
-            "alpha": self._alpha,
-            "unit": self._unit,
-            "sharpness": np.asarray(self._sharpness),
-            **csr_to_arrays("train", self.train),
-        }
-
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self._warm_idx, self._columns, self._alpha = arrays["warm"], arrays["columns"], arrays["alpha"]
-        self._unit, self._sharpness = arrays["unit"], np.float64(arrays["sharpness"])
-        self.train = csr_from_arrays("train", arrays)
+    def _load_map(self, arrays: dict[str, np.ndarray]) -> None:
+        self._alpha, self._unit = arrays["alpha"], arrays["unit"]
+        self._sharpness = np.float64(arrays["sharpness"])
