@@ -7,10 +7,9 @@ Make that environment once with ``make recbole-venv`` (it creates
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
+
+from venv_child import run_in_venv
 
 from fusionrank.columns import ITEM_ID, PARTS, RATING, TIMESTAMP, USER_ID
 from fusionrank.data.splits import Split
@@ -59,19 +58,14 @@ def run_job(model: str, dataset: str, data_path: Path, config: dict, timeout: in
     if not recbole_available():
         raise RuntimeError(f"RecBole venv missing at {VENV_PYTHON}; run `make recbole-venv`")
     job = {"model": model, "dataset": dataset, "data_path": str(Path(data_path).resolve()), "config": config}
-    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore"}
     workdir = HERE.parent / ".work" / "recbole-cwd"  # RecBole writes log/ and log_tensorboard/ into its cwd
     workdir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [str(VENV_PYTHON), str(HERE / "recbole_child.py")],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
+    return run_in_venv(
+        VENV_PYTHON,
+        HERE / "recbole_child.py",
+        job,
+        env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"},
         cwd=workdir,
+        timeout=timeout,
+        what=f"RecBole {model}",
     )
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"RecBole {model} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")

@@ -16,14 +16,12 @@ ir-measures' (pytrec_eval) NDCG@10 computed in the child. Writes
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from venv_child import run_in_venv
 
 from fusionrank.columns import ITEM_ID, TEST, TIMESTAMP, TRAIN, USER_ID, VALID
 from fusionrank.data.dataset import default_root, load_dataset
@@ -110,20 +108,15 @@ def run_child(job: dict, timeout: int = 3600) -> dict:
     if not VENV_PYTHON.exists():
         raise RuntimeError(f"RecTools venv missing at {VENV_PYTHON}; run `make rectools-venv`")
     threads = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **threads}
-    done = subprocess.run(
-        [str(VENV_PYTHON), str(HERE / "rectools_child.py")],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
+    return run_in_venv(
+        VENV_PYTHON,
+        HERE / "rectools_child.py",
+        job,
+        env=threads,
         cwd=job["work"],  # CatBoost writes catboost_info/ into its cwd
+        timeout=timeout,
+        what=f"RecTools {job['phase']}",
     )
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"RecTools {job['phase']} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
 
 
 def score_lists(lists: pd.DataFrame, split: Split, truth_part: str, seen: tuple[str, ...]) -> dict[str, Any]:
