@@ -135,5 +135,9 @@ def test_share_of_marked_items_in_top_k_and_in_truth():
     assert result.metrics["share@1"] == 0.5  # slots: 3 (warm), 1 (cold)
     assert result.metrics["share@2"] == 0.5  # slots: 3, 0, 1, 2: two cold of four
     assert result.metrics["truth_share"] == pytest.approx(1 / 3)  # relevant: 0, 3, 2
+    named = evaluate_ranking(
+        lambda users: scores[users], truth, None, EvalConfig(ks=(1, 2)), share_items=cold, share_name="cold"
+    )
+    assert named.metrics["cold_share@2"] == 0.5 and named.metrics["cold_truth_share"] == pytest.approx(1 / 3)
     plain = evaluate_ranking(lambda users: scores[users], truth, None, EvalConfig(ks=(1, 2)))
     assert "share@1" not in plain.metrics and "truth_share" not in plain.metrics

@@ -90,16 +90,14 @@ def run_vbpr(seed: int, root: Path, epochs: int, k: int, lr: float) -> dict:
     cold = np.zeros(split.n_items, dtype=bool)
     cold[split.items.to_index(split.meta["cold_items"])] = True
     a = evaluate_ranking(score, truth, None, None, item_mask=cold)
-    b = evaluate_ranking(score, truth, split.matrix(TRAIN, VALID), None, share_items=cold)
+    b = evaluate_ranking(score, truth, split.matrix(TRAIN, VALID), None, share_items=cold, share_name="cold")
     return {
         "split": "cold-items",
         "seed": seed,
         "model": f"Cornac VBPR (k={k}, {epochs} epochs)",
         "modalities": ["text"],
         "metrics": a.metrics,
-        "all_items": {
-            (f"cold_{k}" if k.startswith(("share@", "truth_share")) else k): v for k, v in b.metrics.items()
-        },
+        "all_items": b.metrics,
         "n_users": a.n_users,
         "timings": {"fit_s": fit_s},
         "peak_rss_mb": peak_rss_mb(),

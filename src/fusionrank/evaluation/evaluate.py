@@ -120,12 +120,9 @@ def evaluate(
     all_items = None
     if split.config.kind == "cold-items":
         cold = np.asarray(split.candidate_items(), dtype=bool)
-        mixed = evaluate_ranking(
-            model.score, truth, exclude, config, popularity=popularity, share_items=cold
+        all_items = evaluate_ranking(
+            model.score, truth, exclude, config, popularity=popularity, share_items=cold, share_name="cold"
         ).metrics
-        all_items = {
-            (f"cold_{k}" if k.startswith(("share@", "truth_share")) else k): v for k, v in mixed.items()
-        }
     per_user = result.per_user
     per_user.insert(0, USER_ID, split.users.to_ids(per_user[USER_IDX].to_numpy()))
     timings = {"fit_s": model.fit_seconds, "evaluate_s": time.perf_counter() - t0}

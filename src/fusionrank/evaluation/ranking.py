@@ -64,6 +64,7 @@ def evaluate_ranking(
     popularity: np.ndarray | None = None,
     users: Sequence[int] | np.ndarray | None = None,
     share_items: np.ndarray | None = None,
+    share_name: str = "",
 ) -> EvalResult:
     """Evaluate a scorer by full ranking.
 
@@ -77,6 +78,7 @@ def evaluate_ranking(
     the share of all top-K slots that go to those items, and ``truth_share``, the share of
     the evaluated users' relevant items that are among them: a ranking whose scores are
     calibrated across the two kinds of items gives them about as many slots as the truth.
+    ``share_name`` prefixes both (``cold`` -> ``cold_share@K``, ``cold_truth_share``).
     """
     config = config or EvalConfig()
     truth = sp.csr_matrix(truth)
@@ -124,6 +126,7 @@ def evaluate_ranking(
             truth_marked += int(share_items[truth_chunk.indices].sum())
             truth_all += int(truth_chunk.nnz)
     frame = pd.DataFrame({USER_IDX: eligible})
+    prefix = f"{share_name}_" if share_name else ""
     for name, parts in per_user.items():
         frame[name] = np.concatenate(parts)
     metrics = {name: float(frame[name].mean()) for name in per_user}
@@ -132,9 +135,9 @@ def evaluate_ranking(
         if popularity is not None:
             metrics[f"popularity@{k}"] = float(np.concatenate(pop_sums[k]).mean())
         if share_items is not None:
-            metrics[f"share@{k}"] = shares[k][0] / max(shares[k][1], 1)
+            metrics[f"{prefix}share@{k}"] = shares[k][0] / max(shares[k][1], 1)
     if share_items is not None:
-        metrics["truth_share"] = truth_marked / max(truth_all, 1)
+        metrics[f"{prefix}truth_share"] = truth_marked / max(truth_all, 1)
     return EvalResult(
         metrics=metrics, per_user=frame, n_users=len(eligible), top_items=np.concatenate(all_top)
     )
