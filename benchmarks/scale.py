@@ -296,10 +296,17 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, default=None, help="where data and runs go (default: a temp folder)"
     )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="where scale.{json,md,png} go (default: benchmarks/results; with --quick a temp folder)",
+    )
     args = parser.parse_args()
     sizes = ["100k"] if args.quick else args.sizes
     work = args.work or Path(tempfile.mkdtemp(prefix="fusionrank-scale-"))
-    target = Path(tempfile.mkdtemp()) if args.quick else RESULTS
+    target = args.results or (Path(tempfile.mkdtemp()) if args.quick else RESULTS)
+    target.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

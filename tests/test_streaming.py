@@ -14,7 +14,7 @@ import yaml
 from fusionrank.columns import ITEM_IDX, USER_IDX
 from fusionrank.data.synth import synth_dataset
 from fusionrank.features.shards import ShardedTable, ShardWriter
-from fusionrank.features.table import item_ranks
+from fusionrank.features.table import SourceChunk, top_n_ranks
 from fusionrank.io import read_json
 from fusionrank.pipelines.config import load_run_config
 from fusionrank.pipelines.run import run_pipeline
@@ -163,11 +163,17 @@ def test_shards_keep_categorical_side_columns():
     assert str(back["user_g"].dtype) == "category" and back["user_g"].tolist() == ["F", "M"]
 
 
-def test_capped_ranks_are_exact_above_the_depth():
+def test_source_ranks_are_positions_in_its_top_n_and_n_plus_one_beyond():
     scores = torch.from_numpy(np.random.default_rng(3).normal(size=(8, 500)).astype(np.float32))
     scores[:, ::7] = -torch.inf  # known items
-    full = item_ranks(scores, 500)
-    capped = item_ranks(scores, 40)
-    top = full <= 40
-    assert torch.equal(capped[top], full[top])
-    assert (capped[~top] == 41).all()
+    view = SourceChunk.from_scores(scores.clone(), 40)
+    full = torch.argsort(scores, dim=1, descending=True, stable=True)
+    rows = np.repeat(np.arange(8), 500)
+    items = np.tile(np.arange(500), 8)
+    ranks = top_n_ranks(view.items, rows, items, 500).reshape(8, 500)
+    for r in range(8):
+        want = np.full(500, 41)
+        want[full[r, :40].numpy()] = np.arange(1, 41)
+        assert (ranks[r] == want).all()
+    picked = view.pair_scores(rows, items).reshape(8, 500)
+    assert np.array_equal(picked, scores.numpy())

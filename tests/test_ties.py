@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
-from fusionrank.features.table import item_ranks
+from fusionrank.features.table import SourceChunk, top_n_ranks
 from fusionrank.scoring import ranked_topk, top_k
 
 
@@ -121,14 +121,15 @@ def test_recommend_with_a_smaller_k_is_a_prefix(tmp_path):
         assert a == b[: len(a)] and len(a) == 7
 
 
-def test_top_k_and_item_ranks_follow_the_same_rule():
+def test_top_k_and_source_ranks_follow_the_same_rule():
     s = tied_scores(np.random.default_rng(5), 6, 300, levels=3)
     idx, _ = top_k(lambda r: s[r], np.arange(6), 40)
-    ranks = item_ranks(torch.from_numpy(s), 40)
+    view = SourceChunk.from_scores(torch.from_numpy(s.copy()), 40)
     for r in range(6):
         want = reference_top(s[r : r + 1], 40)[0]
         assert [i for i in idx[r] if i >= 0] == want
-        assert [int(ranks[r, i]) for i in want] == list(range(1, len(want) + 1))
+        ranks = top_n_ranks(view.items, np.full(len(want), r), np.array(want), 300)
+        assert ranks.tolist() == list(range(1, len(want) + 1))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
 
@@ -130,20 +129,21 @@ def agreement_columns(ranks: pd.DataFrame, depth: int) -> dict[str, np.ndarray]:
 
 @dataclass
 class RowSummary:
-    """One chunk of a source's scores summarised per user over the items the user does not
-    know: the spread (``std``) and the best scores in order (``top``, at least ten where
-    the row has them)."""
+    """One chunk of a source's top-n scores summarised per user: their spread (``std``)
+    and the best scores in order (``top``, up to ten; -inf pads)."""
 
-    std: torch.Tensor
-    top: torch.Tensor
+    std: np.ndarray
+    top: np.ndarray
 
 
 def context_columns(summary: RowSummary, local: np.ndarray) -> dict[str, np.ndarray]:
     """How sure a source is for each user (the same for all of a user's candidates): the
-    spread of its scores over the items the user does not know (``std``) and the gap
-    between its first and tenth score in units of that spread (``gap``)."""
+    spread of its top-n scores (``std``) and the gap between its first and tenth score in
+    units of that spread (``gap``; 0 without a tenth score)."""
     top = summary.top
-    gap = (top[:, 0] - top[:, -1]) / summary.std.clamp(min=1e-12)
-    gap = torch.where(torch.isfinite(gap), gap, torch.zeros_like(gap))
-    li = torch.from_numpy(local)
-    return {"std": summary.std[li].numpy().astype(np.float32), "gap": gap[li].numpy().astype(np.float32)}
+    gap = np.zeros(len(top))
+    if top.shape[1] >= 10:
+        with np.errstate(invalid="ignore"):
+            gap = (top[:, 0] - top[:, 9]) / np.maximum(summary.std, 1e-12)
+        gap = np.where(np.isfinite(gap), gap, 0.0)
+    return {"std": summary.std[local].astype(np.float32), "gap": gap[local].astype(np.float32)}

@@ -2,9 +2,11 @@
 
 Groups (the ablation in the run report drops one group at a time):
 
-- ``sources``: each source's score, its per-user z-score and the item's rank among all
-  items the user does not know (1 is best); missing where the source cannot score the
-  item (a cross-domain source scores only its target domain);
+- ``sources``: each source's score of the candidate, its rank in the source's own top-n
+  (1 is best; ``n + 1``: not in it) and its z-score against the source's top-n scores for
+  the user; missing where the source cannot score the item (a cross-domain source scores
+  only its target domain). Only candidate pairs are scored: a source never ranks the whole
+  catalogue for its features (:class:`SourceChunk`);
 - ``content``: cosine between the user's history profile (mean of the history's item
   vectors) and the item, per modality (text, KG, CLIP when present);
 - ``popularity``: log training count, log count in the last ``window_days`` of training,
@@ -20,8 +22,8 @@ Groups (the ablation in the run report drops one group at a time):
   (:mod:`fusionrank.features.history`);
 - ``agreement``: the best and mean rank the sources give the item, and how many put it in
   their top 10;
-- ``context``: per source, the spread of its scores for the user and the gap between its
-  first and tenth score (how sure it is for this user).
+- ``context``: per source, the spread of its top-n scores for the user and the gap between
+  its first and tenth score (how sure it is for this user).
 
 Nothing here reads validation or test interactions: callers pass the training matrix and
 training interactions, and the exclusion matrix only removes known items from rankings.
@@ -29,7 +31,7 @@ training interactions, and the exclusion matrix only removes known items from ra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -53,7 +55,7 @@ from fusionrank.features.history import (
     sparse_similarity,
     vector_similarity,
 )
-from fusionrank.scoring import ScoreFn, chunk_scores, mask_rows, ranked_topk
+from fusionrank.scoring import ScoreFn, chunk_scores, ranked_topk
 
 FEATURE_GROUPS = (
     "sources",
@@ -106,9 +108,6 @@ class FeatureConfig:
     dense weights (EASE's B)."""
     chunk_size: int = 512
     """Users scored at once (and written as one row group of the feature table)."""
-    rank_depth: int = 2000
-    """``rank_<source>`` is exact up to this rank; deeper items get ``rank_depth + 1``
-    (a top-``rank_depth`` selection is ~10x cheaper than sorting a large catalogue)."""
     neighbours: int = 200
     """``history``: co-occurrence neighbours kept per item."""
     recent: int = 3
@@ -120,6 +119,41 @@ class FeatureConfig:
             raise InvalidArgumentError(
                 f"unknown feature groups {sorted(unknown)}; expected some of {FEATURE_GROUPS}"
             )
+
+
+PairScores = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``(chunk rows (c,), items (c,)) -> (c,)`` float32 scores of those pairs (-inf: cannot score)."""
+
+
+@dataclass
+class SourceChunk:
+    """All the features take from one source for a chunk of users: its top-n per user
+    (item indices, -1 pads, and their scores, known items excluded) and its scores of any
+    (user, item) pairs of the chunk. Nothing of size chunk x catalogue is kept, and a source
+    that retrieves through a vector index never scores the whole catalogue."""
+
+    items: np.ndarray
+    """``(rows, n)`` int64 top-n items in the tie rule's order; -1 pads short rows."""
+    scores: np.ndarray
+    """``(rows, n)`` float32 their scores; -inf pads."""
+    pair_scores: PairScores
+
+    @property
+    def depth(self) -> int:
+        """n: ranks run 1..n, and ``n + 1`` stands for "not in the top-n"."""
+        return int(self.items.shape[1])
+
+    @classmethod
+    def from_scores(cls, scores: torch.Tensor, n: int) -> SourceChunk:
+        """From a chunk's scores of every item (known items already at -inf)."""
+        vals, idx = ranked_topk(scores, n)
+        pad = torch.isneginf(vals)
+        idx[pad] = -1
+
+        def pairs(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+            return scores[torch.from_numpy(rows), torch.from_numpy(np.ascontiguousarray(items))].numpy()
+
+        return cls(idx.numpy(), vals.numpy(), pairs)
 
 
 def feature_group(column: str) -> str:
@@ -154,10 +188,12 @@ def build_features(
     ctx: FeatureContext,
     exclude: sp.csr_matrix,
     config: FeatureConfig | None = None,
+    n: int = 100,
 ) -> pd.DataFrame:
     """One row per candidate (``user_idx, item_idx`` of ``candidates``, sorted by user),
     with every feature of the configured groups. ``exclude`` marks items that are not
-    ranked for the user (their known items) when ranks and z-scores are computed.
+    ranked for the user (their known items); ``n`` is the depth of each source's top-n
+    (its ranks, z-scores and context).
 
     Works in chunks of ``config.chunk_size`` users (see :class:`FeatureBuilder`), so memory
     is one chunk of scores per source, never users x items."""
@@ -170,10 +206,13 @@ def build_features(
     for a in range(0, len(users), config.chunk_size):
         rows = users[a : a + config.chunk_size]
         part = cands.iloc[starts[a] : starts[min(a + config.chunk_size, len(users))]]
-        scores = {name: chunk_scores(fn, rows, None, None) for name, fn in builder.sources.items()}
-        frames.append(builder.chunk(part, rows, scores, exclude))
+        sources = {
+            name: SourceChunk.from_scores(chunk_scores(fn, rows, exclude, None), n)
+            for name, fn in builder.sources.items()
+        }
+        frames.append(builder.chunk(part, rows, sources))
     if not frames:
-        return builder.chunk(cands, np.empty(0, np.int64), {}, exclude)
+        return builder.chunk(cands, np.empty(0, np.int64), {})
     return pd.concat(frames, ignore_index=True)
 
 
@@ -184,8 +223,17 @@ class FeatureBuilder:
     scores for retrieval (top-N) and for the ``sources`` features; nothing here is of size
     users x items. Item-wide inputs (popularity, first-seen times) are computed once."""
 
-    def __init__(self, ctx: FeatureContext, config: FeatureConfig | None = None) -> None:
+    def __init__(
+        self,
+        ctx: FeatureContext,
+        config: FeatureConfig | None = None,
+        cooccurrence: sp.csr_matrix | None = None,
+    ) -> None:
+        """``cooccurrence``: the ``history`` group's co-occurrence neighbours of this
+        training matrix when the caller has them already (:attr:`cooccurrence` of a builder
+        on the same training matrix); computed here otherwise."""
         self.ctx = ctx
+        self.cooccurrence = cooccurrence
         self.config = config or FeatureConfig()
         self.train = sp.csr_matrix(ctx.train, dtype=np.float32)
         groups = self.config.groups
@@ -200,9 +248,9 @@ class FeatureBuilder:
     def _history_inputs(self) -> HistoryInputs:
         """The ``history`` group's similarities: co-occurrence neighbours of the training
         matrix, the run's item-item weights, and each content modality."""
-        sims: dict[str, Similarity] = {
-            "co": sparse_similarity(knn_similarity(self.train, self.config.neighbours, shrink=10.0))
-        }
+        if self.cooccurrence is None:
+            self.cooccurrence = knn_similarity(self.train, self.config.neighbours, shrink=10.0)
+        sims: dict[str, Similarity] = {"co": sparse_similarity(self.cooccurrence)}
         weights = self.ctx.item_item
         if isinstance(weights, np.ndarray):
             sims["ii"] = dense_similarity(weights)
@@ -217,36 +265,37 @@ class FeatureBuilder:
         self,
         candidates: pd.DataFrame,
         rows: np.ndarray,
-        scores: Mapping[str, torch.Tensor],
-        exclude: sp.csr_matrix,
+        sources: Mapping[str, SourceChunk],
     ) -> pd.DataFrame:
-        """Features of ``candidates`` (sorted by user, then item; users are ``rows``, in order).
-        ``scores[name]`` is source ``name``'s float32 ``(len(rows), n_items)`` scores before
-        exclusion; known items are masked here, in place."""
+        """Features of ``candidates`` (sorted by user, then item; users are ``rows``, in order)
+        from each source's view of the chunk (``sources``, one per :attr:`sources`)."""
         u = np.array(candidates[USER_IDX], dtype=np.int64)
         i = np.array(candidates[ITEM_IDX], dtype=np.int64)
-        out = pd.DataFrame({USER_IDX: u, ITEM_IDX: i})
+        out: dict[str, Any] = {USER_IDX: u, ITEM_IDX: i}  # one frame at the end: no per-column inserts
         groups = self.config.groups
         if "n_sources" in candidates.columns and "sources" in groups:
             out["n_sources"] = candidates["n_sources"].to_numpy()
         local = np.searchsorted(rows, u)
         if "sources" in groups:
+            depth = 0
             for name in self.sources:
-                cols, summary = _source_columns(scores[name], rows, local, i, exclude, self.config.rank_depth)
-                out = out.assign(**{f"{k}_{name}": v for k, v in cols.items()})
+                cols, summary = _source_columns(sources[name], local, i, self.train.shape[1])
+                out.update({f"{k}_{name}": v for k, v in cols.items()})
+                depth = max(depth, sources[name].depth)
                 if "context" in groups:
-                    ctx_cols = context_columns(summary, local)
-                    out = out.assign(**{f"ctx_{k}_{name}": v for k, v in ctx_cols.items()})
+                    out.update({f"ctx_{k}_{name}": v for k, v in context_columns(summary, local).items()})
             if "agreement" in groups and self.sources:
-                ranks = out[[f"rank_{name}" for name in self.sources]]
-                out = out.assign(**agreement_columns(ranks, self.config.rank_depth))
+                ranks = pd.DataFrame({name: out[f"rank_{name}"] for name in self.sources})
+                out.update(agreement_columns(ranks, depth))
         history = self.train[rows]
-        if "content" in groups:
+        if "content" in groups and len(i):
+            items, at = np.unique(i, return_inverse=True)
             for name, vecs in self._content.items():
                 profile = unit_rows(np.asarray(history @ vecs))
-                out[f"cos_{name}"] = np.einsum("nd,nd->n", profile[local], vecs[i]).astype(np.float32)
+                cosine = profile @ vecs[items].T  # (chunk, its candidate items): no per-pair copies
+                out[f"cos_{name}"] = cosine[local, at].astype(np.float32)
         if "popularity" in groups:
-            out = out.assign(**self._items.columns(u, i))
+            out.update(self._items.columns(u, i))
         if "user" in groups:
             out["user_activity"] = np.log1p(self.hist[u]).astype(np.float32)
             if self.ctx.user_side is not None:
@@ -255,10 +304,10 @@ class FeatureBuilder:
         if "genre" in groups and self._genres is not None:
             out["genre_overlap"] = _genre_overlap(history, self._genres, local, i)
         if "cross_domain" in groups and self._domains is not None:
-            out = out.assign(**self._domains.columns(history, local, i))
+            out.update(self._domains.columns(history, local, i))
         if self._history is not None:
-            out = out.assign(**self._history.columns(history, rows, local, i))
-        return out
+            out.update(self._history.columns(history, rows, local, i))
+        return pd.DataFrame(out)
 
 
 def attach_labels(features: pd.DataFrame, truth: sp.csr_matrix) -> pd.DataFrame:
@@ -275,78 +324,43 @@ def _rows_by_user(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _source_columns(
-    s: torch.Tensor,
-    rows: np.ndarray,
-    local: np.ndarray,
-    i: np.ndarray,
-    exclude: sp.csr_matrix,
-    rank_depth: int,
+    source: SourceChunk, local: np.ndarray, i: np.ndarray, n_items: int
 ) -> tuple[dict[str, np.ndarray], RowSummary]:
-    """``score``, ``z`` and ``rank`` of candidates ``(local, i)`` from one chunk of a
-    source's scores ``s`` (masked in place), and the chunk's per-user summary the
-    ``context`` group reads (one pass over the scores serves both)."""
-    cannot = torch.isneginf(s)  # items this source does not score
-    mask_rows(s, exclude, rows)
-    known = torch.isneginf(s)
-    free = (~known).sum(1, keepdim=True).clamp(min=1)
-    filled = s.masked_fill(known, 0.0)
-    mean = filled.sum(1, keepdim=True) / free
-    var = ((filled - mean) ** 2).masked_fill(known, 0.0).sum(1, keepdim=True) / free
-    std = var[:, 0].sqrt()
-    li = torch.from_numpy(local)
-    ii = torch.from_numpy(np.ascontiguousarray(i))
-    picked = s[li, ii]
-    zs = (picked - mean[li, 0]) / std[li].clamp(min=1e-12)
-    values, order = ranked_order(s, max(rank_depth, 10))
-    ranks = ranks_of(order[:, :rank_depth], s.shape[1], rank_depth)[li, ii]
-    missing = cannot[li, ii].numpy()
+    """``score``, ``z`` and ``rank`` of candidates ``(local, i)`` from one source's view of
+    the chunk, and the per-user summary of its top-n the ``context`` group reads."""
+    picked = np.asarray(source.pair_scores(local, i), np.float32)
+    missing = np.isneginf(picked)
+    top = source.scores
+    free = np.isfinite(top)
+    count = np.maximum(free.sum(axis=1), 1)
+    filled = np.where(free, top, 0.0)
+    mean = filled.sum(axis=1) / count
+    std = np.sqrt((np.where(free, filled - mean[:, None], 0.0) ** 2).sum(axis=1) / count)
+    z = (picked - mean[local]) / np.maximum(std[local], 1e-12)
     cols = {
-        "score": np.where(missing, np.nan, picked.numpy()).astype(np.float32),
-        "z": np.where(missing, np.nan, zs.numpy()).astype(np.float32),
-        "rank": np.where(missing, np.nan, ranks.numpy()).astype(np.float32),
+        "score": np.where(missing, np.nan, picked).astype(np.float32),
+        "z": np.where(missing, np.nan, z).astype(np.float32),
+        "rank": np.where(missing, np.nan, top_n_ranks(source.items, local, i, n_items)).astype(np.float32),
     }
-    return cols, RowSummary(std=std, top=values[:, :10])
+    return cols, RowSummary(std=std.astype(np.float32), top=top[:, :10])
 
 
-def ranked_order(scores: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's items in the tie rule's order (descending score, ties by item index), with
-    their scores: all of them when ``depth`` reaches the row length (a stable sort), else
-    the top ``depth`` (:func:`fusionrank.scoring.ranked_topk`)."""
-    if depth >= scores.shape[1]:
-        order = torch.argsort(scores, dim=1, descending=True, stable=True)
-        return scores.gather(1, order), order
-    return ranked_topk(scores, depth)
+def top_n_ranks(items: np.ndarray, local: np.ndarray, i: np.ndarray, n_items: int) -> np.ndarray:
+    """1-based rank of each pair ``(local[k], i[k])`` in row ``local[k]`` of a top-n item
+    matrix (-1 pads), ``n + 1`` where the item is not in that row.
 
-
-def ranks_of(order: torch.Tensor, n_items: int, depth: int) -> torch.Tensor:
-    """1-based rank of every item from :func:`ranked_order`'s ``order`` (items beyond it get
-    ``depth + 1``)."""
-    n_rows = order.shape[0]
-    fill = (
-        torch.zeros(1, dtype=torch.int32)
-        if depth >= n_items
-        else torch.full((1,), depth + 1, dtype=torch.int32)
-    )
-    ranks = fill.expand(n_rows, n_items).clone()
-    positions = torch.arange(1, order.shape[1] + 1, dtype=torch.int32).expand_as(order).contiguous()
-    ranks.scatter_(1, order, positions)
-    return ranks
-
-
-def item_ranks(scores: torch.Tensor, depth: int) -> torch.Tensor:
-    """1-based rank of every item in each row under the one tie rule (descending score,
-    ties by item index: :func:`fusionrank.scoring.ranked_topk`).
-
-    Ranks are exact up to ``depth``; deeper items get ``depth + 1``. With ``depth`` at
-    least the row length this is a full stable argsort; below it a top-``depth`` selection
-    (about 10x cheaper than sorting 27k items).
-
-    >>> item_ranks(torch.tensor([[0.5, 0.9, 0.5, 0.1]]), 4).tolist()
-    [[2, 1, 3, 4]]
-    >>> item_ranks(torch.tensor([[0.5, 0.9, 0.7, 0.1]]), 2).tolist()
-    [[3, 1, 2, 3]]
+    >>> top_n_ranks(np.array([[2, 0, -1], [1, 2, 0]]), np.array([0, 0, 1]), np.array([0, 1, 0]), 3).tolist()
+    [2, 4, 3]
     """
-    return ranks_of(ranked_order(scores, depth)[1], scores.shape[1], depth)
+    n = items.shape[1]
+    rows, pos = np.nonzero(items >= 0)
+    keys = rows.astype(np.int64) * n_items + items[rows, pos]
+    order = np.argsort(keys, kind="stable")
+    keys, ranks = keys[order], pos[order] + 1
+    want = local.astype(np.int64) * n_items + i
+    at = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
+    found = (keys[at] == want) if len(keys) else np.zeros(len(want), bool)
+    return np.where(found, ranks[at] if len(keys) else 0, n + 1)
 
 
 @dataclass

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 from tqdm.auto import tqdm
 
 from fusionrank.capabilities import HasItemVectors, HasUserVectors, item_item_weights
@@ -24,9 +23,14 @@ from fusionrank.columns import ITEM_IDX, TEST, TRAIN, USER_ID, USER_IDX, VALID
 from fusionrank.data.errors import DataError
 from fusionrank.data.splits import Split, SplitView
 from fusionrank.engines import ChunkFn, Engine, Work, get_engine
-from fusionrank.errors import InvalidArgumentError
 from fusionrank.features.shards import ShardWriter
-from fusionrank.features.table import FeatureBuilder, FeatureConfig, FeatureContext, attach_labels
+from fusionrank.features.table import (
+    FeatureBuilder,
+    FeatureConfig,
+    FeatureContext,
+    SourceChunk,
+    attach_labels,
+)
 from fusionrank.io import atomic_path, begin_stage, mark_done, read_json, write_json
 from fusionrank.pipelines.cache import is_fresh
 from fusionrank.pipelines.config import RetrievalConfig
@@ -34,7 +38,7 @@ from fusionrank.pipelines.stages.inputs import RunSource, SavedModel, content_ar
 from fusionrank.recommender import Recommender, Stage
 from fusionrank.retrieval.candidates import candidates_frame, source_candidates, union_candidates
 from fusionrank.retrieval.index import IndexConfig, VectorIndex, resolve_kind
-from fusionrank.scoring import chunk_scores, ranked_topk
+from fusionrank.scoring import chunk_scores
 
 Log = Callable[[str], None]
 
@@ -97,7 +101,7 @@ def retrieve_source(
     user and item vectors whose inner product is its score, else by exact scoring."""
     retriever = Retriever(model, n, index, exclude)
     if retriever.index is not None:
-        return retriever.top(users, None)
+        return retriever.top(users)
     return source_candidates(model.score, users, n, exclude)
 
 
@@ -185,33 +189,40 @@ def feature_chunk_size(config: FeatureConfig, n_items: int, n_sources: int, budg
 
 
 class Retriever:
-    """One source's top-n per chunk of users: from the chunk's (masked) scores, or through
-    the vector index when one is set and the model has user and item vectors."""
+    """One source's view of each chunk of users (:class:`SourceChunk`: its top-n and its
+    scores of candidate pairs): from the chunk's scores of every item, or, when a vector
+    index is set and the model has user and item vectors, from the index and inner products
+    of those vectors only (the catalogue is never scored)."""
 
     def __init__(self, model: Recommender, n: int, index: IndexConfig, exclude: sp.csr_matrix) -> None:
-        self.n, self.exclude = n, exclude
+        self.model, self.n, self.exclude = model, n, exclude
         self.index: VectorIndex | None = None
         if not (isinstance(model, HasUserVectors) and isinstance(model, HasItemVectors)):
             return  # scored exactly
         if resolve_kind(index, exclude.shape[1]) != "exact":
-            self.index = VectorIndex(model.item_vectors(), index)
-            self.user_vectors = model.user_vectors()
+            self.item_vectors = np.ascontiguousarray(model.item_vectors(), np.float32)
+            self.index = VectorIndex(self.item_vectors, index)
+            self.user_vectors = np.ascontiguousarray(model.user_vectors(), np.float32)
 
     @property
     def approximate(self) -> bool:
         return self.index is not None and self.index.kind in ("hnsw", "ivf")
 
-    def top(self, rows: np.ndarray, scores: torch.Tensor | None) -> pd.DataFrame:
-        """``user_idx, item_idx, rank`` of the chunk; ``scores`` (known items at -inf) is
-        only read when there is no index."""
-        if self.index is not None:
-            idx, _ = self.index.search(self.user_vectors[rows], self.n, self.exclude[rows])
-            return candidates_frame(rows, idx)
-        if scores is None:
-            raise InvalidArgumentError("exact retrieval needs the chunk's scores")
-        vals, top = ranked_topk(scores, self.n)
-        top[torch.isneginf(vals)] = -1
-        return candidates_frame(rows, top.numpy())
+    def chunk(self, rows: np.ndarray) -> SourceChunk:
+        """The source's view of the chunk of users ``rows``."""
+        if self.index is None:
+            return SourceChunk.from_scores(chunk_scores(self.model.score, rows, self.exclude, None), self.n)
+        queries = self.user_vectors[rows]
+        idx, vals = self.index.search(queries, self.n, self.exclude[rows])
+
+        def pairs(local: np.ndarray, items: np.ndarray) -> np.ndarray:
+            return np.einsum("nd,nd->n", queries[local], self.item_vectors[items]).astype(np.float32)
+
+        return SourceChunk(np.asarray(idx, np.int64), np.asarray(vals, np.float32), pairs)
+
+    def top(self, rows: np.ndarray) -> pd.DataFrame:
+        """``user_idx, item_idx, rank`` of the source's top-n for users ``rows``."""
+        return candidates_frame(rows, self.chunk(rows).items)
 
 
 class StageChunks:
@@ -234,8 +245,9 @@ class StageChunks:
         self.exclude = split.matrix(TRAIN) if stage == VALID else split.matrix(TRAIN, VALID)
         self.truth = split.matrix(stage)
         retrieval = settings.retrieval
+        self.sources = settings.sources
         self.retrievers = {
-            s: Retriever(models[s], retrieval.n, retrieval.index, self.exclude) for s in settings.sources
+            name: Retriever(m, retrieval.n, retrieval.index, self.exclude) for name, m in models.items()
         }
 
     @classmethod
@@ -259,15 +271,15 @@ class StageChunks:
     def __call__(self, rows: np.ndarray) -> FeatureChunk:
         """The chunk's feature rows (sorted by user) and its counts: each source's (and the
         union's) relevant pairs among its candidates, and the candidates only it retrieved."""
-        scores = {name: chunk_scores(m.score, rows, self.exclude, None) for name, m in self.models.items()}
-        per_source = {s: r.top(rows, scores[s]) for s, r in self.retrievers.items()}
+        views = {name: r.chunk(rows) for name, r in self.retrievers.items()}
+        per_source = {s: candidates_frame(rows, views[s].items) for s in self.sources}
         cands = union_candidates(per_source)
         hits = {s: _hits(frame, self.truth, rows) for s, frame in per_source.items()}
         hits["union"] = _hits(cands, self.truth, rows)
         alone = cands["n_sources"].to_numpy() == 1
         only = {s: int((alone & cands[f"rank_{s}"].notna().to_numpy()).sum()) for s in per_source}
-        table = self.builder.chunk(cands, rows, scores, self.exclude)
-        del scores
+        table = self.builder.chunk(cands, rows, views)
+        del views
         if self.stage == VALID:
             table = attach_labels(table, self.truth)
         return table, ChunkCounts(hits, only)
@@ -278,7 +290,7 @@ def ann_recall(retriever: Retriever, model: Recommender, users: np.ndarray, n_us
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(users, size=min(n_users, len(users)), replace=False))
     exact = source_candidates(model.score, sample, retriever.n, retriever.exclude)
-    approx = retriever.top(sample, None)
+    approx = retriever.top(sample)
     n_items = retriever.exclude.shape[1]
     key = lambda f: f[USER_IDX].to_numpy(np.int64) * n_items + f[ITEM_IDX].to_numpy(np.int64)  # noqa: E731
     return float(np.isin(key(exact), key(approx)).mean()) if len(exact) else 1.0
@@ -334,9 +346,10 @@ def features_stage(
     recall: dict[str, dict[str, float]] = {}
     only: dict[str, dict[str, int]] = {}
     ann: dict[str, float] = {}
+    cooccurrence: dict[SplitView, sp.csr_matrix] = {}  # one per training matrix: valid and test share it
     for job in jobs:
         recall[job.name], only[job.name], work, users = _table(
-            job, settings, content, paths[job.name], log, progress, engine
+            job, settings, content, paths[job.name], log, progress, engine, cooccurrence
         )
         if job.stage == TEST:
             for s, r in work.retrievers.items():
@@ -364,15 +377,22 @@ def _table(
     log: Log,
     progress: bool,
     engine: Engine,
+    cooccurrence: dict[SplitView, sp.csr_matrix],
 ) -> tuple[dict[str, float], dict[str, int], StageChunks, np.ndarray]:
     """Write one job's table; its candidate recall, each source's candidates no other
-    source retrieved, its chunk work, and its users."""
+    source retrieved, its chunk work, and its users. ``cooccurrence`` holds the history
+    group's neighbours per view already computed (and gets this job's)."""
     split, models = job.split, job.models
     train = split.matrix(TRAIN)
     users = np.flatnonzero(np.diff(train.indptr) > 0)
+    view = job.inputs.view
     builder = FeatureBuilder(
-        feature_context(split, models, content, settings.features.item_item), settings.features
+        feature_context(split, models, content, settings.features.item_item),
+        settings.features,
+        cooccurrence.get(view),
     )
+    if builder.cooccurrence is not None:
+        cooccurrence[view] = builder.cooccurrence
     chunk = feature_chunk_size(settings.features, split.n_items, len(models))
     chunks = [users[a : a + chunk] for a in range(0, len(users), chunk)]
     work = StageChunks(settings, split, models, builder, job.stage)
