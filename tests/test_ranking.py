@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -247,3 +249,68 @@ def test_bagged_ranker_averages_its_boosters(tmp_path):
     np.testing.assert_allclose(LTRRanker.load(tmp_path / "bag").predict(table), bagged.predict(table))
     with pytest.raises(ValueError, match="bags"):
         RankerConfig(bags=0)
+
+
+def _ranked(n_users=200, n_items=30, seed=0):
+    """The planted table with a source rank per row: positives sit at ranks 1..n_items in
+    a random order, so a shallow depth cuts some of them off."""
+    table = _planted(n_users, n_items, seed)
+    rng = np.random.default_rng(seed + 1)
+    ranks = np.concatenate([rng.permutation(n_items) + 1 for _ in range(n_users)]).astype(np.float32)
+    return table.assign(rank_s=ranks)
+
+
+def test_candidate_depth_ranks_rows_beyond_it_last_and_fits_within_it(tmp_path):
+    table = _ranked()
+    cfg = RankerConfig(n_estimators=60, min_child_samples=20, seed=1, candidates=[10])
+    ranker = LTRRanker(cfg).fit(table, ["signal", "noise"])
+    assert ranker.config.candidates == (10,) and ranker.depth == 10
+    assert ranker.columns == ["signal", "noise", "rank_s"]  # the depth reads the rank column
+    pred = ranker.predict(table)
+    assert np.isneginf(pred[table["rank_s"].to_numpy() > 10]).all()
+    assert np.isfinite(pred[table["rank_s"].to_numpy() <= 10]).all()
+    ranker.save(tmp_path / "r")
+    again = LTRRanker.load(tmp_path / "r")
+    np.testing.assert_array_equal(again.predict(table), pred)
+    assert again.depth == 10 and again.pool == ["rank_s"]
+
+
+def test_several_depths_keep_the_one_the_held_out_users_rank_best_over_the_pool(tmp_path):
+    table = _ranked()
+    cfg = RankerConfig(n_estimators=60, min_child_samples=20, seed=1)
+    chosen = LTRRanker(dataclasses.replace(cfg, candidates=(30, 3))).fit(table, ["signal", "noise"])
+    scores = chosen.depth_scores
+    # depth 3 cuts most positives off (they rank last), which the pool score pays for
+    assert set(scores) == {"30", "3"} and scores["3"] < scores["30"]
+    assert chosen.depth == 30 and chosen.config.candidates == (30,) and chosen.pool_score == scores["30"]
+    chosen.save(tmp_path / "r")
+    again = LTRRanker.load(tmp_path / "r")
+    assert again.depth_scores == scores
+    np.testing.assert_array_equal(again.predict(table), chosen.predict(table))
+    # the same data and seed: the same choice and boosters
+    twice = LTRRanker(dataclasses.replace(cfg, candidates=(30, 3))).fit(table, ["signal", "noise"])
+    np.testing.assert_array_equal(twice.predict(table), chosen.predict(table))
+    with pytest.raises(ValueError, match="distinct depths"):
+        RankerConfig(candidates=(0,))
+    with pytest.raises(ValueError, match="rank_<source>"):
+        LTRRanker(RankerConfig(candidates=(5,))).fit(_planted(), ["signal", "noise"])
+
+
+def test_pool_ndcg_by_hand():
+    from fusionrank.ranker.lgbm import _pool_ndcg
+
+    class Fixed:  # a booster whose scores are the table's "s" column
+        def predict(self, x, num_iteration=None):
+            return held["s"].to_numpy()
+
+    held = pd.DataFrame({USER_IDX: [0, 0, 0], "s": [3.0, 2.0, 1.0], "label": [0, 1, 1]})
+    # all kept: positives at positions 2 and 3 of 3
+    want = (1 / np.log2(3) + 1 / np.log2(4)) / (1 + 1 / np.log2(3))
+    got = _pool_ndcg(held, np.ones(3, bool), Fixed(), 1, ["s"], "label", USER_IDX, 10)
+    assert got == pytest.approx(want)
+    # the negative on top is cut off (ranks last): both positives move up, the ideal order
+    cut = _pool_ndcg(held, np.array([False, True, True]), Fixed(), 1, ["s"], "label", USER_IDX, 10)
+    assert cut == pytest.approx(1.0)
+    # cutting a positive off: it ranks last, behind the negative
+    lost = _pool_ndcg(held, np.array([True, False, True]), Fixed(), 1, ["s"], "label", USER_IDX, 2)
+    assert lost == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))

@@ -294,3 +294,28 @@ def test_the_ranker_settings_are_chosen_on_the_held_out_label_users(tiny_root, t
     assert ltr["stop_ndcg@10"] == best["stop ndcg"]
     chosen = best["settings"] if isinstance(best["settings"], dict) else {}
     assert all(ltr["settings"][k] == v for k, v in chosen.items()) and ltr["settings"]["tune"] is False
+
+
+def test_the_candidate_depth_is_chosen_on_held_out_users_and_recommend_keeps_within_it(tiny_root, tmp_path):
+    from fusionrank.pipelines.recommend import recommend
+
+    ranker = {"n_estimators": 40, "min_child_samples": 5, "early_stopping_rounds": 10, "candidates": [15, 2]}
+    config = load_run_config(_config(tiny_root, tmp_path, ranker=ranker, ablation=False))
+    ltr = run_pipeline(config, log=lambda m: None).metrics["models"]["ltr"]
+    scores = ltr["depth_scores"]
+    assert set(scores) == {"15", "2"}
+    assert ltr["candidates"] == (15 if scores["15"] >= scores["2"] else 2)  # ties: the first listed
+    # with depth 2, a user's answer holds only candidates some source ranks in its top 2
+    config = load_run_config(
+        _config(tiny_root, tmp_path, ranker={**ranker, "candidates": [2]}, ablation=False)
+    )
+    shallow = run_pipeline(config, log=lambda m: None)
+    assert shallow.metrics["models"]["ltr"]["candidates"] == 2
+    table = recommend(shallow.folder, "u3", 10, tiny_root)
+    assert np.isfinite(table["score"]).all() and 1 <= len(table) <= 10
+    rows = pd.read_parquet(shallow.folder / "features" / "features_test.parquet")
+    u = IdMap.load(shallow.folder / "users.parquet").to_index(["u3"])[0]
+    mine = rows[rows[USER_IDX] == u]
+    within = mine[mine.filter(like="rank_").min(axis=1) <= 2][ITEM_IDX]
+    items = IdMap.load(shallow.folder / "items.parquet").to_index(table["item_id"].tolist())
+    assert set(items) <= set(within)

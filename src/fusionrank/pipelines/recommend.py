@@ -254,7 +254,7 @@ class OpenRun:
         same). Keeps users × candidates, not users × items."""
         assert self.table is not None and self.ranker is not None  # noqa: S101
         scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        columns = list(dict.fromkeys([USER_IDX, ITEM_IDX, *self.ranker.features]))
+        columns = list(dict.fromkeys([USER_IDX, ITEM_IDX, *self.ranker.columns]))
         with self._lock:
             for g in range(self.table.n_groups):
                 rows = self.table.read_group(g, columns)
@@ -271,6 +271,7 @@ class OpenRun:
     def _from_ranker(self, user: int, k: int, depth: int, explain: bool) -> pd.DataFrame:
         items, scores = self.ranker_scores(user)
         top = ranked_order(scores, max(k, depth))  # the rows are in item order: ties go to the smaller index
+        top = top[np.isfinite(scores[top])]  # rows beyond the ranker's candidate depth are not candidates
         out = pd.DataFrame(
             {RANK: np.arange(1, len(top) + 1), ITEM_ID: self.items.to_ids(items[top]), SCORE: scores[top]}
         )

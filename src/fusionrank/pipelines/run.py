@@ -224,6 +224,8 @@ def _run_locked(
         "best_iteration": ranker.best_iteration,
         "stop_ndcg@10": ranker.stop_score,
         "dropped_groups": ranker.dropped_groups,
+        "candidates": ranker.depth,
+        "depth_scores": ranker.depth_scores,
         "features": ranker.features,
         **({"tuning": ranked.tuning, "settings": dataclasses.asdict(ranker.config)} if ranked.tuning else {}),
     }

@@ -38,6 +38,13 @@ class RankerConfig:
     """lambdarank_truncation_level: pairs below this rank do not contribute."""
     objective: Literal["lambdarank", "rank_xendcg"] = "lambdarank"
     """LightGBM's ranking objective: LambdaRank, or the listwise cross-entropy XE-NDCG."""
+    candidates: tuple[int, ...] = ()
+    """Candidates per source the ranker keeps: a (user, item) pair stays when some source
+    ranks it at most this deep (its best ``rank_<source>``); the others rank last. Several
+    depths: each is fitted and the one whose stopping users rank best over the whole
+    retrieved pool (positives a depth cuts off count as misses: :attr:`LTRRanker.pool_score`)
+    is kept, so the choice is made on validation (half the held-out label users stop each
+    fit, the other half compare the depths). Empty: every retrieved candidate."""
     tune: bool = False
     """Choose the settings among :data:`TUNING_GRID` by the NDCG@``eval_at`` of the held-out
     label users (the stopping set: validation, never test); the run reports the choice."""
@@ -77,6 +84,11 @@ class RankerConfig:
         if not 0 < self.stop_share < 1:
             raise InvalidArgumentError(f"stop_share must be in (0, 1), got {self.stop_share}")
         check_engine_name(self.engine, "ranker.engine")
+        object.__setattr__(self, "candidates", tuple(int(d) for d in self.candidates))  # YAML/JSON lists
+        if any(d < 1 for d in self.candidates) or len(set(self.candidates)) != len(self.candidates):
+            raise InvalidArgumentError(
+                f"ranker.candidates must be distinct depths >= 1, got {list(self.candidates)}"
+            )
         if self.workers < 1:
             raise InvalidArgumentError(f"ranker.workers must be >= 1, got {self.workers}")
 
@@ -156,6 +168,36 @@ def groups_of(users: np.ndarray) -> np.ndarray:
     return counts
 
 
+def _pool_ndcg(
+    held: pd.DataFrame,
+    keep: np.ndarray,
+    booster: lgb.Booster,
+    iterations: int,
+    features: list[str],
+    label: str,
+    query: str,
+    k: int,
+) -> float:
+    """Mean NDCG@k of the held-out groups over all their rows, rows outside ``keep`` ranked
+    last (so a depth that cuts positives off pays for it). Ties keep the table's order."""
+    if not len(held):
+        return float("nan")
+    scores = np.where(
+        keep, cast(np.ndarray, booster.predict(held[features], num_iteration=iterations)), -np.inf
+    )
+    frame = pd.DataFrame({"q": held[query].to_numpy(), "s": scores, "y": held[label].to_numpy(np.float64)})
+    frame = frame.sort_values(["q", "s"], ascending=[True, False], kind="stable")
+    position = frame.groupby("q", sort=False).cumcount().to_numpy()
+    gains = np.where(position < k, (2 ** frame["y"].to_numpy() - 1) / np.log2(position + 2), 0.0)
+    dcg = pd.Series(gains).groupby(frame["q"].to_numpy()).sum()
+    ideal_frame = frame.sort_values(["q", "y"], ascending=[True, False], kind="stable")
+    ideal_pos = ideal_frame.groupby("q", sort=False).cumcount().to_numpy()
+    ideal = np.where(ideal_pos < k, (2 ** ideal_frame["y"].to_numpy() - 1) / np.log2(ideal_pos + 2), 0.0)
+    idcg = pd.Series(ideal).groupby(ideal_frame["q"].to_numpy()).sum()
+    valid = idcg.to_numpy() > 0
+    return float((dcg.to_numpy()[valid] / idcg.to_numpy()[valid]).mean()) if valid.any() else float("nan")
+
+
 class LTRRanker:
     """``fit(features, labels)`` then ``predict``; importances and contributions.
 
@@ -173,6 +215,24 @@ class LTRRanker:
         self.stop_score = float("nan")
         self.dropped_groups = 0
         """Query groups of the last fit without a positive label (left out)."""
+        self.pool: list[str] = []
+        """The ``rank_<source>`` columns the candidate depth reads (with ``candidates``)."""
+        self.pool_score = float("nan")
+        """NDCG@``eval_at`` of the stopping users over every retrieved candidate (pairs beyond
+        the depth last, their positives counted in the ideal): comparable across depths."""
+        self.depth_scores: dict[str, float] = {}
+        """Each depth tried (with several ``candidates``) and its :attr:`pool_score`."""
+        self._score_apart = False  # a depth candidate: half the stopping groups score it
+
+    @property
+    def depth(self) -> int | None:
+        """The candidate depth kept (None: all)."""
+        return self.config.candidates[0] if len(self.config.candidates) == 1 else None
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns :meth:`predict` reads: the features and the depth's rank columns."""
+        return list(dict.fromkeys([*self.features, *(self.pool if self.depth else [])]))
 
     @property
     def engine(self) -> Engine:
@@ -200,8 +260,13 @@ class LTRRanker:
         (default: every group) decides early stopping; every group of the users it holds out
         stays out of that fit."""
         cfg = self.config
+        if len(cfg.candidates) > 1:
+            return self._choose_depth(table, features, label, query, stop_pool)
         if not features:
             raise InvalidArgumentError("no feature columns to fit on")
+        self.pool = [c for c in table.columns if c.startswith("rank_")]
+        if cfg.candidates and not self.pool:
+            raise InvalidArgumentError("ranker.candidates needs the sources' rank_<source> columns")
         missing = [c for c in dict.fromkeys([*features, label, USER_IDX, query]) if c not in table.columns]
         if missing:
             raise UnknownKeyError(f"feature table has no column(s) {missing}")
@@ -217,43 +282,84 @@ class LTRRanker:
         if len(pool) < 1:
             raise InvalidArgumentError("no group with a positive label to stop on")
         self.features = list(features)
-        self.boosters, self.iterations, scores = [], [], []
+        self.boosters, self.iterations, scores, pooled = [], [], [], []
         with self.engine:  # one hold on the engine for all of a fit's boosters
             for bag in range(cfg.bags):
-                booster, iterations, score = self._fit_one(table, pool, label, query, cfg.seed + bag)
+                booster, iterations, score, pool_score = self._fit_one(
+                    table, pool, label, query, cfg.seed + bag
+                )
                 self.boosters.append(booster)
                 self.iterations.append(iterations)
                 scores.append(score)
+                pooled.append(pool_score)
         self.stop_score = float(np.mean(scores))
+        self.pool_score = float(np.mean(pooled))
         return self
+
+    def _choose_depth(
+        self, table: pd.DataFrame, features: list[str], label: str, query: str, stop_pool: np.ndarray | None
+    ) -> LTRRanker:
+        """One fit per depth of ``candidates`` (the same held-out groups: the same seeds), and
+        this ranker becomes the one with the best :attr:`pool_score` (ties: the first listed).
+        The held-out groups are cut in two: one half stops each fit, the other scores it, so
+        the tree count chosen on a group never flatters its own depth's score."""
+        best: LTRRanker | None = None
+        scores: dict[str, float] = {}
+        for d in self.config.candidates:
+            fitted = LTRRanker(dataclasses.replace(self.config, candidates=(d,)), self._engine)
+            fitted._score_apart = True
+            fitted.fit(table, features, label, query, stop_pool)
+            scores[str(d)] = fitted.pool_score
+            if best is None or fitted.pool_score > best.pool_score:
+                best = fitted
+        assert best is not None  # noqa: S101 - candidates has several depths here
+        self.__dict__.update(best.__dict__)
+        self.depth_scores, self._score_apart = scores, False
+        return self
+
+    def _in_depth(self, table: pd.DataFrame) -> np.ndarray:
+        """Rows within the candidate depth (every row without one)."""
+        if self.depth is None:
+            return np.ones(len(table), bool)
+        ranks = table[self.pool].to_numpy(np.float64, na_value=np.inf)
+        return np.asarray(ranks.min(axis=1) <= self.depth)
 
     def _fit_one(
         self, table: pd.DataFrame, pool: np.ndarray, label: str, query: str, seed: int
-    ) -> tuple[lgb.Booster, int, float]:
+    ) -> tuple[lgb.Booster, int, float, float]:
         """One booster: rounds chosen by early stopping on a seeded share of the groups of
         ``pool`` (the other groups of their users left out of that fit), then (``refit``)
-        refitted on every group with that many rounds."""
+        refitted on every group with that many rounds. Only rows within the candidate depth
+        are fitted on; the pool score reads every held-out row."""
         cfg = self.config
         rng = np.random.default_rng(seed)
         stop_groups = rng.choice(pool, size=max(1, int(round(cfg.stop_share * len(pool)))), replace=False)
         held = np.isin(table[query].to_numpy(), stop_groups)
         stop_users = np.unique(table[USER_IDX].to_numpy()[held])
         fit = ~np.isin(table[USER_IDX].to_numpy(), stop_users)
+        keep = self._in_depth(table)
+        scored = held
+        if self._score_apart and len(stop_groups) > 1:  # stop on one half, score on the other
+            scored = np.isin(table[query].to_numpy(), stop_groups[1::2])
+            held = held & ~scored
         params = lightgbm_params(cfg, seed)
         where: dict[str, Any] = {"workers": cfg.workers, "storage": cfg.storage}
         stopped = self.engine.train_booster(
             params,
-            rank_table(table[fit], self.features, label, query),
-            rank_table(table[held], self.features, label, query),
+            rank_table(table[fit & keep], self.features, label, query),
+            rank_table(table[held & keep], self.features, label, query),
             cfg.n_estimators,
             cfg.early_stopping_rounds,
             **where,
         )
         booster = stopped.booster
+        pool_score = _pool_ndcg(
+            table[scored], keep[scored], booster, stopped.iterations, self.features, label, query, cfg.eval_at
+        )
         if cfg.refit:
-            whole = rank_table(table, self.features, label, query)
+            whole = rank_table(table[keep], self.features, label, query)
             booster = self.engine.train_booster(params, whole, None, stopped.iterations, 0, **where).booster
-        return booster, stopped.iterations, stopped.stop_score
+        return booster, stopped.iterations, stopped.stop_score, pool_score
 
     def _check(self) -> list[lgb.Booster]:
         if not self.boosters:
@@ -261,12 +367,15 @@ class LTRRanker:
         return self.boosters
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:
+        """Scores of the rows of ``table`` (it holds :attr:`columns`); rows beyond the
+        candidate depth get -inf (they rank last)."""
         x = table[self.features]
         # a DataFrame in gives a dense array out (sparse output only comes from sparse input)
-        return np.mean(
+        scores = np.mean(
             [cast(np.ndarray, b.predict(x, num_iteration=n)) for b, n in zip(self._check(), self.iterations)],
             axis=0,
         )
+        return np.where(self._in_depth(table), scores, -np.inf)
 
     def contributions(self, table: pd.DataFrame) -> pd.DataFrame:
         """Per-row additive contributions of each feature (and ``bias``) to the score."""
@@ -304,6 +413,9 @@ class LTRRanker:
             "iterations": self.iterations,
             "stop_score": self.stop_score,
             "dropped_groups": self.dropped_groups,
+            "pool": self.pool,
+            "pool_score": self.pool_score,
+            "depth_scores": self.depth_scores,
             "boosters": [b.model_to_string(num_iteration=n) for b, n in zip(self._check(), self.iterations)],
         }
 
@@ -316,6 +428,9 @@ class LTRRanker:
         ranker.features = list(state["features"])
         ranker.stop_score = state["stop_score"]
         ranker.dropped_groups = int(state.get("dropped_groups", 0))
+        ranker.pool = list(state.get("pool", []))
+        ranker.pool_score = float(state.get("pool_score", float("nan")))
+        ranker.depth_scores = dict(state.get("depth_scores", {}))
         return ranker
 
     def save(self, folder: str | Path) -> None:

@@ -95,7 +95,7 @@ class GroupScores:
 
     def __call__(self, groups: Iterable[int]) -> Iterator[np.ndarray]:
         for g in groups:
-            rows = self.table.read_group(g, [USER_IDX, ITEM_IDX, *self.ranker.features])
+            rows = self.table.read_group(g, [USER_IDX, ITEM_IDX, *self.ranker.columns])
             yield np.asarray(self.ranker.predict(rows), dtype=np.float32)
 
 
@@ -372,8 +372,12 @@ def ranker_stage(
         ranker, tried = tuned_ranker(settings.ranker, valid, columns, log, ranker_engine, stop_pool)
         ranker.dropped_groups = valid.attrs["dropped_groups"]  # before the sampling of label users
         log(f"  {ranker.dropped_groups:,} label groups without a positive among their candidates, left out")
+        if ranker.depth_scores:
+            tried_depths = ", ".join(f"{d}: {v:.4f}" for d, v in ranker.depth_scores.items())
+            log(f"  candidates per source: {ranker.depth} kept (stopping users' pool ndcg {tried_depths})")
         if tried:
             write_json(rdir / "tuning.json", tried)
+        if tried or ranker.depth_scores:
             settings = dataclasses.replace(
                 settings, ranker=ranker.config
             )  # the ablation refits the chosen one
