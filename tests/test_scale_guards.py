@@ -76,3 +76,18 @@ def test_ease_on_the_most_popular_items_scores_only_those(tiny_root, tmp_path):
     np.testing.assert_array_equal(fr.load_model(tmp_path / "m").score(np.arange(4)), scores)
     exact = fr.build_model("ease").fit(split)
     assert fr.build_model("ease", top_items=40).fit(split).score([0]).tolist() == exact.score([0]).tolist()
+
+
+def test_content_models_over_ease_refuse_a_catalogue_their_ease_cannot_hold(monkeypatch, tmp_path):
+    import numpy as np
+
+    import fusionrank.collab.ease as ease_module
+    from fusionrank.fusion.content_models import EASEContent, KernelContent
+    from tests.helpers import dataset_with_content, split_of
+
+    data = dataset_with_content(tmp_path, 4, np.eye(6, 3, dtype=np.float32))
+    split = split_of(np.eye(4, 6), dataset=data)
+    monkeypatch.setattr(ease_module, "available_memory_bytes", lambda: 0)  # less than any EASE
+    for cls in (EASEContent, KernelContent):
+        with pytest.raises(InsufficientMemoryError, match="EASE on"):
+            cls().fit(split)

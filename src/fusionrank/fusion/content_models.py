@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrank.collab.ease import ease_weights
+from fusionrank.collab.ease import check_ease_memory, ease_weights
 from fusionrank.columns import TRAIN
 from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
@@ -148,6 +148,12 @@ class ContentColumns(ContentRecommender):
 
     _warm_idx: np.ndarray
     _columns: np.ndarray
+
+    def _fit(self, split: Split) -> None:
+        # EASE over every warm item: refuse a catalogue whose dense matrices do not fit in
+        # memory, naming the count and the need, before allocating them
+        check_ease_memory(int((split.matrix(TRAIN).getnnz(axis=0) > 0).sum()))
+        super()._fit(split)
 
     def _content_columns(self, vectors: np.ndarray) -> np.ndarray:
         """``(n_warm, len(vectors))`` columns predicted from content vectors."""
