@@ -129,8 +129,9 @@ PairScores = Callable[[np.ndarray, np.ndarray], np.ndarray]
 class SourceChunk:
     """All the features take from one source for a chunk of users: its top-n per user
     (item indices, -1 pads, and their scores, known items excluded) and its scores of any
-    (user, item) pairs of the chunk. Nothing of size chunk x catalogue is kept, and a source
-    that retrieves through a vector index never scores the whole catalogue."""
+    (user, item) pairs of the chunk. A source scored exactly holds the chunk's scores of
+    every item until the chunk's features are built; a source that retrieves through a
+    vector index never scores the whole catalogue."""
 
     items: np.ndarray
     """``(rows, n)`` int64 top-n items in the tie rule's order; -1 pads short rows."""

@@ -20,6 +20,7 @@ import pandas as pd
 from fusionrank.columns import USER_IDX
 from fusionrank.engines import Engine, RankTable, check_engine_name, get_engine
 from fusionrank.errors import InvalidArgumentError, NotFittedError, UnknownKeyError
+from fusionrank.evaluation.metrics import ndcg
 from fusionrank.io import atomic_path, read_json, write_json
 
 
@@ -178,24 +179,25 @@ def _pool_ndcg(
     query: str,
     k: int,
 ) -> float:
-    """Mean NDCG@k of the held-out groups over all their rows, rows outside ``keep`` ranked
-    last (so a depth that cuts positives off pays for it). Ties keep the table's order."""
+    """Mean NDCG@k (:func:`fusionrank.evaluation.metrics.ndcg`, binary labels) of the
+    held-out groups over all their rows, rows outside ``keep`` ranked last (so a depth that
+    cuts positives off pays for it). Ties keep the table's order."""
     if not len(held):
         return float("nan")
     scores = np.where(
         keep, cast(np.ndarray, booster.predict(held[features], num_iteration=iterations)), -np.inf
     )
-    frame = pd.DataFrame({"q": held[query].to_numpy(), "s": scores, "y": held[label].to_numpy(np.float64)})
+    frame = pd.DataFrame({"q": held[query].to_numpy(), "s": scores, "y": held[label].to_numpy() > 0})
     frame = frame.sort_values(["q", "s"], ascending=[True, False], kind="stable")
+    group = pd.factorize(frame["q"])[0]
     position = frame.groupby("q", sort=False).cumcount().to_numpy()
-    gains = np.where(position < k, (2 ** frame["y"].to_numpy() - 1) / np.log2(position + 2), 0.0)
-    dcg = pd.Series(gains).groupby(frame["q"].to_numpy()).sum()
-    ideal_frame = frame.sort_values(["q", "y"], ascending=[True, False], kind="stable")
-    ideal_pos = ideal_frame.groupby("q", sort=False).cumcount().to_numpy()
-    ideal = np.where(ideal_pos < k, (2 ** ideal_frame["y"].to_numpy() - 1) / np.log2(ideal_pos + 2), 0.0)
-    idcg = pd.Series(ideal).groupby(ideal_frame["q"].to_numpy()).sum()
-    valid = idcg.to_numpy() > 0
-    return float((dcg.to_numpy()[valid] / idcg.to_numpy()[valid]).mean()) if valid.any() else float("nan")
+    relevant = frame["y"].to_numpy()
+    hits = np.zeros((group.max() + 1, k), bool)
+    top = position < k
+    hits[group[top], position[top]] = relevant[top]
+    n_relevant = np.bincount(group, weights=relevant).astype(np.int64)
+    valid = n_relevant > 0
+    return float(ndcg(hits[valid], n_relevant[valid], k).mean()) if valid.any() else float("nan")
 
 
 class LTRRanker:
