@@ -115,6 +115,22 @@ class TokenEncoder(Protocol):
 
 
 @runtime_checkable
+class StagedTokenEncoder(Protocol):
+    """The token fast path in two stages, so that the engine can overlap them: a batch is
+    collated on the host (in the feeding workers, then pinned and copied to the device one
+    batch ahead, on a side stream on CUDA) and run on the device. A :class:`TokenEncoder`
+    without them runs through ``encode_tokens``."""
+
+    def collate_tokens(self, tokens: Sequence[Any], rows: list[int]) -> dict[str, torch.Tensor]:
+        """The batch of ``tokens[r]``, ``r`` in ``rows``, as host tensors (padded if need be)."""
+        ...
+
+    def forward_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Vectors ``(n, dim)`` float32, on the device, of a collated batch already there."""
+        ...
+
+
+@runtime_checkable
 class PixelEncoder(Protocol):
     """An image fast path: ``preprocess`` runs in the engine's DataLoader workers (decoding
     and resizing overlap the model), the model gets stacked pixel tensors."""

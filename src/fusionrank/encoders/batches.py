@@ -1,14 +1,22 @@
 """Feeding the encoders. Text is composed per shard; an encoder with the token fast path
 (:class:`~fusionrank.encoders.base.TokenEncoder`) gets the shard tokenised at once and
-batches of rows (BERT: sorted by token length, each batch padded to its own longest row
-only), any other encoder batches of the composed strings. Images are read, checked and
-decoded by DataLoader workers while the model runs; an encoder with the pixel fast path
-(:class:`~fusionrank.encoders.base.PixelEncoder`) has them preprocessed there too and gets
-pixel tensors, any other encoder gets the batch of RGB PIL images. With a GPU, the next
-shard's text is prepared in a thread while the current one runs."""
+batches of rows (BERT: bucketed by token length, longest first, each batch padded to its
+own longest row; the vectors go back to the catalogue's order), any other encoder batches
+of the composed strings. With a GPU, worker processes compose, tokenise and collate whole
+shards ahead (``workers``), the batches are pinned and copied one ahead on a side stream
+(:class:`~fusionrank.encoders.device.DeviceFeed`), and a shard's vectors stay on the device
+until its last batch is queued, then come back in one copy that is waited for only after
+the next shard's batches are queued: the GPU is never idle waiting for the host.
+
+Images are read, checked and decoded by DataLoader workers while the model runs; an
+encoder with the pixel fast path (:class:`~fusionrank.encoders.base.PixelEncoder`) has them
+preprocessed there too and gets pixel tensors, any other encoder gets the batch of RGB PIL
+images. On CUDA with the ``nvjpeg`` decoder (:mod:`~fusionrank.encoders.decode`), the
+workers only read the files' bytes and the JPEGs are decoded and preprocessed on the GPU."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,27 +27,67 @@ import numpy as np
 import torch
 
 from fusionrank.data.text import compose_text
-from fusionrank.encoders.base import Encoder, PixelEncoder, TokenEncoder, checked_vectors
-from fusionrank.encoders.device import decode_workers
+from fusionrank.encoders import decode as decoding
+from fusionrank.encoders.base import (
+    Encoder,
+    PixelEncoder,
+    StagedTokenEncoder,
+    TokenEncoder,
+    checked_vectors,
+)
+from fusionrank.encoders.device import DeviceFeed, decode_workers, text_workers
 from fusionrank.encoders.embed_config import EmbedConfig
 from fusionrank.encoders.job import Shard
+
+
+def bucketed(encoder: Encoder, config: EmbedConfig) -> bool:
+    """Whether a text job batches rows by token length (``bucket`` and an encoder that sorts)."""
+    return config.bucket and isinstance(encoder, TokenEncoder) and bool(encoder.sort_by_length)
+
+
+def batch_order(lengths: Sequence[int], bucket: bool) -> np.ndarray:
+    """Positions of a shard's rows in the order they are batched: longest first (stable:
+    equal lengths keep the catalogue's order) when ``bucket``, else the catalogue's order."""
+    if bucket:
+        return np.argsort([-n for n in lengths], kind="stable")
+    return np.arange(len(lengths))
+
+
+def what_ran(encoder: Encoder, config: EmbedConfig) -> dict[str, Any]:
+    """What a job ran, for its manifest: the device, how bf16/fp16 ran (``cast``), and the
+    image decoder or the text bucketing."""
+    out: dict[str, Any] = {"device": config.device, "cast": getattr(encoder, "cast", None)}
+    if config.modality == "image":
+        out["decoder"] = decoding.choose_decoder(config.device, encoder)
+    else:
+        out["bucketing"] = "length" if bucketed(encoder, config) else "none"
+    return out
 
 
 @dataclass
 class _ShardText:
     """A shard's texts, ready for the model: catalogue rows, the texts (or their tokens,
-    for an encoder with the token fast path), bad rows."""
+    for an encoder with the token fast path), bad rows; with the staged fast path, the
+    collated host batches instead, in ``order`` (positions into ``rows``)."""
 
     rows: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     tokens: Sequence[Any] | None = None
     errors: list[tuple[int, str]] = field(default_factory=list)
+    order: np.ndarray | None = None
+    batches: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+    def pin_memory(self) -> _ShardText:
+        """The collated batches in pinned memory (the DataLoader's pinning thread calls it)."""
+        self.batches = [{k: v.pin_memory() for k, v in b.items()} for b in self.batches]
+        return self
 
 
 def _prepare(
     table: Any, shard: Shard, encoder: Encoder, config: EmbedConfig, id_errors: dict[int, str]
 ) -> _ShardText:
-    """Compose (and tokenise) one shard's texts (empty text and bad ids become errors)."""
+    """Compose (and tokenise, and with the staged fast path collate) one shard's texts
+    (empty text and bad ids become errors)."""
     fields = list(config.fields or ())
     chunk = table[shard.start : shard.stop]
     keys = list(chunk)
@@ -57,7 +105,28 @@ def _prepare(
         out.rows.append(r)
     if out.texts and isinstance(encoder, TokenEncoder):
         out.tokens = encoder.tokenize(out.texts)
+        out.order = batch_order([len(x) for x in out.tokens], bucketed(encoder, config))
+        if isinstance(encoder, StagedTokenEncoder):
+            size = config.batch_size
+            out.batches = [
+                encoder.collate_tokens(out.tokens, out.order[s : s + size].tolist())
+                for s in range(0, len(out.order), size)
+            ]
+            out.texts, out.tokens = [], None  # what the model needs is in the batches
     return out
+
+
+class _ShardTexts(torch.utils.data.Dataset):
+    """The pending shards, each prepared when asked for (in the DataLoader's workers)."""
+
+    def __init__(self, pending: list[Shard], prepare: Callable[[Shard], _ShardText]) -> None:
+        self.pending, self.prepare = pending, prepare
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def __getitem__(self, k: int) -> _ShardText:
+        return self.prepare(self.pending[k])
 
 
 def embed_text(
@@ -69,12 +138,32 @@ def embed_text(
     def prepare(shard: Shard) -> _ShardText:
         return _prepare(table, shard, encoder, config, id_errors)
 
-    for shard, prepared in _prepared(pending, prepare, ahead=config.device.startswith("cuda")):
+    cuda = config.device.startswith("cuda")
+    workers = min(text_workers(config.workers, config.device), len(pending))
+    if workers:
+        stream = _prepared_in_workers(pending, prepare, workers, pin=cuda)
+    else:
+        stream = _prepared(pending, prepare, ahead=cuda)
+    feed = (
+        DeviceFeed(getattr(encoder, "device", config.device))
+        if isinstance(encoder, StagedTokenEncoder)
+        else None
+    )
+    waiting: tuple[Shard, _ShardText, _Vectors] | None = None
+    for shard, prepared in stream:
         shard.errors.extend(prepared.errors)
-        if prepared.rows:
-            for r, vec in zip(prepared.rows, _encode_text(encoder, prepared, config.batch_size)):
-                shard.vectors[r] = vec
-        yield shard
+        vectors = _encode_text(encoder, prepared, config.batch_size, feed)
+        if waiting is not None:  # the previous shard's copy, waited for once this one is queued
+            yield _finished(*waiting)
+        waiting = (shard, prepared, vectors)
+    if waiting is not None:
+        yield _finished(*waiting)
+
+
+def _finished(shard: Shard, prepared: _ShardText, vectors: _Vectors) -> Shard:
+    for r, vec in zip(prepared.rows, vectors.result()):
+        shard.vectors[r] = vec
+    return shard
 
 
 def _prepared(
@@ -96,34 +185,111 @@ def _prepared(
             yield shard, prepared
 
 
-def _encode_text(encoder: Encoder, prepared: _ShardText, batch_size: int) -> np.ndarray:
-    """Vectors of one shard's texts, in order: through the token fast path when the
-    encoder has it (rows longest first when it sorts by length, so that each batch pads
-    to a length close to all of its rows'), else ``encode`` of each batch of texts."""
-    n = len(prepared.rows)
-    out = np.empty((n, encoder.dim), dtype=np.float32)
-    if prepared.tokens is not None and isinstance(encoder, TokenEncoder):
-        tokens = prepared.tokens
-        if encoder.sort_by_length:
-            order = np.argsort([-len(x) for x in tokens], kind="stable")
+def _prepared_in_workers(
+    pending: list[Shard], prepare: Callable[[Shard], _ShardText], workers: int, pin: bool
+) -> Iterator[tuple[Shard, _ShardText]]:
+    """Each shard with its prepared text, prepared by ``workers`` processes (in order;
+    two shards ahead per worker), its batches pinned when ``pin``. The workers tokenise
+    with one thread each (``TOKENIZERS_PARALLELISM=false`` in their environment unless it
+    is set: no thread pool forked into them); this process's setting is left as it was."""
+    loader = torch.utils.data.DataLoader(
+        _ShardTexts(pending, prepare),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=2,
+        pin_memory=pin,
+    )
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # inherited by the workers only
+    try:
+        shards = iter(loader)  # the workers start here
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+    yield from zip(pending, shards)
+
+
+class _Vectors:
+    """A shard's vectors as the batches come (in batch order; on the model's device), then
+    in one copy to the host, waited for in :meth:`result` (back in the rows' order)."""
+
+    def __init__(self, n: int, dim: int, order: np.ndarray | None) -> None:
+        self.n, self.dim, self.order = n, dim, order
+        self.out: torch.Tensor | np.ndarray | None = None
+        self.done: torch.cuda.Event | None = None
+        self.at = 0
+
+    def put(self, vectors: torch.Tensor | np.ndarray) -> None:
+        """The next batch's vectors (a tensor on the model's device, or an array)."""
+        if self.out is None:
+            if isinstance(vectors, torch.Tensor):
+                self.out = torch.empty((self.n, self.dim), dtype=torch.float32, device=vectors.device)
+            else:
+                self.out = np.empty((self.n, self.dim), dtype=np.float32)
+        if isinstance(self.out, torch.Tensor):
+            self.out[self.at : self.at + len(vectors)] = torch.as_tensor(vectors)
         else:
-            order = np.arange(n)
+            self.out[self.at : self.at + len(vectors)] = np.asarray(vectors)
+        self.at += len(vectors)
+
+    def to_host(self) -> _Vectors:
+        """Start the copy to the host (a GPU's: into pinned memory, without waiting)."""
+        if isinstance(self.out, torch.Tensor) and self.out.device.type == "cuda":
+            host = torch.empty(self.out.shape, dtype=self.out.dtype, pin_memory=True)
+            host.copy_(self.out, non_blocking=True)
+            self.done = torch.cuda.Event()
+            self.done.record(torch.cuda.current_stream(self.out.device))
+            self.out = host
+        return self
+
+    def result(self) -> np.ndarray:
+        """The vectors, ``(n, dim)`` float32, in the rows' order."""
+        if self.done is not None:
+            self.done.synchronize()
+        if self.out is None:
+            return np.empty((0, self.dim), dtype=np.float32)
+        out = (self.out.numpy() if isinstance(self.out, torch.Tensor) else self.out)[: self.at]
+        if self.order is None:
+            return out
+        rows = np.empty_like(out)
+        rows[self.order] = out
+        return rows
+
+
+def _encode_text(
+    encoder: Encoder, prepared: _ShardText, batch_size: int, feed: DeviceFeed | None
+) -> _Vectors:
+    """Queue the model work of one shard's texts: the staged token fast path (collated
+    batches, through ``feed``), ``encode_tokens`` of each batch of rows, or ``encode`` of
+    each batch of texts. Returns the shard's vectors, on their way to the host."""
+    n = len(prepared.rows)
+    vectors = _Vectors(n, encoder.dim, prepared.order)
+    if prepared.batches and feed is not None and isinstance(encoder, StagedTokenEncoder):
+        for _, on_device in feed((k, b) for k, b in enumerate(prepared.batches)):
+            vectors.put(encoder.forward_tokens(on_device).float())
+        prepared.batches = []
+        return vectors.to_host()
+    if prepared.tokens is not None and isinstance(encoder, TokenEncoder):
+        order = prepared.order if prepared.order is not None else np.arange(n)
         for s in range(0, n, batch_size):
-            rows = order[s : s + batch_size]
-            out[rows] = encoder.encode_tokens(tokens, rows.tolist()).cpu().numpy()
-        return out
+            vectors.put(encoder.encode_tokens(prepared.tokens, order[s : s + batch_size].tolist()).float())
+        return vectors.to_host()
+    vectors.order = None
     for s in range(0, n, batch_size):
         batch = prepared.texts[s : s + batch_size]
-        out[s : s + len(batch)] = checked_vectors(encoder, encoder.encode(batch), len(batch))
-    return out
+        vectors.put(checked_vectors(encoder, encoder.encode(batch), len(batch)))
+    return vectors.to_host()
 
 
 class _ImageRows(torch.utils.data.Dataset):
     """Loads, checks and decodes one image per catalogue row, and preprocesses it when
-    given ``preprocess`` (runs in workers): (row, pixels or RGB image or None, error or None)."""
+    given ``preprocess`` (runs in workers): (row, pixels or RGB image or None, error or None).
+    With ``raw``, only reads the file: (row, its bytes as a uint8 tensor, None)."""
 
-    def __init__(self, paths: dict[int, str], root: Path, preprocess: Callable | None) -> None:
-        self.paths, self.root, self.preprocess = paths, root.resolve(), preprocess
+    def __init__(
+        self, paths: dict[int, str], root: Path, preprocess: Callable | None, raw: bool = False
+    ) -> None:
+        self.paths, self.root, self.preprocess, self.raw = paths, root.resolve(), preprocess, raw
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -140,12 +306,20 @@ class _ImageRows(torch.utils.data.Dataset):
         if not path.is_file():
             return row, None, f"missing image {rel!r}"
         try:
+            if self.raw:  # decoded on the GPU (or, if it refuses, by PIL) in the main process
+                return row, torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8), None
             with Image.open(path) as im:
                 rgb = im.convert("RGB")  # decoded here: a loaded copy
                 pixels = self.preprocess(rgb) if self.preprocess is not None else rgb
         except Exception as exc:  # truncated or unreadable files
             return row, None, f"unreadable image {rel!r}: {type(exc).__name__}: {exc}"
         return row, pixels, None
+
+
+def _collate_raw(items: list) -> tuple[list[int], list[Any] | None, list[tuple[int, str]]]:
+    """A batch of files' bytes, as a list (decoded on the GPU)."""
+    rows, good, bad = _split(items)
+    return rows, good or None, bad
 
 
 def _collate(items: list) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
@@ -203,31 +377,63 @@ def embed_images(
     workers = decode_workers(config.workers, config.device)
     fast = encoder if isinstance(encoder, PixelEncoder) else None
     preprocess = fast.preprocess if fast is not None else None
+    spec = (
+        decoding.pixel_spec(preprocess)
+        if decoding.choose_decoder(config.device, encoder) == "nvjpeg"
+        else None
+    )
+    device = torch.device(getattr(encoder, "device", config.device)) if spec is not None else None
     loader = torch.utils.data.DataLoader(
-        _ImageRows(paths, Path(config.image_root or "."), preprocess),
+        _ImageRows(paths, Path(config.image_root or "."), preprocess, raw=spec is not None),
         batch_sampler=batches,
-        collate_fn=_collate if preprocess is not None else _collate_images,
+        collate_fn=_collate_raw
+        if spec is not None
+        else _collate
+        if preprocess is not None
+        else _collate_images,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
-        pin_memory=preprocess is not None and config.device.startswith("cuda"),
+        pin_memory=spec is None and preprocess is not None and config.device.startswith("cuda"),
     )
     by_row = {}
     for shard in pending:
         for r in rows_of[shard.index]:
             by_row[r] = shard
+    vectors: dict[int, tuple[list[int], _Vectors]] = {}
+    waiting: Shard | None = None
     for rows, good, bad in loader:
         shard = by_row[(rows or [r for r, _ in bad])[0]]
         shard.errors.extend(bad)
+        done, got = vectors.setdefault(
+            shard.index, ([], _Vectors(len(rows_of[shard.index]), encoder.dim, None))
+        )
+        if good is not None and spec is not None and fast is not None and device is not None:  # bytes
+            items = [(r, data, paths[r]) for r, data in zip(rows, good)]
+            rows, good, refused = decoding.gpu_batch(
+                items, spec, device, fast.preprocess, decoding.decode_jpegs
+            )
+            shard.errors.extend(refused)
         if good is not None:
             if fast is not None:  # (batch, 3, H, W) pixels
-                vecs = fast.encode_pixels(good).cpu().numpy()
+                got.put(fast.encode_pixels(good).float())
             else:  # RGB PIL images
-                vecs = checked_vectors(encoder, encoder.encode(good), len(good))
-            for r, vec in zip(rows, vecs):
-                shard.vectors[r] = vec
+                got.put(checked_vectors(encoder, encoder.encode(good), len(good)))
+            done.extend(rows)
         shard.batches_left -= 1
         if shard.batches_left == 0:
-            yield shard
+            got.to_host()  # waited for once the next shard is queued
+            if waiting is not None:
+                yield _images_done(waiting, vectors)
+            waiting = shard
+    if waiting is not None:
+        yield _images_done(waiting, vectors)
+
+
+def _images_done(shard: Shard, vectors: dict[int, tuple[list[int], _Vectors]]) -> Shard:
+    rows, got = vectors.pop(shard.index)
+    for r, vec in zip(rows, got.result()):
+        shard.vectors[r] = vec
+    return shard
 
 
 def embed_shards(

@@ -12,7 +12,17 @@ import torch
 
 from fusionrank.encoders.base import Batch, InputKind, images_of, texts_of
 from fusionrank.encoders.device import to_device
-from fusionrank.encoders.precision import Backend, Precision, autocast, check_precision, quantize_linears
+from fusionrank.encoders.precision import (
+    Backend,
+    Cast,
+    Precision,
+    autocast,
+    cast_model,
+    check_precision,
+    half_dtype,
+    quantize_linears,
+    resolve_cast,
+)
 from fusionrank.encoders.weights import ModelNotFoundError, file_identity, folder_identity, hub_offline
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
@@ -30,9 +40,12 @@ class ClipEncoderConfig:
     checkpoint file, or ``None`` for random weights (tests, benchmarks)."""
     precision: Precision = "fp32"
     """``fp32``; ``int8`` (the transformers' linear layers, dynamically quantised; CPU);
-    ``bf16``/``fp16`` (autocast, GPU)."""
+    ``bf16``/``fp16`` (GPU)."""
     backend: Backend = "torch"
     """``torch``: the only backend of CLIP (ONNX Runtime serves the text encoder)."""
+    cast: Cast = "auto"
+    """How bf16/fp16 run: ``weights`` cast once, ``autocast`` per batch, ``auto`` (weights on
+    CUDA, autocast on the CPU)."""
 
     ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {"clip_pretrained": ("pretrained",)}
     """``clip_pretrained`` (the ``fusionrank embed --clip-pretrained`` flag) sets ``pretrained``."""
@@ -81,15 +94,14 @@ class ClipEncoder:
         self.tokenizer = open_clip.get_tokenizer(name)
         self.preprocess = preprocess
         self.device = torch.device(device)
+        self.cast: str = resolve_cast(self.config.cast, self.precision, self.device)
         model = model.eval()
         if self.precision == "int8":
             model = quantize_linears(model)
-        self.model = model.to(self.device)
-        self.dim = (
-            int(self.model.text_projection.shape[1])
-            if hasattr(self.model, "text_projection") and self.model.text_projection is not None
-            else int(self.model.visual.output_dim)
-        )
+        built: Any = cast_model(model.to(self.device), self.precision, self.cast)
+        self.model = built
+        projection = getattr(built, "text_projection", None)
+        self.dim = int(projection.shape[1]) if projection is not None else int(built.visual.output_dim)
         self.normalized = True
 
     @classmethod
@@ -105,18 +117,28 @@ class ClipEncoder:
         """Vectors (len(rows), dim) of the token rows ``tokens[r]``, ``r`` in ``rows``; normalised."""
         return self.forward_text(torch.stack([tokens[i] for i in rows]))
 
+    def collate_tokens(self, tokens: Sequence[torch.Tensor], rows: list[int]) -> dict[str, torch.Tensor]:
+        """The batch of token rows ``tokens[r]``, ``r`` in ``rows``, on the host."""
+        return {"tokens": torch.stack([tokens[i] for i in rows])}
+
+    def forward_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Vectors of a batch from :meth:`collate_tokens`, already on the device."""
+        return self.forward_text(batch["tokens"])
+
     @torch.inference_mode()
     def forward_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """(batch, context) token ids -> (batch, dim), normalised."""
-        with autocast(self.device, self.precision):
+        with autocast(self.device, self.precision, self.cast):
             out = self.model.encode_text(to_device(tokens, self.device))
         return torch.nn.functional.normalize(out.float(), dim=-1)
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """(batch, 3, H, W) preprocessed pixels -> (batch, dim), normalised."""
-        with autocast(self.device, self.precision):
-            out = self.model.encode_image(to_device(pixels, self.device))
+        dtype = half_dtype(self.precision) if self.cast == "weights" else None
+        with autocast(self.device, self.precision, self.cast):
+            pixels = to_device(pixels, self.device)
+            out = self.model.encode_image(pixels if dtype is None else pixels.to(dtype))
         return torch.nn.functional.normalize(out.float(), dim=-1)
 
     def encode(self, batch: Batch) -> np.ndarray:

@@ -31,7 +31,7 @@ from fusionrank.encoders.registry import builtin_name, encoder_class
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.settings import SettingsError, aliases_of, build_settings, config_fields, settings_kwargs
 
-SPEED_KNOBS = ("batch_size", "device", "workers", "quiet")
+SPEED_KNOBS = ("batch_size", "device", "workers", "quiet", "bucket")
 """Job settings that change how fast a job runs, not its output (not in the fingerprint)."""
 
 LEGACY_LAYOUT: tuple[tuple[str, str, Any], ...] = (
@@ -80,8 +80,13 @@ class EmbedConfig:
     device: str = "cpu"
     """``cpu``, ``cuda`` or ``cuda:N``."""
     workers: int | None = None
-    """DataLoader worker processes that decode images; None: one on the CPU, one per spare
-    core (at most 8) with a GPU."""
+    """DataLoader worker processes that read and decode images (None: one on the CPU) or
+    compose, tokenise and collate text shards (None: none on the CPU, the shard is prepared
+    inline); with a GPU, None is one per spare core (at most 8)."""
+    bucket: bool = True
+    """Text with an encoder that sorts by length (BERT): batch each shard's rows by token
+    length, longest first (each batch padded to its own longest row); False: catalogue
+    order. Vectors come back in the catalogue's order either way (the same to float noise)."""
     quiet: bool = False
     """No progress bar (for logs); the summary line is still printed."""
     encoder_config: Any = None
@@ -100,6 +105,7 @@ class EmbedConfig:
         batch_size: int = 64,
         device: str = "cpu",
         workers: int | None = None,
+        bucket: bool = True,
         quiet: bool = False,
         encoder_config: Any = None,
         **settings: Any,
@@ -117,6 +123,7 @@ class EmbedConfig:
             "batch_size": batch_size,
             "device": device,
             "workers": workers,
+            "bucket": bool(bucket),
             "quiet": quiet,
             "encoder_config": _encoder_config(cls, name, encoder_config, settings),
         }

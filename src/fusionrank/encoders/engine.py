@@ -6,15 +6,19 @@ to ``.errors/errors-NNNNN.parquet``; a shard file therefore means "this chunk is
 and a rerun of the same command skips it. ``job.json`` records the settings that decide
 the output; a rerun into the same folder with other settings is refused. When every shard
 is done, the error parts are merged into ``errors.parquet`` and ``manifest.json`` is
-written last. Invariant: rows in vectors + rows in errors = rows in the catalogue.
+written last. Invariant: rows in vectors + rows in errors = rows in the catalogue. Shards are
+written by a background thread (:mod:`~fusionrank.encoders.writer`) while the model runs
+the next ones.
 
 The pieces: :mod:`~fusionrank.encoders.base` (the encoder contract),
 :mod:`~fusionrank.encoders.registry` (encoders by name or dotted path),
 :mod:`~fusionrank.encoders.embed_config` (the job's settings and its encoder's config),
 :mod:`~fusionrank.encoders.catalogue` (reading, id checks), :mod:`~fusionrank.encoders.job`
 (fingerprint, shards, manifest), :mod:`~fusionrank.encoders.batches` (text and image
-feeding) and :mod:`~fusionrank.encoders.work` (the shards' work in a worker). The driver
-keeps all the bookkeeping; the shards' model work goes through the job's engine
+feeding; :mod:`~fusionrank.encoders.device` and :mod:`~fusionrank.encoders.decode` for the
+GPU: copies one batch ahead, JPEG decoding) and :mod:`~fusionrank.encoders.work` (the
+shards' work in a worker). The driver keeps all the bookkeeping; the shards' model work
+goes through the job's engine
 (:mod:`fusionrank.engines`: this process, or Ray actors that each load the encoder once).
 The engine is no part of the fingerprint, so a job started on one engine resumes on the
 other.
@@ -34,7 +38,7 @@ from tqdm.auto import tqdm
 
 from fusionrank.data.vectors import VectorSet
 from fusionrank.encoders.base import Encoder
-from fusionrank.encoders.batches import embed_shards
+from fusionrank.encoders.batches import embed_shards, what_ran
 from fusionrank.encoders.catalogue import check_ids, open_catalogue, shard_ids
 from fusionrank.encoders.embed_config import EmbedConfig, build_encoder
 from fusionrank.encoders.job import (
@@ -44,13 +48,13 @@ from fusionrank.encoders.job import (
     check_job,
     errors_part,
     fingerprint,
-    finish_shard,
     shard_path,
     write_manifest,
 )
 from fusionrank.encoders.precision import BF16_CPU_NOTE
 from fusionrank.encoders.registry import encoder_class
 from fusionrank.encoders.work import ShardEmbedder, absolute
+from fusionrank.encoders.writer import ShardWriter
 from fusionrank.engines import Engine, EngineName, Work, get_engine
 from fusionrank.engines.ray_engine import RayOptions, WorkerDiedError
 from fusionrank.errors import InvalidArgumentError
@@ -138,17 +142,12 @@ def embed_catalogue(
             dynamic_ncols=True,
             file=sys.stderr,
         )
-        counts = [0, 0]
         try:
-            for shard in engine.map(work, pending, ordered=False):
-                good, bad = finish_shard(
-                    out, shard, shard_ids(table, config, shard.start, shard.stop), encoder.dim
-                )
-                shard.vectors.clear()  # written: memory stays flat in the number of shards
-                shard.errors.clear()
-                counts[0] += good
-                counts[1] += bad
-                bar.update(shard.stop - shard.start)
+            with ShardWriter(out, encoder.dim) as writer:  # Parquet in a thread; its errors raise here
+                for shard in engine.map(work, pending, ordered=False):
+                    writer.submit(shard, shard_ids(table, config, shard.start, shard.stop))
+                    bar.update(shard.stop - shard.start)
+            counts = writer.counts
         except WorkerDiedError as exc:
             lost = [pending[p].index for p in exc.positions]
             raise WorkerDiedError(
@@ -163,7 +162,7 @@ def embed_catalogue(
     summary = engine.summary([s.stop - s.start for s in pending], "shards")
     if summary:
         log(summary)
-    manifest = write_manifest(out, shards, job, config, encoder, n)
+    manifest = write_manifest(out, shards, job, config, encoder, n, what_ran(encoder, config))
     elapsed = time.perf_counter() - t0
     rate = counts[0] / elapsed if elapsed > 0 else float("nan")
     log(

@@ -12,7 +12,16 @@ import torch
 
 from fusionrank.encoders.base import Batch, InputKind, images_of
 from fusionrank.encoders.device import to_device
-from fusionrank.encoders.precision import Backend, Precision, autocast, check_precision
+from fusionrank.encoders.precision import (
+    Backend,
+    Cast,
+    Precision,
+    autocast,
+    cast_model,
+    check_precision,
+    half_dtype,
+    resolve_cast,
+)
 from fusionrank.encoders.weights import ModelNotFoundError, file_identity
 from fusionrank.errors import InvalidArgumentError
 
@@ -33,16 +42,20 @@ class ImageEncoderConfig:
     normalize: bool = True
     """L2-normalise the pooled features."""
     precision: Precision = "fp32"
-    """``fp32``, or ``bf16``/``fp16`` autocast on a GPU (int8 has no linear layer to act on)."""
+    """``fp32``, or ``bf16``/``fp16`` on a GPU (int8 has no linear layer to act on)."""
     optimize: bool = True
     """Fold batch norm into the convolutions and run channels_last (the same features to
     ~1e-6); ``False`` runs torchvision's module as it is."""
     backend: Backend = "torch"
     """``torch``: the only backend of the ResNets (ONNX Runtime serves the text encoder)."""
+    cast: Cast = "auto"
+    """How bf16/fp16 run: ``weights`` cast once, ``autocast`` per batch, ``auto`` (weights on
+    CUDA, autocast on the CPU)."""
 
     def __post_init__(self) -> None:
         if self.model is not None and self.model not in RESNETS:
             raise InvalidArgumentError(f"unknown image model {self.model!r}; expected one of {RESNETS}")
+        resolve_cast(self.cast, self.precision, "cpu")  # names a bad value
 
 
 def _weights_enum(model: str) -> Any:
@@ -128,8 +141,10 @@ class ImageEncoder:
         self.dim = int(model.fc.in_features)
         model.fc = torch.nn.Identity()
         self.device = torch.device(device)
+        self.cast: str = resolve_cast(self.config.cast, self.precision, self.device)
         model = model.eval()
-        self.model = (inference_graph(model) if self.config.optimize else model).to(self.device)
+        model = (inference_graph(model) if self.config.optimize else model).to(self.device)
+        self.model = cast_model(model, self.precision, self.cast)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # one input size per job: tune once
         self.normalized: bool = self.config.normalize
@@ -143,8 +158,10 @@ class ImageEncoder:
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """(batch, 3, H, W) preprocessed pixels -> (batch, dim) float32."""
         layout = torch.channels_last if self.config.optimize else torch.preserve_format
-        with autocast(self.device, self.precision):
-            feats = self.model(to_device(pixels, self.device, memory_format=layout)).float()
+        dtype = half_dtype(self.precision) if self.cast == "weights" else None
+        with autocast(self.device, self.precision, self.cast):
+            pixels = to_device(pixels, self.device, memory_format=layout)
+            feats = self.model(pixels if dtype is None else pixels.to(dtype)).float()
         if self.config.normalize:
             feats = torch.nn.functional.normalize(feats, p=2, dim=1)
         return feats

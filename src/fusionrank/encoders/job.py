@@ -117,9 +117,16 @@ def finish_shard(out: Path, shard: Shard, ids: list[str], dim: int) -> tuple[int
 
 
 def write_manifest(
-    out: Path, shards: list[Shard], fingerprint: dict, config: EmbedConfig, encoder: Encoder, n_rows: int
+    out: Path,
+    shards: list[Shard],
+    fingerprint: dict,
+    config: EmbedConfig,
+    encoder: Encoder,
+    n_rows: int,
+    ran: dict[str, Any] | None = None,
 ) -> dict:
-    """Merge the error parts and write the manifest once every shard is done."""
+    """Merge the error parts and write the manifest once every shard is done (``ran``: what
+    ran, beside the precision and backend: device, cast, decoder or bucketing)."""
     shard_info: list[dict[str, Any]] = []
     error_tables = []
     for s in shards:
@@ -149,6 +156,7 @@ def write_manifest(
         catalogue_rows=n_rows,
         precision=config.precision,
         backend=config.backend,
+        **(ran or {}),
         settings=fingerprint["settings"],
         catalogue=fingerprint["catalogue"],
     )

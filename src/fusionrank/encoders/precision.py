@@ -3,8 +3,13 @@
 - ``fp32``: the reference; every other setting is measured against it.
 - ``int8``: dynamic quantisation of the linear layers (weights int8 per output channel,
   activations quantised per batch over the full 8-bit range), CPU only.
-- ``bf16`` / ``fp16``: autocast, for GPUs. fp16 is refused on the CPU; bf16 runs there but
-  is slow on cores without native bf16 instructions.
+- ``bf16`` / ``fp16``: for GPUs. fp16 is refused on the CPU; bf16 runs there but is slow on
+  cores without native bf16 instructions. How the model gets there is its ``cast``
+  (:data:`CASTS`): the weights cast once to the half type when the model loads
+  (``weights``: no per-batch casts, every activation half-size: the faster on a GPU) or
+  autocast around every batch (``autocast``: fp32 weights, each op in the precision autocast
+  picks, for a model that needs fp32 somewhere). ``auto`` is ``weights`` on CUDA and
+  ``autocast`` elsewhere (the CPU's vectors stay those of before ``cast`` existed).
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from fusionrank.errors import InvalidArgumentError
 
 Precision = Literal["fp32", "int8", "bf16", "fp16"]
 Backend = Literal["torch", "onnx"]
+Cast = Literal["auto", "weights", "autocast"]
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "bf16", "fp16")
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
+CASTS: tuple[str, ...] = ("auto", "weights", "autocast")
 
 KEEP_FP32 = (r"(^|\.)layer\.0\.output\.dense$",)
 """Linear layers that int8 leaves in fp32 (module names, regular expressions): the first
@@ -67,11 +74,40 @@ def check_precision(precision: str, device: str, backend: str = "torch", kind: s
             raise InvalidArgumentError(f"--backend onnx runs fp32 or int8, not {precision}")
 
 
-def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast for bf16/fp16; nothing for fp32 and int8."""
-    if precision not in ("bf16", "fp16"):
+def half_dtype(precision: str) -> torch.dtype | None:
+    """The torch dtype of a half precision (bf16, fp16); None for fp32 and int8."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def resolve_cast(cast: str, precision: str, device: torch.device | str) -> str:
+    """How a model runs ``precision`` on ``device``: ``weights`` (cast once), ``autocast``
+    (per batch), or ``none`` (fp32, int8). ``auto``: ``weights`` on CUDA, where it is the
+    faster (no weight casts per batch, half-size activations in every op), else
+    ``autocast`` (the CPU's bf16 vectors as before)."""
+    if cast not in CASTS:
+        raise InvalidArgumentError(f"cast must be one of {', '.join(CASTS)}, got {cast!r}")
+    if half_dtype(precision) is None:
+        return "none"
+    if cast == "auto":
+        return "weights" if torch.device(device).type == "cuda" else "autocast"
+    return cast
+
+
+def cast_model(model: torch.nn.Module, precision: str, cast: str) -> torch.nn.Module:
+    """``model`` with its weights in the half type when ``cast`` (resolved) is ``weights``;
+    unchanged otherwise. Done once, at load."""
+    dtype = half_dtype(precision)
+    return model.to(dtype) if cast == "weights" and dtype is not None else model
+
+
+def autocast(
+    device: torch.device | str, precision: str, cast: str = "autocast"
+) -> contextlib.AbstractContextManager:
+    """Autocast for bf16/fp16 run with ``cast="autocast"``; nothing for fp32, int8 and
+    weights already cast."""
+    dtype = half_dtype(precision)
+    if dtype is None or cast != "autocast":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 

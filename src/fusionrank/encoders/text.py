@@ -1,5 +1,5 @@
 """Text encoder: a BERT-family transformers model with mean or CLS pooling, run by torch
-(fp32, int8, bf16/fp16 autocast) or ONNX Runtime (fp32, int8)."""
+(fp32, int8, bf16/fp16 with the weights cast or under autocast) or ONNX Runtime (fp32, int8)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,16 @@ from fusionrank.encoders.base import Batch, InputKind, texts_of
 from fusionrank.encoders.device import to_device
 from fusionrank.encoders.precision import (
     BACKENDS,
+    CASTS,
     PRECISIONS,
     Backend,
+    Cast,
     Precision,
     autocast,
+    cast_model,
     check_precision,
     quantize_linears,
+    resolve_cast,
 )
 from fusionrank.encoders.weights import DEFAULT_TEXT_MODEL, resolve_hf_model
 from fusionrank.errors import InvalidArgumentError
@@ -39,9 +43,12 @@ class TextEncoderConfig:
     normalize: bool = True
     """L2-normalise the vectors (cosine = dot product)."""
     precision: Precision = "fp32"
-    """``fp32``; ``int8`` (dynamic quantisation, CPU); ``bf16``/``fp16`` (autocast, GPU)."""
+    """``fp32``; ``int8`` (dynamic quantisation, CPU); ``bf16``/``fp16`` (GPU)."""
     backend: Backend = "torch"
     """``torch``, or ``onnx`` (ONNX Runtime on the CPU; fp32 or int8)."""
+    cast: Cast = "auto"
+    """How bf16/fp16 run: ``weights`` cast once at load, ``autocast`` per batch, ``auto``
+    (weights on CUDA, autocast on the CPU); see :mod:`fusionrank.encoders.precision`."""
 
     def __post_init__(self) -> None:
         if self.pooling not in ("mean", "cls"):
@@ -50,6 +57,8 @@ class TextEncoderConfig:
             raise InvalidArgumentError("max_length must be >= 2")
         if self.precision not in PRECISIONS or self.backend not in BACKENDS:
             check_precision(self.precision, "cpu", self.backend)  # names the bad value
+        if self.cast not in CASTS:
+            resolve_cast(self.cast, self.precision, "cpu")  # names the bad value
 
 
 def pool_tokens(
@@ -69,9 +78,22 @@ def pool_tokens(
     return pooled
 
 
+def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` (int64, on the host) of token id lists padded to
+    the longest: what ``tokenizer.pad(..., return_tensors="pt")`` gives, in numpy."""
+    lengths = np.fromiter((len(x) for x in seqs), dtype=np.int64, count=len(seqs))
+    width = int(lengths.max()) if len(seqs) else 0
+    cols = np.arange(width)
+    mask = cols >= (width - lengths)[:, None] if left else cols < lengths[:, None]
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    ids[mask] = np.fromiter((t for x in seqs for t in x), dtype=np.int64, count=int(lengths.sum()))
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
+
+
 class TextEncoder:
     """``encode(texts) -> float32 (n, dim)``; the engine's fast path tokenises a shard at
-    once and runs batches of rows sorted by token length (``tokenize``/``encode_tokens``)."""
+    once and runs batches of rows sorted by token length (``tokenize``, then
+    ``collate_tokens`` on the host and ``forward_tokens`` on the device)."""
 
     config_class: ClassVar[type] = TextEncoderConfig
     inputs: ClassVar[tuple[InputKind, ...]] = ("text",)
@@ -91,6 +113,7 @@ class TextEncoder:
         self.device = torch.device(device)
         self.precision: str = self.config.precision
         self.backend: str = self.config.backend
+        self.cast: str = resolve_cast(self.config.cast, self.precision, self.device)
         self.model: torch.nn.Module | None = None
         self.onnx = None
         if self.backend == "onnx":
@@ -104,7 +127,7 @@ class TextEncoder:
             model = AutoModel.from_pretrained(str(folder)).eval()
             if self.precision == "int8":
                 model = quantize_linears(model)
-            self.model = model.to(self.device)
+            self.model = cast_model(model.to(self.device), self.precision, self.cast)
             self.dim = int(model.config.hidden_size)
         self.normalized: bool = self.config.normalize
 
@@ -127,10 +150,20 @@ class TextEncoder:
         """Vectors (len(rows), dim) of the token id lists ``tokens[r]``, ``r`` in ``rows``."""
         return self.forward(self.collate([tokens[i] for i in rows]))
 
+    def collate_tokens(self, tokens: Sequence[list[int]], rows: list[int]) -> dict[str, torch.Tensor]:
+        """The padded batch of ``tokens[r]``, ``r`` in ``rows``, on the host (the engine
+        makes it in its feeding workers and copies it to the device itself)."""
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        return pad_ids([tokens[i] for i in rows], int(self.tokenizer.pad_token_id or 0), left)
+
+    def forward_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Vectors of a batch from :meth:`collate_tokens`, already on the device."""
+        return self.forward(batch)
+
     def collate(self, input_ids: list[list[int]]) -> dict[str, torch.Tensor]:
         """Pad a batch of token id lists to its own longest length (on the device; to a GPU
         through pinned memory, without blocking)."""
-        batch = self.tokenizer.pad({"input_ids": input_ids}, return_tensors="pt")
+        batch = self.collate_tokens(input_ids, list(range(len(input_ids))))
         return {k: to_device(v, self.device) for k, v in batch.items()}
 
     @torch.inference_mode()
@@ -140,7 +173,7 @@ class TextEncoder:
             hidden = self.onnx(batch)
         else:
             assert self.model is not None
-            with autocast(self.device, self.precision):
+            with autocast(self.device, self.precision, self.cast):
                 hidden = self.model(**batch).last_hidden_state  # (batch, seq, dim)
         return pool_tokens(hidden, batch["attention_mask"], self.config.pooling, self.config.normalize)
 
