@@ -151,6 +151,13 @@ def test_cold_users_are_served_from_side_features(tmp_path):
     )
     known = fitted.recommend([f"u{cold[0]}"], k=5)
     assert new["item_id"].tolist() == known["item_id"].tolist()
+    # a catalogue above softmax_items trains on a sampled softmax: still far above popularity,
+    # and the same seed gives the same tower
+    sampled = fr.build_model("profile", epochs=10, progress=False, softmax_items=x.shape[1] // 4).fit(split)
+    assert sampled._sampled and not fitted._sampled
+    assert ndcg(sampled) > pop + 0.2, (pop, ndcg(sampled))
+    again = fr.build_model("profile", epochs=10, progress=False, softmax_items=x.shape[1] // 4).fit(split)
+    np.testing.assert_array_equal(again.score(cold), sampled.score(cold))
 
 
 def test_cross_domain_serves_cold_users_from_the_source_domain():

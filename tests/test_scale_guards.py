@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 import fusionrank as fr
 from fusionrank.collab.ease import check_ease_memory, ease_memory
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.pipelines.cli import app
 from fusionrank.resources import InsufficientMemoryError
 
@@ -91,3 +92,66 @@ def test_content_models_over_ease_refuse_a_catalogue_their_ease_cannot_hold(monk
     for cls in (EASEContent, KernelContent):
         with pytest.raises(InsufficientMemoryError, match="EASE on"):
             cls().fit(split)
+
+
+def test_content_models_with_max_items_keep_popular_warm_columns_under_the_guard(monkeypatch, tmp_path):
+    import numpy as np
+
+    import fusionrank.collab.ease as ease_module
+    from fusionrank.fusion.content_models import EASEContent, KernelContent
+    from tests.helpers import dataset_with_content, split_of
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(8, 4)).astype(np.float32)
+    data = dataset_with_content(tmp_path, 6, vectors)
+    train = (rng.random((6, 8)) < 0.5).astype(float)
+    train[:, :3] = 1.0  # items 0-2 the most popular; item 7 cold
+    train[:, 7] = 0.0
+    split = split_of(train, dataset=data)
+    # EASE over 3 items fits what is left; over the 7 warm ones it would not
+    monkeypatch.setattr(ease_module, "available_memory_bytes", lambda: ease_module.ease_memory(3) + 1)
+    for cls in (EASEContent, KernelContent):
+        with pytest.raises(InsufficientMemoryError, match="EASE on 7 items"):
+            cls().fit(split)
+        model = cls(cls.config_class(max_items=3)).fit(split)
+        assert model._warm_idx.tolist() == [0, 1, 2]
+        scores = model.score(np.arange(6))
+        assert scores.shape == (6, 8) and np.isfinite(scores).all()
+        # a warm item outside the kept ones is scored from its content, as a cold item is
+        np.testing.assert_allclose(
+            scores[:, 5], model.score_content(np.arange(6), model._vectors()[5:6])[:, 0], rtol=1e-5, atol=1e-6
+        )
+        model.save(tmp_path / cls.__name__)
+        loaded = fr.load_model(tmp_path / cls.__name__)
+        np.testing.assert_array_equal(loaded.score(np.arange(6)), scores)
+        new = model._vectors()[5:7]
+        users = np.arange(6)
+        np.testing.assert_array_equal(loaded.score_content(users, new), model.score_content(users, new))
+    with pytest.raises(InvalidArgumentError, match="max_items must be >= 1"):
+        KernelContent(KernelContent.config_class(max_items=0))
+
+
+def test_content_columns_are_kept_for_a_read_only_array_only(tmp_path):
+    import numpy as np
+
+    from fusionrank.fusion.content_models import KernelContent
+    from tests.helpers import dataset_with_content, split_of
+
+    rng = np.random.default_rng(1)
+    data = dataset_with_content(tmp_path, 6, rng.normal(size=(8, 4)).astype(np.float32))
+    model = KernelContent(KernelContent.config_class(kernels=(2.0,))).fit(
+        split_of((rng.random((6, 8)) < 0.5).astype(float), dataset=data)
+    )
+    calls = []
+    compute = model._content_columns
+    model._content_columns = lambda v: calls.append(len(v)) or compute(v)  # type: ignore[method-assign]
+    users = np.arange(6)
+    v = model._vectors()[:3].copy()
+    first = model.score_content(users, v)
+    v[:] = v[::-1].copy()  # a writeable array may change: scored afresh every call
+    np.testing.assert_array_equal(model.score_content(users, v), first[:, ::-1])
+    assert calls == [3, 3]
+    v.flags.writeable = False  # a read-only one cannot: its columns are kept
+    kept = model.score_content(users, v)
+    np.testing.assert_array_equal(model.score_content(users[:2], v), kept[:2])
+    assert calls == [3, 3, 3]

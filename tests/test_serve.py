@@ -454,3 +454,41 @@ def test_the_docs_page_opens_in_a_real_browser(served, tmp_path):
         check=True,
     ).stdout
     assert "swagger-ui" in dom and "fusionrank" in dom
+
+
+def test_models_fitted_for_answers_are_saved_in_the_run_and_reloaded(small_run, tmp_path, monkeypatch):
+    from fusionrank.io import read_json
+    from fusionrank.recommender import Recommender
+    from fusionrank.registry import DEFAULT_MODELS
+
+    folder, root = small_run
+    copy = tmp_path / "run"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("fitted"))
+    first = OpenRun.open(copy, root)
+    side = pd.DataFrame([{"user_id": "newcomer", **FEATURES}])
+    expected = first.profile_model().recommend(["newcomer"], 5, user_features=side)
+    vectors = first.content_vectors()
+    users = np.arange(first.split.n_users)
+    content = first.content_model().score_content(users, vectors)
+    for key in ("profile", "content"):
+        assert (copy / "fitted" / key / "model" / "weights.safetensors").is_file()
+    assert not list((copy / "fitted").glob(".*"))  # no temporary folder left behind
+
+    def no_fit(self, split):
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(Recommender, "fit", no_fit)
+    second = OpenRun.open(copy, root)
+    answer = second.profile_model().recommend(["newcomer"], 5, user_features=side)
+    pd.testing.assert_frame_equal(answer, expected)
+    np.testing.assert_array_equal(second.content_model().score_content(users, vectors), content)
+    # other settings for the new-items model: fitted again and saved over the old one
+    monkeypatch.undo()
+    name, settings = DEFAULT_MODELS["new items"]
+    monkeypatch.setitem(DEFAULT_MODELS, "new items", (name, {**settings, "kernels": [2.0]}))
+    OpenRun.open(copy, root).content_model()
+    assert read_json(copy / "fitted" / "content" / "made_by.json")[1]["kernels"] == [2.0]
+    # a damaged saved model is fitted again, not an error
+    (copy / "fitted" / "profile" / "model" / "weights.safetensors").write_bytes(b"torn")
+    again = OpenRun.open(copy, root).profile_model().recommend(["newcomer"], 5, user_features=side)
+    pd.testing.assert_frame_equal(again, expected)

@@ -47,14 +47,15 @@ MODELS: dict[str, str] = {
 _EXTRA: dict[str, str] = {}
 
 DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    "new items": ("kernel-content", {"modalities": ("text",)}),
+    "new items": ("kernel-content", {"modalities": ("text",), "max_items": 5000}),
     "unknown users": ("profile", {}),
     "evaluate": ("ease", {}),
 }
 """The model (and its settings) a path builds when nobody named one: ``fusionrank
 recommend`` fits ``new items`` on a run's split to rank items from their text
-(:class:`~fusionrank.capabilities.ScoresNewItems`) and ``unknown users`` for users known
-only by side features (:class:`~fusionrank.capabilities.ServesUnknownUsers`);
+(:class:`~fusionrank.capabilities.ScoresNewItems`; EASE columns over at most 5,000 popular
+warm items, so a large catalogue's fit stays in memory) and ``unknown users`` for users
+known only by side features (:class:`~fusionrank.capabilities.ServesUnknownUsers`);
 ``fusionrank evaluate`` evaluates ``evaluate`` when no ``--model`` is given."""
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrank.collab.ease import check_ease_memory, ease_weights
+from fusionrank.collab.ease import check_ease_memory, ease_weights, popular_items
 from fusionrank.columns import TRAIN
 from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
@@ -150,10 +150,20 @@ class ContentColumns(ContentRecommender):
     _columns: np.ndarray
 
     def _fit(self, split: Split) -> None:
-        # EASE over every warm item: refuse a catalogue whose dense matrices do not fit in
+        # EASE over the column items: refuse a catalogue whose dense matrices do not fit in
         # memory, naming the count and the need, before allocating them
-        check_ease_memory(int((split.matrix(TRAIN).getnnz(axis=0) > 0).sum()))
+        warm = int((split.matrix(TRAIN).getnnz(axis=0) > 0).sum())
+        limit = getattr(self.config, "max_items", None)
+        check_ease_memory(warm if limit is None else min(warm, limit))
         super()._fit(split)
+
+    def _column_items(self) -> np.ndarray:
+        """The warm items whose EASE columns the model keeps (sorted): every warm item, or
+        the config's ``max_items`` most popular ones (the other warm items are then scored
+        from their content, as cold items are)."""
+        warm = np.flatnonzero(self.warm)
+        kept = popular_items(self.train[:, warm], getattr(self.config, "max_items", None))
+        return warm if kept is None else warm[kept]
 
     def _content_columns(self, vectors: np.ndarray) -> np.ndarray:
         """``(n_warm, len(vectors))`` columns predicted from content vectors."""
@@ -172,7 +182,23 @@ class ContentColumns(ContentRecommender):
 
     def score_content(self, users: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         x = self.train[self._check_users(users)][:, self._warm_idx]
-        return np.asarray(x @ self._content_columns(vectors), dtype=np.float32)
+        return np.asarray(x @ self._columns_for(vectors), dtype=np.float32)
+
+    def _columns_for(self, vectors: np.ndarray) -> np.ndarray:
+        """``_content_columns(vectors)``, kept for the last read-only array asked about (the
+        same object, which cannot have changed since): a service scores the catalogue's
+        content, or the added items', for every user a chunk at a time, and the columns cost
+        far more than the product (27,000 items over 5,000 columns: a teraflop), so they are
+        computed once, not per chunk. A writeable array is computed afresh each call."""
+        last = self._last_columns
+        if last is not None and last[0] is vectors:
+            return last[1]
+        columns = self._content_columns(vectors)
+        if isinstance(vectors, np.ndarray) and not vectors.flags.writeable:
+            self._last_columns = (vectors, columns)
+        return columns
+
+    _last_columns: tuple[np.ndarray, np.ndarray] | None = None
 
     def item_vectors(self) -> np.ndarray:
         """Each item's EASE column over the warm items (cold items from content)."""
@@ -202,6 +228,18 @@ class EASEContentConfig:
     """Ridge strength of the map from content to EASE columns."""
     modalities: tuple[str, ...] = ("text",)
     """Content modalities (text, image, clip, kg)."""
+    max_items: int | None = None
+    """EASE over the ``max_items`` most popular warm items only (memory and time in
+    ``max_items``, not the catalogue); the other warm items are scored from content. None:
+    every warm item."""
+
+    def __post_init__(self) -> None:
+        _check_max_items(self.max_items)
+
+
+def _check_max_items(max_items: int | None) -> None:
+    if max_items is not None and max_items < 1:
+        raise InvalidArgumentError(f"max_items must be >= 1, got {max_items}")
 
 
 class EASEContent(ContentColumns):
@@ -212,7 +250,7 @@ class EASEContent(ContentColumns):
 
     def _fit_content(self, split: Split) -> None:
         vectors = self._vectors()
-        warm = np.flatnonzero(self.warm)
+        warm = self._column_items()
         b = ease_weights(self.train[:, warm], self.config.reg)  # (n_warm, n_warm)
         x = vectors[warm].astype(np.float64)  # (n_warm, d)
         gram = x.T @ x + self.config.ridge * np.eye(x.shape[1])
@@ -249,8 +287,13 @@ class KernelContentConfig:
     """Seed of the pseudo-cold items."""
     modalities: tuple[str, ...] = ("text",)
     """Content modalities (text, image, clip, kg)."""
+    max_items: int | None = None
+    """EASE and the kernel over the ``max_items`` most popular warm items only (memory
+    and time in ``max_items``, not the catalogue); the other warm items are scored from
+    content. None: every warm item."""
 
     def __post_init__(self) -> None:
+        _check_max_items(self.max_items)
         if not self.kernels or min(self.kernels) <= 0:
             raise InvalidArgumentError(f"kernels must be positive sharpness values, got {self.kernels}")
         if self.ridge <= 0:
@@ -269,7 +312,7 @@ class KernelContent(ContentColumns):
     def _fit_content(self, split: Split) -> None:
         cfg = self.config
         self._unit = unit_rows(self._vectors().astype(np.float64))
-        warm = np.flatnonzero(self.warm)
+        warm = self._column_items()
         sharpness = cfg.kernels[0]
         if len(cfg.kernels) > 1:
             held = pseudo_cold_items(warm, cfg.valid_share, cfg.seed)
@@ -321,4 +364,4 @@ class KernelContent(ContentColumns):
 
     def _load_map(self, arrays: dict[str, np.ndarray]) -> None:
         self._alpha, self._unit = arrays["alpha"], arrays["unit"]
-        self._sharpness = np.float64(arrays["sharpness"])
+        self._sharpness = np.float64(np.asarray(arrays["sharpness"]).reshape(-1)[0])  # saved 1-d

@@ -148,6 +148,21 @@ class ProfileConfig(TrainConfig):
     """Interactions per step (at most; small data uses about 20 steps per epoch)."""
     validation: bool = False
     """Pick the epoch on valid (full ranking); off: train exactly ``epochs``."""
+    softmax_items: int = 4096
+    """The tower's softmax runs over every item when the catalogue has at most this many;
+    above, over each interaction's item and this many items drawn uniformly at each step (a
+    sampled softmax: a step's time and memory in this, not in the catalogue)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.softmax_items < 1:
+            raise InvalidArgumentError(f"softmax_items must be >= 1, got {self.softmax_items}")
+
+
+CF_STEPS_PER_EPOCH = 100
+"""The BPR under the profile takes batches of at least 1/100 of the interactions (on ml-100k
+its 2048 is larger; on a million interactions, about 8,000): its fixed schedule's step
+count stops growing with the data."""
 
 
 class FeatureTower(nn.Module):
@@ -176,7 +191,9 @@ class Profile(FeatureRecommender, Trainable):
         cfg = self.config
         seed_everything(cfg.seed)
         self._batch = int(min(cfg.batch_size, max(64, self.train.nnz // 20)))  # ~20 steps per epoch at least
-        self.cf = BPR(fixed_schedule(cfg.seed, self._batch)).fit(split)
+        cf_batch = max(self._batch, self.train.nnz // CF_STEPS_PER_EPOCH)
+        self.cf = BPR(fixed_schedule(cfg.seed, cf_batch)).fit(split)
+        self._sampled = self.n_items > cfg.softmax_items
         self._item_vecs = torch.from_numpy(self.cf.item_embeddings())
         pop = np.asarray(self.train.sum(axis=0)).ravel()
         self.module = FeatureTower(
@@ -199,12 +216,25 @@ class Profile(FeatureRecommender, Trainable):
             {"params": [self.module.bias], "weight_decay": 0.0},
         ]
 
-    def training_batches(self, rng: np.random.Generator, config: Any) -> Iterator[np.ndarray]:
-        yield from np.array_split(rng.permutation(self._coo.nnz), max(1, self._coo.nnz // self._batch))
+    def training_batches(self, rng: np.random.Generator, config: Any) -> Iterator[Any]:
+        for rows in np.array_split(rng.permutation(self._coo.nnz), max(1, self._coo.nnz // self._batch)):
+            yield (rows, rng.integers(0, self.n_items, self.config.softmax_items)) if self._sampled else rows
 
     def batch_loss(self, batch: Any) -> torch.Tensor:
-        logits = self.module(self._x[self._coo.row[batch]]) @ self._item_vecs.T + self.module.bias
-        return nn.functional.cross_entropy(logits, torch.from_numpy(self._coo.col[batch].astype(np.int64)))
+        if not self._sampled:
+            logits = self.module(self._x[self._coo.row[batch]]) @ self._item_vecs.T + self.module.bias
+            targets = torch.from_numpy(self._coo.col[batch].astype(np.int64))
+            return nn.functional.cross_entropy(logits, targets)
+        rows, drawn = batch
+        users = self.module(self._x[self._coo.row[rows]])
+        pos = torch.from_numpy(self._coo.col[rows].astype(np.int64))
+        neg = torch.from_numpy(drawn)
+        bias = self.module.bias
+        positive = (users * self._item_vecs[pos]).sum(dim=1, keepdim=True) + bias[pos, None]
+        negative = users @ self._item_vecs[neg].T + bias[neg]
+        negative = negative.masked_fill(neg[None, :] == pos[:, None], float("-inf"))  # a drawn positive
+        logits = torch.cat([positive, negative], dim=1)  # uniform draws: no correction needed
+        return nn.functional.cross_entropy(logits, torch.zeros(len(rows), dtype=torch.int64))
 
     @torch.no_grad()
     def on_epoch_end(self) -> None:

@@ -61,7 +61,8 @@ class AddedItems:
         position = dict(self.position)
         for i in ids:
             position[i] = len(position)
-        stacked = vectors if not len(self) else np.concatenate([self.vectors, vectors])
+        stacked = vectors.copy() if not len(self) else np.concatenate([self.vectors, vectors])
+        stacked.flags.writeable = False  # a snapshot: models may keep what they computed from it
         return AddedItems(self.ids + ids, self.rows + tuple(dict(r) for r in rows), stacked, position)
 
 

@@ -24,8 +24,11 @@ service's answer is the command's.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,7 +42,7 @@ from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
 from fusionrank.errors import InvalidArgumentError, MissingInputError, UnknownKeyError
-from fusionrank.io import read_json, require_complete
+from fusionrank.io import read_json, require_complete, write_json
 from fusionrank.pipelines.added_items import AddedItems, ItemLog, replay
 from fusionrank.pipelines.evaluate import RUN_SOURCE, content_needed
 from fusionrank.pipelines.stages.embed import embed_content
@@ -53,6 +56,14 @@ if TYPE_CHECKING:
     from fusionrank.ranker.lgbm import LTRRanker
 
 SHOWN = (RANK, ITEM_ID, SCORE)
+
+RANKER_SOURCE = "LightGBM ranker"
+"""What answered a known user of a ``run`` folder (the service's ``X-FusionRank-Source``)."""
+
+FITTED = "fitted"
+"""The folder of a run that keeps the models an answer fits on the run's split (the
+cold-start ``profile`` model, the new-items content model), so the next process serving
+the run, or the next ``fusionrank recommend``, loads them instead of fitting them again."""
 
 PLACEMENT_DEPTH = 100
 """An added item enters a known user's top-k by its content score among the content scores
@@ -268,12 +279,35 @@ class OpenRun:
                         scores[int(users[part[0]])] = (items[part], values[part])
             self._scores = scores
 
-    def _from_ranker(self, user: int, k: int, depth: int, explain: bool) -> pd.DataFrame:
+    def ranker_top(self, user: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ranker's best ``n`` candidates of user index ``user``, best first: their rows
+        in the user's candidates, item indices and scores (the one ordering both answers use)."""
         items, scores = self.ranker_scores(user)
-        top = ranked_order(scores, max(k, depth))  # the rows are in item order: ties go to the smaller index
+        top = ranked_order(scores, n)  # the rows are in item order: ties go to the smaller index
         top = top[np.isfinite(scores[top])]  # rows beyond the ranker's candidate depth are not candidates
+        return top, items[top], scores[top]
+
+    def ranker_records(self, user: str, k: int) -> list[dict[str, Any]] | None:
+        """The answer of :meth:`recommend` for a known user of a ``run`` folder, as the JSON
+        records the service sends (``item_id``, ``score``, ``rank``, ``title`` where known),
+        built from :meth:`ranker_top` without pandas; None where :meth:`recommend` has more to
+        do (an unknown user, a ``train`` folder, items added to the run)."""
+        if not (self.ltr and self.has_history(user)) or len(self._added):
+            return None
+        _, items, scores = self.ranker_top(self._user_index[user], k)
+        titled = bool(self.data.profile.title and self._titles)
+        out = []
+        for rank, (item, score) in enumerate(zip(self.items.to_ids(items).tolist(), scores.tolist()), 1):
+            record: dict[str, Any] = {ITEM_ID: str(item), SCORE: score, RANK: rank}
+            if titled and (title := self.title(str(item))):
+                record["title"] = title
+            out.append(record)
+        return out
+
+    def _from_ranker(self, user: int, k: int, depth: int, explain: bool) -> pd.DataFrame:
+        top, items, scores = self.ranker_top(user, max(k, depth))
         out = pd.DataFrame(
-            {RANK: np.arange(1, len(top) + 1), ITEM_ID: self.items.to_ids(items[top]), SCORE: scores[top]}
+            {RANK: np.arange(1, len(top) + 1), ITEM_ID: self.items.to_ids(items), SCORE: scores}
         )
         if explain:
             assert self.ranker is not None  # noqa: S101
@@ -318,7 +352,7 @@ class OpenRun:
         depth = PLACEMENT_DEPTH if known and len(added) else k
         if known and self.ltr:
             out = self._from_ranker(self._user_index[user], k, depth, explain)
-            source = "LightGBM ranker"
+            source = RANKER_SOURCE
         elif self.model is not None and (known or has_cold_path(self.model)):
             with self._lock:
                 out = self.model.recommend([user], max(k, depth), user_features=side)[list(SHOWN)]
@@ -349,26 +383,56 @@ class OpenRun:
     def profile_model(self) -> Recommender:
         """The cold-start model of ``DEFAULT_MODELS['unknown users']``, fitted on the run's split."""
 
+        name, settings = DEFAULT_MODELS["unknown users"]
+        defaults = {"progress": False, "seed": self.split.config.seed}
+
         def fit() -> Recommender:
-            name, settings = DEFAULT_MODELS["unknown users"]
-            defaults = {"progress": False, "seed": self.split.config.seed}
             return build_model(name, defaults=defaults, **settings).fit(self.split)
 
-        return cast(Recommender, self._once("profile", fit))
+        return cast(
+            Recommender,
+            self._once("profile", lambda: self._saved_or_fitted("profile", [name, settings, defaults], fit)),
+        )
 
     def content_model(self) -> Recommender:
         """The model of ``DEFAULT_MODELS['new items']`` (scores items from their content),
         fitted on the run's split; its content vectors are embedded first if missing."""
 
-        def fit() -> Recommender:
-            name, settings = DEFAULT_MODELS["new items"]
+        name, settings = DEFAULT_MODELS["new items"]
+
+        def made() -> Recommender:
             model = build_model(name, **settings)
             if not isinstance(model, ScoresNewItems):
                 raise InvalidArgumentError(f"{name} cannot score new items from their content")
-            embed_content(self.data, content_needed([model]))
-            return model.fit(self.split)
+            embed_content(self.data, content_needed([model]))  # the vectors it reads, saved or not
+            return self._saved_or_fitted("content", [name, settings], lambda: model.fit(self.split))
 
-        return cast(Recommender, self._once("content", fit))
+        return cast(Recommender, self._once("content", made))
+
+    def _saved_or_fitted(self, key: str, made_by: list[Any], fit: Callable[[], Recommender]) -> Recommender:
+        """The model ``fit`` makes on the run's split, saved under the run's :data:`FITTED`
+        folder with what made it (``made_by``: name and settings) and loaded from there while
+        that is unchanged. The folder is replaced whole (a temporary sibling renamed), so a
+        process killed while saving leaves the last complete model or none; a run folder
+        that cannot be written to is answered from the fitted model all the same."""
+        folder = self.folder / FITTED / key
+        made_by = json.loads(json.dumps(made_by))  # as read back (tuples become lists)
+        try:
+            if read_json(folder / "made_by.json") == made_by:
+                return load_model(folder / "model")
+        except (OSError, ValueError, DataError, MissingInputError):
+            pass  # none yet, another version's or damaged: fit again
+        model = fit()
+        tmp = folder.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save(tmp / "model")
+            write_json(tmp / "made_by.json", made_by)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)  # fails when another process saved its copy first: keep that
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return model
 
     def content_vectors(self) -> np.ndarray:
         """(n_items, d) the catalogue's content as the content model reads it (fused, unit rows)."""
@@ -377,7 +441,9 @@ class OpenRun:
         def load() -> np.ndarray:
             model = self.content_model()
             modalities = model.content_modalities if isinstance(model, ReadsContent) else ("text",)
-            return load_content(self.split, tuple(modalities)).vectors
+            vectors = load_content(self.split, tuple(modalities)).vectors
+            vectors.flags.writeable = False  # fixed for the run: the content model keeps its columns
+            return vectors
 
         return cast(np.ndarray, self._once("content vectors", load))
 

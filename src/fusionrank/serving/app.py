@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fusionrank.columns import ITEM_ID, RANK, SCORE, USER_ID
 from fusionrank.errors import FusionRankError, UnknownKeyError
-from fusionrank.pipelines.recommend import check_run_folder
+from fusionrank.pipelines.recommend import RANKER_SOURCE, check_run_folder
 from fusionrank.recommender import UnknownUserError
 from fusionrank.serving.errors import BadRequestError
 from fusionrank.serving.schemas import (
@@ -175,6 +175,10 @@ def _answer(
         raise BadRequestError(
             "explain", "needs a `fusionrank run` folder (a LightGBM ranker explains its scores)"
         )
+    records = None if explain else run.ranker_records(user, k)  # the hot path, without pandas
+    if records is not None:
+        response.headers["X-FusionRank-Source"] = RANKER_SOURCE
+        return records
     known = run.has_history(user)
     try:
         table = run.recommend(user, k, features, explain=explain and known)
