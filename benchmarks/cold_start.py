@@ -10,6 +10,8 @@ models are fitted on train (valid for early stopping) and evaluated on test.
   Action/Adventure/Sci-Fi/Thriller) interactions; served from domain A history.
 
     .venv/bin/python benchmarks/cold_start.py --seeds 2020,7
+    # only some cold-items models, the other committed rows kept as they are:
+    .venv/bin/python benchmarks/cold_start.py --models marec-content,aldi-content --keep
 """
 
 from __future__ import annotations
@@ -23,8 +25,18 @@ from fusionrank.evaluation.table import format_table
 from fusionrank.io import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CONTENT_MODELS = ("content-knn", "ease-content", "kernel-content", "hybrid")
 MODALITIES = (("text",), ("kg",), ("text", "kg"))
+CONTENT_MODELS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "content-knn": MODALITIES,
+    "ease-content": MODALITIES,
+    "kernel-content": MODALITIES,
+    "marec-content": (("text",), ("text", "kg")),
+    "aldi-content": (("text",), ("text", "kg")),
+    "hybrid": MODALITIES,
+}
+"""The cold-items content models and the content each is run with (the KG links of
+ml-100k carry no item information, see the notes: the newer models skip KG alone)."""
+REFERENCES = ("random", "genre-pop")
 
 
 def evaluate(ds: fr.Dataset, kind: str, seed: int, model: str, **settings) -> dict:
@@ -42,23 +54,37 @@ def main() -> None:
     parser.add_argument("--seeds", default="2020,7")
     parser.add_argument("--skip", default="", help="protocols to skip: cold-items,cold-users,cross-domain")
     parser.add_argument(
+        "--models",
+        default="",
+        help="run only these cold-items models (comma-separated; the other protocols are skipped)",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
-        help="keep the committed rows of skipped protocols (rerun only the others)",
+        help="keep the committed rows that were not rerun (skipped protocols, other models)",
     )
     args = parser.parse_args()
+    only = set(args.models.split(",")) - {""}
+    unknown = only - {*REFERENCES, *CONTENT_MODELS}
+    if unknown:
+        parser.error(f"--models: not a cold-items model of this benchmark: {sorted(unknown)}")
     ds = fr.load_dataset("ml-100k", args.root)
     fr.embed_content(ds, {m for mods in MODALITIES for m in mods})  # the content models read them
     rows: list[dict] = []
     skip = set(args.skip.split(",")) - {""}
+    if only:
+        skip |= {"cold-users", "cross-domain"}
     quiet = {"progress": False}
     for seed in (int(s) for s in args.seeds.split(",")):
         if "cold-items" not in skip:
-            for model in ("random", "genre-pop"):
-                rows.append(_row(evaluate(ds, "cold-items", seed, model)))
-            for model in CONTENT_MODELS:
-                extra = quiet if model == "hybrid" else {}
-                for mods in MODALITIES:
+            for model in REFERENCES:
+                if not only or model in only:
+                    rows.append(_row(evaluate(ds, "cold-items", seed, model)))
+            for model, modality_sets in CONTENT_MODELS.items():
+                if only and model not in only:
+                    continue
+                extra = quiet if "progress" in fr.list_models()[model].__dataclass_fields__ else {}
+                for mods in modality_sets:
                     rows.append(_row(evaluate(ds, "cold-items", seed, model, modalities=mods, **extra)))
         if "cold-users" not in skip:
             for model, settings in (("pop", {}), ("demographic-pop", {}), ("profile", quiet)):
@@ -67,20 +93,45 @@ def main() -> None:
             for model, settings in (("pop", {}), ("emcdr", quiet), ("cross-domain", quiet)):
                 rows.append(_row(evaluate(ds, "cross-domain", seed, model, **settings)))
         print(format_table([r for r in rows if r["seed"] == seed], list(rows[0])), flush=True)
+    merged = False
     if args.keep and (RESULTS / "cold_start.json").exists():
         from fusionrank.io import read_json
 
-        kept = [r for r in read_json(RESULTS / "cold_start.json")["rows"] if r["protocol"] in skip]
-        rows = kept + rows
-    write_results(rows, args.seeds)
+        new = {_key(r) for r in rows}
+        committed = read_json(RESULTS / "cold_start.json")["rows"]
+        kept = [r for r in committed if r["protocol"] in skip or (only and _key(r) not in new)]
+        merged = bool(only)
+        rows = sorted(kept + rows, key=_order([r["seed"] for r in committed + rows]))
+    write_results(rows, args.seeds, merged_models=sorted(only) if merged else None)
+
+
+def _key(row: dict) -> tuple:
+    return row["protocol"], row["seed"], row["model"], row["content"]
+
+
+def _order(seeds: list[int]):
+    """Sort key of a row: protocol, seed (first seen first), the model's place in this
+    script (peer rows of other scripts last), content."""
+    protocols = ("cold-items", "cold-users", "cross-domain")
+    seed_rank = {s: n for n, s in enumerate(dict.fromkeys(seeds))}
+    models = [*REFERENCES, *CONTENT_MODELS, "pop", "demographic-pop", "profile", "emcdr", "cross-domain"]
+    contents = ["-", *("+".join(m) for m in MODALITIES)]
+
+    def key(row: dict) -> tuple:
+        model = models.index(row["model"]) if row["model"] in models else len(models)
+        content = contents.index(row["content"]) if row["content"] in contents else len(contents)
+        return protocols.index(row["protocol"]), seed_rank[row["seed"]], model, content
+
+    return key
 
 
 NOTES = "## Against the targets"
 
 
-def write_results(rows: list[dict], seeds: str) -> None:
+def write_results(rows: list[dict], seeds: str, merged_models: list[str] | None = None) -> None:
     """``cold_start.json`` and the markdown tables; the hand-written notes section of the
-    existing markdown (from ``## Against the targets`` on) is kept."""
+    existing markdown (from ``## Against the targets`` on) is kept. ``merged_models``: the
+    models of a ``--models`` run, whose rows were merged into the committed ones."""
     path = RESULTS / "cold_start.md"
     old = path.read_text() if path.exists() else ""
     notes = old[old.index(NOTES) :] if NOTES in old else ""
@@ -90,8 +141,15 @@ def write_results(rows: list[dict], seeds: str) -> None:
         "",
         "`.venv/bin/python benchmarks/cold_start.py --seeds "
         + seeds
-        + "` — all fusionrank rows from one run; "
-        "the Cornac VBPR peer rows from `benchmarks/peers/cornac_cold_items.py` on the same splits. "
+        + "` — all fusionrank rows from one run"
+        + (
+            f" except {', '.join(f'`{m}`' for m in merged_models)}, run later with `--models "
+            f"{','.join(merged_models)} --keep` and merged in (every other row is the committed "
+            "one, as it was)"
+            if merged_models
+            else ""
+        )
+        + "; the Cornac VBPR peer rows from `benchmarks/peers/cornac_cold_items.py` on the same splits. "
         "cold-items: NDCG/Recall@10 of protocol (a), cold items only, and (b), all items, "
         "with the share of (b)'s top-10 slots that go to cold items (their share of the test "
         "truth is 1: the test holds the cold items' interactions). "

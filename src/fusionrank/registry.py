@@ -34,6 +34,8 @@ MODELS: dict[str, str] = {
     "content-knn": "fusionrank.fusion.content_models.ContentKNN",
     "ease-content": "fusionrank.fusion.content_models.EASEContent",
     "kernel-content": "fusionrank.fusion.content_models.KernelContent",
+    "marec-content": "fusionrank.fusion.cold_content.MARecContent",
+    "aldi-content": "fusionrank.fusion.cold_content.ALDIContent",
     "hybrid": "fusionrank.fusion.hybrid.Hybrid",
     "two-tower": "fusionrank.fusion.two_tower.TwoTower",
     # profiles (cold users) and cross-domain
