@@ -49,7 +49,9 @@ def embed(
         None, help="torch (default) | onnx (ONNX Runtime on the CPU; text encoder, fp32 or int8)."
     ),
     workers: int = typer.Option(
-        None, help="Image-decoding worker processes (default: 1 on the CPU, up to 8 with a GPU)."
+        None,
+        help="Worker processes that decode images or tokenise text (default: images 1 on the CPU, "
+        "text none on the CPU; up to 8 with a GPU).",
     ),
     engine: str = typer.Option(
         "local",
