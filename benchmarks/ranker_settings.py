@@ -1,0 +1,71 @@
+"""Ranker settings beside the demo's, on the same models and feature tables: ``bags`` (boosters
+averaged, each with its own seed and stopping users) and ``tune`` (the setting of
+``TUNING_GRID`` with the best NDCG on the held-out label users), with stacked labels and
+every candidate kept (``candidate_depth.py``'s "all" column is the baseline: the same runs
+with the demo's ranker settings).
+
+Runs reuse the cached models and tables of ``candidate_depth.py`` when given its ``--work``
+and ``--prefix``; only the ranker stage runs again. Test NDCG@10 by full ranking.
+
+    .venv/bin/python benchmarks/ranker_settings.py --variants bags3,tune --work /tmp/depth
+        # -> benchmarks/results/ranker_settings.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from fusionrank.io import read_json, write_json
+from fusionrank.pipelines.config import load_run_config
+from fusionrank.pipelines.run import run_pipeline
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS: dict[str, dict[str, Any]] = {"bags3": {"bags": 3}, "tune": {"tune": True}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/ml100k.yaml")
+    parser.add_argument("--seeds", default="2020,7")
+    parser.add_argument("--variants", default="bags3,tune")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--prefix", default="depth-")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ranker_settings.json")
+    args = parser.parse_args()
+    base = load_run_config(args.config)
+    results = read_json(args.out) if args.out.exists() else {}
+    for variant in args.variants.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            config = dataclasses.replace(
+                base,
+                name=f"{args.prefix}stacked-{seed}",
+                out=str(args.work),
+                split=dataclasses.replace(base.split, seed=seed),
+                protocol=dataclasses.replace(base.protocol, labels="stacked"),
+                ranker=dataclasses.replace(base.ranker, candidates=(), **VARIANTS[variant]),
+                ablation=False,
+                peers=None,
+            )
+            start = time.perf_counter()
+            run = run_pipeline(config)
+            models = run.metrics["models"]
+            ease, ltr = models["ease"]["metrics"]["ndcg@10"], models["ltr"]["metrics"]["ndcg@10"]
+            tuning = run.folder / "ranker" / "tuning.json"
+            row = {
+                "ease": ease,
+                "ltr": ltr,
+                "ratio": ltr / ease,
+                "ranker_s": round(time.perf_counter() - start),
+                "tuning": read_json(tuning) if tuning.exists() else None,
+            }
+            results.setdefault(variant, {})[str(seed)] = row
+            write_json(args.out, results)
+            print(variant, seed, {k: v for k, v in row.items() if k != "tuning"}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
