@@ -206,10 +206,7 @@ def profile_text(enc: Any, texts: list[str], plan: Plan, tmp: Path) -> dict[str,
     tokenising, collation (padding a bucket's rows), the pinned host-to-device copies, the
     forward pass, the device-to-host copy of the vectors, writing them as a Parquet shard.
     Tokenising and collation run in the engine's workers, side by side."""
-    import torch
-
     from fusionrank.encoders.batches import batch_order
-    from fusionrank.encoders.job import Shard, finish_shard
 
     sample = texts[: plan.profile_items]
     n = len(sample)
@@ -235,14 +232,7 @@ def profile_text(enc: Any, texts: list[str], plan: Plan, tmp: Path) -> dict[str,
     out["h2d"] = _per_1k(_clock(plan, h2d), n)
     results: list[Any] = []
     out["forward"] = _per_1k(_clock(plan, lambda: results.extend(enc.forward_tokens(b) for b in moved)), n)
-    vectors = torch.cat(results)
-    host = torch.empty(vectors.shape, pin_memory=cuda)
-    out["d2h"] = _per_1k(_clock(plan, lambda: host.copy_(vectors, non_blocking=True)), n)
-    shard = Shard(0, 0, n, vectors={r: v for r, v in enumerate(host.numpy())})
-    (tmp / "profile" / ".errors").mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    finish_shard(tmp / "profile", shard, [str(r) for r in range(n)], enc.dim)
-    out["write"] = _per_1k(time.perf_counter() - t0, n)
+    out.update(_d2h_and_write(results, enc.dim, plan, tmp))
     return out
 
 
@@ -254,7 +244,6 @@ def profile_images(enc: Any, root: Path, names: list[str], plan: Plan, tmp: Path
     import torch
 
     from fusionrank.encoders import decode as decoding
-    from fusionrank.encoders.job import Shard, finish_shard
 
     sample = names[: plan.profile_items]
     n = len(sample)
@@ -290,13 +279,25 @@ def profile_images(enc: Any, root: Path, names: list[str], plan: Plan, tmp: Path
         )
     results: list[Any] = []
     out["forward"] = _per_1k(_clock(plan, lambda: results.extend(enc.encode_pixels(b) for b in batches)), n)
+    out.update(_d2h_and_write(results, enc.dim, plan, tmp))
+    return out
+
+
+def _d2h_and_write(results: list[Any], dim: int, plan: Plan, tmp: Path) -> dict[str, float]:
+    """The last two stages of both paths, ms per 1,000 items: the vectors' device-to-host
+    copy (into pinned memory on CUDA) and writing them as a shard."""
+    import torch
+
+    from fusionrank.encoders.job import Shard, finish_shard
+
     vectors = torch.cat(results)
+    n = len(vectors)
     host = torch.empty(vectors.shape, pin_memory=plan.device.startswith("cuda"))
-    out["d2h"] = _per_1k(_clock(plan, lambda: host.copy_(vectors, non_blocking=True)), n)
+    out = {"d2h": _per_1k(_clock(plan, lambda: host.copy_(vectors, non_blocking=True)), n)}
     shard = Shard(0, 0, n, vectors={r: v for r, v in enumerate(host.numpy())})
     (tmp / "profile" / ".errors").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    finish_shard(tmp / "profile", shard, [str(r) for r in range(n)], enc.dim)
+    finish_shard(tmp / "profile", shard, [str(r) for r in range(n)], dim)
     out["write"] = _per_1k(time.perf_counter() - t0, n)
     return out
 

@@ -17,9 +17,9 @@ from fusionrank.encoders.precision import (
     Cast,
     Precision,
     autocast,
+    cast_input,
     cast_model,
     check_precision,
-    half_dtype,
     quantize_linears,
     resolve_cast,
 )
@@ -135,10 +135,9 @@ class ClipEncoder:
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """(batch, 3, H, W) preprocessed pixels -> (batch, dim), normalised."""
-        dtype = half_dtype(self.precision) if self.cast == "weights" else None
         with autocast(self.device, self.precision, self.cast):
-            pixels = to_device(pixels, self.device)
-            out = self.model.encode_image(pixels if dtype is None else pixels.to(dtype))
+            pixels = cast_input(to_device(pixels, self.device), self.precision, self.cast)
+            out = self.model.encode_image(pixels)
         return torch.nn.functional.normalize(out.float(), dim=-1)
 
     def encode(self, batch: Batch) -> np.ndarray:

@@ -17,9 +17,10 @@ from fusionrank.encoders.precision import (
     Cast,
     Precision,
     autocast,
+    cast_input,
     cast_model,
+    check_cast,
     check_precision,
-    half_dtype,
     resolve_cast,
 )
 from fusionrank.encoders.weights import ModelNotFoundError, file_identity
@@ -55,7 +56,7 @@ class ImageEncoderConfig:
     def __post_init__(self) -> None:
         if self.model is not None and self.model not in RESNETS:
             raise InvalidArgumentError(f"unknown image model {self.model!r}; expected one of {RESNETS}")
-        resolve_cast(self.cast, self.precision, "cpu")  # names a bad value
+        check_cast(self.cast)
 
 
 def _weights_enum(model: str) -> Any:
@@ -158,10 +159,9 @@ class ImageEncoder:
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """(batch, 3, H, W) preprocessed pixels -> (batch, dim) float32."""
         layout = torch.channels_last if self.config.optimize else torch.preserve_format
-        dtype = half_dtype(self.precision) if self.cast == "weights" else None
         with autocast(self.device, self.precision, self.cast):
             pixels = to_device(pixels, self.device, memory_format=layout)
-            feats = self.model(pixels if dtype is None else pixels.to(dtype)).float()
+            feats = self.model(cast_input(pixels, self.precision, self.cast)).float()
         if self.config.normalize:
             feats = torch.nn.functional.normalize(feats, p=2, dim=1)
         return feats

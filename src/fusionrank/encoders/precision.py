@@ -79,13 +79,18 @@ def half_dtype(precision: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
+def check_cast(cast: str) -> None:
+    """Refuse a ``cast`` setting that is not one of :data:`CASTS`, naming it."""
+    if cast not in CASTS:
+        raise InvalidArgumentError(f"cast must be one of {', '.join(CASTS)}, got {cast!r}")
+
+
 def resolve_cast(cast: str, precision: str, device: torch.device | str) -> str:
     """How a model runs ``precision`` on ``device``: ``weights`` (cast once), ``autocast``
     (per batch), or ``none`` (fp32, int8). ``auto``: ``weights`` on CUDA, where it is the
     faster (no weight casts per batch, half-size activations in every op), else
     ``autocast`` (the CPU's bf16 vectors as before)."""
-    if cast not in CASTS:
-        raise InvalidArgumentError(f"cast must be one of {', '.join(CASTS)}, got {cast!r}")
+    check_cast(cast)
     if half_dtype(precision) is None:
         return "none"
     if cast == "auto":
@@ -98,6 +103,13 @@ def cast_model(model: torch.nn.Module, precision: str, cast: str) -> torch.nn.Mo
     unchanged otherwise. Done once, at load."""
     dtype = half_dtype(precision)
     return model.to(dtype) if cast == "weights" and dtype is not None else model
+
+
+def cast_input(x: torch.Tensor, precision: str, cast: str) -> torch.Tensor:
+    """A float input in the half type of weights cast by :func:`cast_model` (they must
+    match); unchanged otherwise."""
+    dtype = half_dtype(precision)
+    return x.to(dtype) if cast == "weights" and dtype is not None else x
 
 
 def autocast(

@@ -14,13 +14,13 @@ from fusionrank.encoders.base import Batch, InputKind, texts_of
 from fusionrank.encoders.device import to_device
 from fusionrank.encoders.precision import (
     BACKENDS,
-    CASTS,
     PRECISIONS,
     Backend,
     Cast,
     Precision,
     autocast,
     cast_model,
+    check_cast,
     check_precision,
     quantize_linears,
     resolve_cast,
@@ -57,8 +57,7 @@ class TextEncoderConfig:
             raise InvalidArgumentError("max_length must be >= 2")
         if self.precision not in PRECISIONS or self.backend not in BACKENDS:
             check_precision(self.precision, "cpu", self.backend)  # names the bad value
-        if self.cast not in CASTS:
-            resolve_cast(self.cast, self.precision, "cpu")  # names the bad value
+        check_cast(self.cast)
 
 
 def pool_tokens(
