@@ -51,6 +51,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="2020,7")
     parser.add_argument("--protocols", default="valid,valid+refit,stacked,stacked+refit")
     parser.add_argument(
+        "--split",
+        default=None,
+        help="split kind instead of the config's (temporal-ratio ...: results in hybrid_ranking_<kind>.*)",
+    )
+    parser.add_argument(
         "--no-ablation",
         action="store_true",
         help="skip the config's ablation (it refits the ranker ~15 times)",
@@ -62,10 +67,11 @@ def main() -> None:
     for n, seed in enumerate(seeds):
         for p, protocol in enumerate(protocols):
             base = load_run_config(args.config)
+            kind = args.split or base.split.kind
             config = dataclasses.replace(
                 base,
-                name=f"{base.name}-seed{seed}",
-                split=dataclasses.replace(base.split, seed=seed),
+                name=f"{base.name}-seed{seed}" if kind == "ratio" else f"{base.name}-{kind}-seed{seed}",
+                split=dataclasses.replace(base.split, seed=seed, kind=kind),
                 protocol=dataclasses.replace(base.protocol, **protocol_settings(protocol)),
                 ablation=base.ablation and not args.no_ablation and n == 0 and p == 0,
                 peers=None,
@@ -108,10 +114,13 @@ def main() -> None:
                 f"best single {best} {singles[best]:.4f} ({ltr['metrics']['ndcg@10'] / singles[best]:.3f}x)",
                 flush=True,
             )
-    peers = rectools_rows()
+    kind = args.split or load_run_config(args.config).split.kind
+    split_name = "per-user random 8:1:1" if kind == "ratio" else f"{kind} 8:1:1"
+    stem = "hybrid_ranking" if kind == "ratio" else f"hybrid_ranking_{kind}"
+    peers = rectools_rows() if kind == "ratio" else []
     payload = {
         "dataset": "ml-100k",
-        "split": "per-user random 8:1:1, full ranking",
+        "split": f"{split_name}, full ranking",
         "config": args.config,
         "machine": f"{platform.machine()}, 2 CPU cores, no GPU",
         "rows": rows,
@@ -119,12 +128,13 @@ def main() -> None:
         "rectools": peers,
     }
     RESULTS.mkdir(exist_ok=True)
-    write_json(RESULTS / "hybrid_ranking.json", payload)
+    write_json(RESULTS / f"{stem}.json", payload)
     lines = [
-        "# Hybrid ranking on ml-100k (`fusionrank run configs/ml100k.yaml`)",
+        f"# Hybrid ranking on ml-100k, {split_name} split (`fusionrank run {args.config}`)",
         "",
         f"Command: `.venv/bin/python benchmarks/hybrid_ranking.py --seeds {args.seeds} "
-        f"--protocols {args.protocols}{' --no-ablation' if args.no_ablation else ''}`.",
+        f"--protocols {args.protocols}{' --split ' + kind if args.split else ''}"
+        f"{' --no-ablation' if args.no_ablation else ''}`.",
         "Test split, metrics by full ranking; every single model is measured under the ranker's",
         "protocol (`valid`: fitted on train, the ranker's labels from valid; `stacked-5`: out-of-fold",
         "labels from 5 folds of train besides; `+refit`: every model refit on train + valid before",
@@ -173,7 +183,7 @@ def main() -> None:
             "",
             format_table(first["ablation"], list(first["ablation"][0]), markdown=True),
         ]
-    path = RESULTS / "hybrid_ranking.md"
+    path = RESULTS / f"{stem}.md"
     old = path.read_text() if path.exists() else ""
     notes = old[old.index(NOTES) :] if NOTES in old else ""  # the hand-written notes are kept
     path.write_text("\n".join(lines) + "\n" + ("\n" + notes if notes else ""))

@@ -98,6 +98,19 @@ def test_cold_start_protocols_run_from_the_cli_on_ml100k(ml100k_root, tmp_path):
     mixed = models["random"]["all_items"]
     assert mixed["cold_truth_share"] == 1.0  # the cold-items test holds the cold items' interactions
     assert 0.15 < mixed["cold_share@10"] < 0.3  # random scores: about the cold items' 20% of the catalogue
+    res = runner.invoke(
+        app,
+        ["evaluate", "--split", "cold-items", "--warm-test", "0.1", "--model", "random"]
+        + ["--root", str(ml100k_root), "--json", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    assert "cold share@10" in res.output and "cold truth share" in res.output
+    payload = json.loads(out.read_text())
+    mixed = payload["all_items"]
+    assert 0.6 < mixed["cold_truth_share"] < 0.8  # 20% of the items with all their rows, 10% of the rest
+    assert 0.15 < mixed["cold_share@10"] < 0.3  # random scores do not follow the truth's share
+    res = runner.invoke(app, ["evaluate", "--warm-test", "0.1", "--root", str(ml100k_root)])
+    assert res.exit_code != 0 and "warm_test_ratio applies to cold-items splits only" in res.output
     for split, model in (("cross-domain", "pop"), ("cold-users", "demographic-pop")):
         res = runner.invoke(
             app,

@@ -121,6 +121,48 @@ def test_the_settings_are_chosen_on_pseudo_cold_items(fitted):
     assert (aldi.history["match_weight"], aldi.history["best_epoch"]) == (chosen[0], max(chosen[1], 1))
 
 
+def test_marec_chooses_alpha_on_a_mixed_ranking_when_the_split_has_valid_rows(planted):
+    split, test, cold, taste, block = planted
+    train = split.matrix("train").toarray()
+    rng = np.random.default_rng(1)
+    valid = (train > 0) & (rng.random(train.shape) < 0.2)  # a valid share of the warm rows
+    mixed_split = split_of(np.where(valid, 0, train), valid=valid, dataset=split.dataset)
+    settings = {**FAST["marec-content"], "alphas": (0.01, 1.0, 100.0)}
+    model = fr.build_model("marec-content", **settings).fit(mixed_split)
+    mixed = model.history["mixed"]
+    assert [a for a, _ in mixed] == [0.01, 1.0, 100.0]
+    assert model.history["alpha"] == max(mixed, key=lambda r: r[1])[0]
+    assert all(0.0 <= v <= 1.0 for _, v in mixed) and len({v for _, v in mixed}) > 1  # α matters here
+    plain = fr.build_model("marec-content", **settings, calibrate=False).fit(mixed_split)
+    assert "mixed" not in plain.history
+    assert plain.history["alpha"] == max(plain.history["valid"], key=lambda r: r[3])[1]
+
+
+def test_kernel_content_scales_cold_columns_to_sit_among_warm_ones(planted, tmp_path):
+    split, test, cold, taste, block = planted
+    train = split.matrix("train").toarray()
+    rng = np.random.default_rng(1)
+    valid = (train > 0) & (rng.random(train.shape) < 0.2)
+    mixed_split = split_of(np.where(valid, 0, train), valid=valid, dataset=split.dataset)
+    scales = (1.0, 4.0, 16.0)
+    model = fr.build_model("kernel-content", kernels=(2.0,), cold_scales=scales).fit(mixed_split)
+    mixed = model.history["mixed"]
+    assert [c for c, _ in mixed] == list(scales)
+    scale = model.history["cold_scale"]
+    assert scale == max(mixed, key=lambda r: r[1])[0] and scale > 1  # shrunk predictions scaled up
+    plain = fr.build_model("kernel-content", kernels=(2.0,), cold_scales=(1.0,)).fit(mixed_split)
+    assert "mixed" not in (plain.history or {})
+    users = np.arange(10)
+    np.testing.assert_allclose(model.score(users)[:, cold], scale * plain.score(users)[:, cold], rtol=1e-5)
+    warm = np.setdiff1d(np.arange(train.shape[1]), cold)
+    np.testing.assert_array_equal(model.score(users)[:, warm], plain.score(users)[:, warm])
+    vectors = load_content(mixed_split, ("text",)).vectors[cold[:3]]
+    again = fr.load_model(model.save(tmp_path / "k"))
+    np.testing.assert_allclose(
+        again.score_content(users, vectors), scale * plain.score_content(users, vectors), rtol=1e-5
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "settings", "message"),
     [

@@ -141,3 +141,23 @@ def test_share_of_marked_items_in_top_k_and_in_truth():
     assert named.metrics["cold_share@2"] == 0.5 and named.metrics["cold_truth_share"] == pytest.approx(1 / 3)
     plain = evaluate_ranking(lambda users: scores[users], truth, None, EvalConfig(ks=(1, 2)))
     assert "share@1" not in plain.metrics and "truth_share" not in plain.metrics
+
+
+def test_cold_items_protocol_a_scores_the_cold_truth_and_b_the_mixed_one():
+    import dataclasses
+
+    from helpers import split_of
+
+    import fusionrank as fr
+    from fusionrank.data.splits import SplitConfig
+
+    # items 0-1 warm, 2-3 cold; user 2's only test item is warm
+    train = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0]])
+    test = np.array([[0, 1, 1, 0], [0, 0, 0, 1], [0, 1, 0, 0]])
+    split = split_of(train, test=test, kind="cold-items", meta={"cold_items": ["i2", "i3"]})
+    split = dataclasses.replace(split, config=SplitConfig(kind="cold-items", warm_test_ratio=0.1))
+    result = fr.evaluate(fr.build_model("pop").fit(split), split, ks=(1, 2))
+    assert result.n_users == 2  # (a): users with a cold test item, against their cold items only
+    assert result.metrics["recall@2"] == 1.0  # both cold items ranked: each user's cold truth is found
+    assert result.all_items is not None
+    assert result.all_items["cold_truth_share"] == pytest.approx(2 / 4)  # (b): truth 1, 2 | 3 | 1

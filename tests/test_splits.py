@@ -86,6 +86,20 @@ def test_cold_items_never_seen_in_training(ml100k):
     assert len(set(u.test.user_id)) == round(0.1 * 943)
 
 
+def test_cold_items_with_warm_test_rows_keep_the_cold_items_and_add_warm_truth(ml100k):
+    plain = make_split(ml100k, SplitConfig(kind="cold-items", seed=2020))
+    mixed = make_split(ml100k, SplitConfig(kind="cold-items", seed=2020, warm_test_ratio=0.1))
+    cold = set(mixed.meta["cold_items"])
+    # the same items held out, and the few warm ones whose only rows went to test are cold too
+    assert set(plain.meta["cold_items"]) <= cold and len(cold) - len(plain.meta["cold_items"]) < 10
+    assert not cold & set(mixed.train.item_id) and not cold & set(mixed.valid.item_id)
+    warm_test = mixed.test[~mixed.test.item_id.isin(cold)]
+    assert set(warm_test.item_id) <= set(mixed.train.item_id) | set(mixed.valid.item_id)  # seen before test
+    assert 0.07 < len(warm_test) / (len(mixed.train) + len(mixed.valid) + len(warm_test)) < 0.13
+    assert plain.config.name == "cold-items-0.2-seed2020"
+    assert mixed.config.name == "cold-items-0.2-warmtest0.1-seed2020"
+
+
 def test_save_load_round_trip_and_idmap(tiny_root, tmp_path):
     ds = load_dataset("tiny", tiny_root)
     s = prepare_split(ds, SplitConfig(kind="ratio", seed=5), tmp_path)
@@ -106,3 +120,7 @@ def test_bad_config_is_refused():
         SplitConfig(kind="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cold_share"):
         SplitConfig(kind="cold-items", cold_share=1.5)
+    with pytest.raises(ValueError, match="warm_test_ratio applies to cold-items"):
+        SplitConfig(kind="ratio", warm_test_ratio=0.1)
+    with pytest.raises(ValueError, match=r"warm_test_ratio must be in \[0, 1 - cold_valid_ratio\)"):
+        SplitConfig(kind="cold-items", warm_test_ratio=0.95)

@@ -79,6 +79,11 @@ class SplitConfig:
     (0.1), users active in both domains for ``cross-domain`` (0.2)."""
     cold_valid_ratio: float = 0.1
     """Share of each warm user's interactions that goes to valid in the cold protocols."""
+    warm_test_ratio: float = 0.0
+    """``cold-items``: share of each warm user's interactions that also goes to test, so that
+    ranking every item (protocol b) is scored against a truth that holds warm and cold items
+    and the cold items' share of the top-K can be compared with their share of the truth.
+    0 (the default): the test holds only the cold items' interactions."""
     valid_users_share: float = 0.1
     """``cross-domain``: share of the users active in both domains held out for validation."""
     source: str | None = None
@@ -97,6 +102,12 @@ class SplitConfig:
             object.__setattr__(self, "cold_share", cold_share)
         if not 0 < cold_share < 1:
             raise InvalidArgumentError(f"cold_share must be in (0, 1), got {cold_share}")
+        if not 0 <= self.warm_test_ratio < 1 - self.cold_valid_ratio:
+            raise InvalidArgumentError(
+                f"warm_test_ratio must be in [0, 1 - cold_valid_ratio), got {self.warm_test_ratio}"
+            )
+        if self.warm_test_ratio and self.kind != "cold-items":
+            raise InvalidArgumentError(f"warm_test_ratio applies to cold-items splits only, not {self.kind}")
         if not 0 <= self.valid_users_share < 1 - cold_share:
             raise InvalidArgumentError(
                 f"valid_users_share must be in [0, 1 - cold_share), got {self.valid_users_share}"
@@ -109,7 +120,9 @@ class SplitConfig:
         if self.kind in ("ratio", "temporal-ratio", "global-temporal") and self.ratios != (0.8, 0.1, 0.1):
             extra = "-" + "-".join(f"{r:g}" for r in self.ratios)
         if self.kind in ("cold-items", "cold-users"):
-            extra = f"-{self.cold_share:g}"
+            extra = f"-{self.cold_share:g}" + (
+                f"-warmtest{self.warm_test_ratio:g}" if self.warm_test_ratio else ""
+            )
         if self.kind == "cross-domain":
             extra = f"-{self.source or ''}{self.target or ''}-{self.cold_share:g}-{self.valid_users_share:g}"
         return f"{self.kind}{extra}-seed{self.seed}"
@@ -480,8 +493,8 @@ def assign_parts(frame: pd.DataFrame, config: SplitConfig) -> np.ndarray:
     is_cold = np.isin(frame[column].to_numpy(), cold)
     codes = np.full(len(frame), 2, dtype=np.int8)
     warm = np.flatnonzero(~is_cold)
-    vr = config.cold_valid_ratio
-    codes[warm] = _per_user_random(users[warm], (1 - vr, vr, 0.0), rng)
+    vr, wt = config.cold_valid_ratio, config.warm_test_ratio
+    codes[warm] = _per_user_random(users[warm], (1 - vr - wt, vr, wt), rng)
     return codes
 
 

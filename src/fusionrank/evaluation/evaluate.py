@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from fusionrank.columns import TEST, TRAIN, USER_ID, USER_IDX, VALID
 from fusionrank.errors import InvalidArgumentError, NotFittedError
@@ -114,12 +115,18 @@ def evaluate(
     truth, exclude = split.matrix(TEST), split.matrix(TRAIN, VALID)
     popularity = np.asarray(train.sum(axis=0)).ravel()
     t0 = time.perf_counter()
+    candidates = split.candidate_items()
+    headline = truth
+    if split.config.kind == "cold-items" and split.config.warm_test_ratio:
+        # protocol (a) ranks the cold items only: its truth is theirs (warm test rows are (b)'s)
+        headline = sp.csr_matrix(truth.multiply(np.asarray(candidates, dtype=truth.dtype)[None, :]))
+        headline.eliminate_zeros()
     result = evaluate_ranking(
-        model.score, truth, exclude, config, item_mask=split.candidate_items(), popularity=popularity
+        model.score, headline, exclude, config, item_mask=candidates, popularity=popularity
     )
     all_items = None
     if split.config.kind == "cold-items":
-        cold = np.asarray(split.candidate_items(), dtype=bool)
+        cold = np.asarray(candidates, dtype=bool)
         all_items = evaluate_ranking(
             model.score, truth, exclude, config, popularity=popularity, share_items=cold, share_name="cold"
         ).metrics

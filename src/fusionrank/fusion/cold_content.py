@@ -10,7 +10,7 @@ split), score new items from their content vectors, and save and load as arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,11 +21,11 @@ from torch import nn
 
 from fusionrank.collab.ease import check_ease_memory, ease_weights
 from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, train_loop
-from fusionrank.columns import TRAIN
+from fusionrank.columns import TRAIN, VALID
 from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.fusion.content_models import ContentColumns, ContentRecommender
-from fusionrank.fusion.validation import pseudo_cold_items
+from fusionrank.fusion.validation import linear_scores, mixed_truth, pseudo_cold_items, validation_ndcg
 from fusionrank.recommender import csr_from_arrays, csr_to_arrays
 
 if TYPE_CHECKING:
@@ -49,19 +49,6 @@ def modality_blocks(vectors: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
 def content_kernel(a: np.ndarray, b: np.ndarray, sharpness: float) -> np.ndarray:
     """exp(s * (cos(a, b) - 1)) between unit rows: 1 for the same content, smaller as it differs."""
     return np.exp(sharpness * (a @ b.T - 1.0))
-
-
-def pseudo_cold_ndcg(scores: Callable[[np.ndarray], np.ndarray], truth: sp.csr_matrix) -> float:
-    """NDCG@10 of ranking held-out items by ``scores(users)`` (users x held items): protocol
-    (a) on pseudo-cold items, where only the held-out items are ranked."""
-    from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
-
-    return evaluate_ranking(scores, truth, None, EvalConfig(ks=(10,))).metrics["ndcg@10"]
-
-
-def _linear(history: sp.csr_matrix, columns: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Scores ``history[users] @ columns`` as a function of the users."""
-    return lambda users: np.asarray(history[users] @ columns)
 
 
 def _check_positive(name: str, values: tuple[float, ...], allow_zero: bool = False) -> None:
@@ -104,6 +91,12 @@ class MARecContentConfig:
     """Seed of the pseudo-cold items."""
     modalities: tuple[str, ...] = ("text",)
     """Content modalities (text, image, clip, kg)."""
+    calibrate: bool = True
+    """Choose α on a mixed ranking: pseudo-cold items ranked together with the warm ones,
+    against a truth that holds both (their training interactions and the split's valid
+    interactions on warm items). α barely moves the order among cold items; it sets how
+    cold scores compare with warm ones. False, or a split without valid interactions:
+    α is chosen with the sharpness and tail, on pseudo-cold items alone."""
 
     def __post_init__(self) -> None:
         if self.reg <= 0 or self.ridge <= 0:
@@ -172,9 +165,14 @@ class MARecContent(ContentColumns):
                     for t in cfg.tails:
                         p_inv, _ = self._solve(al, fit, a, t, with_b=False)
                         cols = self._new_columns(p_inv, al, a, ks)
-                        tried.append((s, a, t, pseudo_cold_ndcg(_linear(history, cols), truth)))
+                        tried.append((s, a, t, validation_ndcg(linear_scores(history, cols), truth)))
             sharpness, alpha, tail, _ = max(tried, key=lambda r: r[3])  # the first best on ties
             self.history = {"valid": tried, "kernel": sharpness, "alpha": alpha, "tail": tail}
+            valid = split.matrix(VALID)
+            if cfg.calibrate and len(cfg.alphas) > 1 and valid.nnz:
+                mixed = self._mixed_alphas(units, fit, held, valid, sharpness, tail)
+                alpha = max(mixed, key=lambda r: r[1])[0]
+                self.history |= {"mixed": mixed, "alpha": alpha}
         al = self._align(units, warm, sharpness)
         p_inv, b = self._solve(al, warm, alpha, tail, with_b=True)
         # the map of a new item's content kernels (all modalities stacked) to its column
@@ -186,6 +184,28 @@ class MARecContent(ContentColumns):
         columns = self._content_columns(self._vectors())
         columns[:, warm] = b
         self._columns = columns.astype(np.float32)
+
+    def _mixed_alphas(
+        self,
+        units: list[np.ndarray],
+        fit: np.ndarray,
+        held: np.ndarray,
+        valid: sp.csr_matrix,
+        sharpness: float,
+        tail: float,
+    ) -> list[tuple[float, float]]:
+        """(α, NDCG@10) of ranking the fit and the pseudo-cold items together: the truth is
+        the valid interactions on fit items plus every known interaction of the held ones."""
+        history, truth, exclude = mixed_truth(self.train, valid, fit, held)
+        al = self._align(units, fit, sharpness)
+        ks = [content_kernel(u[fit], u[held], sharpness) for u in units]
+        out = []
+        for a in self.config.alphas:
+            p_inv, b = self._solve(al, fit, a, tail, with_b=True)
+            assert b is not None
+            cols = np.concatenate([b, self._new_columns(p_inv, al, a, ks)], axis=1)
+            out.append((a, validation_ndcg(linear_scores(history, cols), truth, exclude)))
+        return out
 
     def _align(self, units: list[np.ndarray], items: np.ndarray, sharpness: float) -> _Alignment:
         """Smoothers, modality weights and co-occurrences over ``items`` (warm) for one sharpness."""
@@ -376,7 +396,7 @@ class ALDIContent(ContentRecommender, Trainable):
 
         def validate() -> float:
             scores = self._user_part(history_fit) @ self._student_columns(x[held])
-            return pseudo_cold_ndcg(lambda us: scores[us], truth)
+            return validation_ndcg(lambda us: scores[us], truth)
 
         tried = []
         for gamma in cfg.match_weights:

@@ -16,11 +16,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrank.collab.ease import check_ease_memory, ease_weights, popular_items
-from fusionrank.columns import TRAIN
+from fusionrank.columns import TRAIN, VALID
 from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.fusion.content import Content, load_content
-from fusionrank.fusion.validation import pseudo_cold_items
+from fusionrank.fusion.validation import linear_scores, mixed_truth, pseudo_cold_items, validation_ndcg
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
 
 if TYPE_CHECKING:
@@ -291,11 +291,19 @@ class KernelContentConfig:
     """EASE and the kernel over the ``max_items`` most popular warm items only (memory
     and time in ``max_items``, not the catalogue); the other warm items are scored from
     content. None: every warm item."""
+    cold_scales: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    """Factors tried on the columns predicted from content. A kernel ridge prediction is
+    shrunk towards zero, so cold items score below warm ones they resemble; the factor that
+    ranks pseudo-cold items best among the warm ones (their training interactions and the
+    split's valid interactions as truth) is kept. It changes no order among cold items, only
+    where they fall among warm ones. Skipped (factor 1) on a split without valid rows."""
 
     def __post_init__(self) -> None:
         _check_max_items(self.max_items)
         if not self.kernels or min(self.kernels) <= 0:
             raise InvalidArgumentError(f"kernels must be positive sharpness values, got {self.kernels}")
+        if not self.cold_scales or min(self.cold_scales) <= 0:
+            raise InvalidArgumentError(f"cold_scales must be positive factors, got {self.cold_scales}")
         if self.ridge <= 0:
             raise InvalidArgumentError(f"ridge must be > 0, got {self.ridge}")
 
@@ -313,19 +321,35 @@ class KernelContent(ContentColumns):
         cfg = self.config
         self._unit = unit_rows(self._vectors().astype(np.float64))
         warm = self._column_items()
-        sharpness = cfg.kernels[0]
-        if len(cfg.kernels) > 1:
+        sharpness, scale = cfg.kernels[0], 1.0
+        valid = split.matrix(VALID)
+        calibrate = len(cfg.cold_scales) > 1 and valid.nnz > 0
+        if len(cfg.kernels) > 1 or calibrate:
             held = pseudo_cold_items(warm, cfg.valid_share, cfg.seed)
             fit = np.setdiff1d(warm, held)
             b_fit = self._ease(fit)
-            tried = [(s, self._validate(b_fit, fit, held, s)) for s in cfg.kernels]
-            sharpness = max(tried, key=lambda t: t[1])[0]  # the first best on ties
-            self.history = {"valid": tried, "kernel": sharpness}
+            self.history = {}
+            if len(cfg.kernels) > 1:
+                tried = [(s, self._validate(b_fit, fit, held, s)) for s in cfg.kernels]
+                sharpness = max(tried, key=lambda t: t[1])[0]  # the first best on ties
+                self.history = {"valid": tried, "kernel": sharpness}
+            if calibrate:
+                history, truth, exclude = mixed_truth(self.train, valid, fit, held)
+                cold = self._columns_of(b_fit, fit, held, sharpness)
+                mixed = []
+                for c in cfg.cold_scales:
+                    cols = np.hstack([b_fit, c * cold])
+                    mixed.append((c, validation_ndcg(linear_scores(history, cols), truth, exclude)))
+                scale = max(mixed, key=lambda t: t[1])[0]
+                self.history |= {"mixed": mixed, "cold_scale": scale}
         b = self._ease(warm)
         alpha = self._alpha_of(b, warm, sharpness)
-        columns = (self._kernel(self._unit, self._unit[warm], sharpness) @ alpha).T  # (n_warm, n_items)
+        columns = (
+            scale * (self._kernel(self._unit, self._unit[warm], sharpness) @ alpha).T
+        )  # (n_warm, n_items)
         columns[:, warm] = b
         self._warm_idx, self._alpha, self._sharpness = warm, alpha, np.float64(sharpness)
+        self._scale = np.float64(scale)
         self._columns = columns.astype(np.float32)
 
     def _ease(self, items: np.ndarray) -> np.ndarray:
@@ -345,23 +369,27 @@ class KernelContent(ContentColumns):
         return (self._kernel(self._unit[held], self._unit[fit], sharpness) @ alpha).T
 
     def _validate(self, b: np.ndarray, fit: np.ndarray, held: np.ndarray, sharpness: float) -> float:
-        from fusionrank.evaluation.ranking import EvalConfig, evaluate_ranking
-
         cols = self._columns_of(b, fit, held, sharpness)
         r = sp.csr_matrix(self.train[:, fit])
-        truth = sp.csr_matrix(self.train[:, held])
-        return evaluate_ranking(
-            lambda us: np.asarray(r[us] @ cols), truth, None, EvalConfig(ks=(10,))
-        ).metrics["ndcg@10"]
+        return validation_ndcg(linear_scores(r, cols), sp.csr_matrix(self.train[:, held]))
 
     def _content_columns(self, vectors: np.ndarray) -> np.ndarray:
         unit = unit_rows(np.asarray(vectors, np.float64))
         k = self._kernel(unit, self._unit[self._warm_idx], float(self._sharpness))
-        return (k @ self._alpha).T
+        return float(self._scale) * (k @ self._alpha).T
+
+    _scale = np.float64(1.0)
 
     def _map_state(self) -> dict[str, np.ndarray]:
-        return {"alpha": self._alpha, "unit": self._unit, "sharpness": np.asarray(self._sharpness)}
+        return {
+            "alpha": self._alpha,
+            "unit": self._unit,
+            "sharpness": np.asarray(self._sharpness),
+            "cold_scale": np.asarray([self._scale]),
+        }
 
     def _load_map(self, arrays: dict[str, np.ndarray]) -> None:
         self._alpha, self._unit = arrays["alpha"], arrays["unit"]
         self._sharpness = np.float64(np.asarray(arrays["sharpness"]).reshape(-1)[0])  # saved 1-d
+        # saved before the calibration: factor 1, as those models scored
+        self._scale = np.float64(arrays["cold_scale"][0]) if "cold_scale" in arrays else np.float64(1.0)

@@ -51,20 +51,27 @@ def evaluate(
     modalities: str = typer.Option(
         None, help="Content of the content models: text, image, clip, kg, or text,kg."
     ),
+    warm_test: float = typer.Option(
+        0.0,
+        help="cold-items: share of each warm user's interactions also held out for test, so the "
+        "all-items ranking is scored against warm and cold truth (cold share@10 beside truth share).",
+    ),
     debug: bool = DEBUG,
 ) -> None:
     """Fit models on a split and print their test metrics.
 
     Each model is fitted on train (valid for early stopping) and evaluated on test by full
     ranking over all items, or over the protocol's candidates: the cold items of
-    ``--split cold-items`` (all items: the all-items columns), the target domain's items
-    of ``--split cross-domain``."""
+    ``--split cold-items`` (all items: the all-items columns, with the share of the top-10
+    slots cold items get beside their share of the truth; ``--warm-test 0.1`` puts warm
+    interactions in that truth too), the target domain's items of ``--split cross-domain``."""
     with user_errors(debug):
         overrides = parse_overrides(set_)
         if modalities:
             overrides["modalities"] = modalities.split(",")
         cut = parse_ks(ks)
-        config = SplitConfig(kind=cast(SplitKind, split), seed=seed)  # SplitConfig checks the kind
+        # SplitConfig checks the kind (and that --warm-test goes with cold-items)
+        config = SplitConfig(kind=cast(SplitKind, split), seed=seed, warm_test_ratio=warm_test)
         results = run_evaluate(dataset, model, config, root, overrides, cut)
         shown = [m for m in TABLE_METRICS if int(m.split("@")[1]) in cut]
         rows = []
@@ -72,6 +79,8 @@ def evaluate(
             row = {"model": name, **{m: res.metrics.get(m, "-") for m in shown}}
             if res.all_items is not None:
                 row["all-items ndcg@10"] = res.all_items.get("ndcg@10", "-")
+                row["cold share@10"] = res.all_items.get("cold_share@10", "-")
+                row["cold truth share"] = res.all_items.get("cold_truth_share", "-")
             row["users"] = res.n_users
             row["fit_s"] = res.timings["fit_s"]
             row["eval_s"] = res.timings["evaluate_s"]
