@@ -300,10 +300,15 @@ def test_similar_items_health_run_and_docs(served):
     name, _ = state.item_weights()  # the run's first model with item-item weights
     assert kinds.count("content") == 4 and 1 <= kinds.count(f"collaborative ({name})") <= 4
     assert all(r["item_id"] != "i1" for r in similar)
-    content, collab = state.similar("i1", 4)
-    assert [r["item_id"] for r in similar if r["why"] == "content"] == content["item_id"].tolist()
+    content, collab = state.similar("i1", 4)  # the pandas answer: the service builds records without it
+    got = [r for r in similar if r["why"] == "content"]
+    assert [r["item_id"] for r in got] == content["item_id"].tolist()
+    assert [r["score"] for r in got] == pytest.approx(content["score"].tolist())
+    assert [r["rank"] for r in got] == content["rank"].tolist()
+    assert [r.get("title", "") for r in got] == content.get("title", pd.Series([""] * len(got))).tolist()
     only = client.get("/similar", params={"item": "i1", "k": 4, "kind": "collaborative"}).json()
     assert [r["item_id"] for r in only] == collab["item_id"].tolist()
+    assert [r["score"] for r in only] == pytest.approx(collab["score"].tolist())
     spec = client.get("/openapi.json").json()
     assert {"/health", "/recommend", "/items", "/similar", "/run", "/audience"} <= set(spec["paths"])
     assert {"get", "post"} <= set(spec["paths"]["/recommend"])
@@ -367,6 +372,25 @@ def test_importing_fusionrank_needs_no_fastapi_and_serve_says_what_to_install(tm
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("2 error: fastapi is not installed") and "fusionrank[serve]" in lines[0]
     assert lines[1].startswith("client: httpx is not installed")
+
+
+def test_answers_run_on_the_threads_asked_for(tmp_path):
+    import torch
+    from threadpoolctl import threadpool_info
+    from typer.testing import CliRunner
+
+    from fusionrank.pipelines.cli import app as cli
+    from fusionrank.serving.app import answer_threads
+
+    before = torch.get_num_threads()
+    try:
+        answer_threads(1)
+        assert torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    finally:
+        answer_threads(before)
+    res = CliRunner().invoke(cli, ["serve", str(tmp_path), "--threads", "0"])
+    assert res.exit_code == 2 and "--threads" in res.output and "must be >= 1" in res.output
 
 
 @pytest.mark.slow
@@ -487,7 +511,9 @@ def test_models_fitted_for_answers_are_saved_in_the_run_and_reloaded(small_run, 
     name, settings = DEFAULT_MODELS["new items"]
     monkeypatch.setitem(DEFAULT_MODELS, "new items", (name, {**settings, "kernels": [2.0]}))
     OpenRun.open(copy, root).content_model()
-    assert read_json(copy / "fitted" / "content" / "made_by.json")[1]["kernels"] == [2.0]
+    made_by = read_json(copy / "fitted" / "content" / "made_by.json")
+    assert made_by[1]["kernels"] == [2.0]
+    assert "cold_scales" in made_by[1]  # defaults too: a new default fits it again
     # a damaged saved model is fitted again, not an error
     (copy / "fitted" / "profile" / "model" / "weights.safetensors").write_bytes(b"torn")
     again = OpenRun.open(copy, root).profile_model().recommend(["newcomer"], 5, user_features=side)

@@ -24,6 +24,7 @@ service's answer is the command's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -48,7 +49,7 @@ from fusionrank.pipelines.evaluate import RUN_SOURCE, content_needed
 from fusionrank.pipelines.stages.embed import embed_content
 from fusionrank.recommender import Recommender, UnknownUserError, saved_config
 from fusionrank.registry import DEFAULT_MODELS, build_model, load_model, saved_class
-from fusionrank.scoring import ranked_order
+from fusionrank.scoring import ranked_order, top_k
 
 if TYPE_CHECKING:
     from fusionrank.encoders.base import Encoder
@@ -59,6 +60,8 @@ SHOWN = (RANK, ITEM_ID, SCORE)
 
 RANKER_SOURCE = "LightGBM ranker"
 """What answered a known user of a ``run`` folder (the service's ``X-FusionRank-Source``)."""
+SIDE_FEATURES_SOURCE = "side features"
+"""What answered a user the run does not know, from the side features given."""
 
 FITTED = "fitted"
 """The folder of a run that keeps the models an answer fits on the run's split (the
@@ -295,14 +298,28 @@ class OpenRun:
         if not (self.ltr and self.has_history(user)) or len(self._added):
             return None
         _, items, scores = self.ranker_top(self._user_index[user], k)
-        titled = bool(self.data.profile.title and self._titles)
-        out = []
-        for rank, (item, score) in enumerate(zip(self.items.to_ids(items).tolist(), scores.tolist()), 1):
-            record: dict[str, Any] = {ITEM_ID: str(item), SCORE: score, RANK: rank}
-            if titled and (title := self.title(str(item))):
-                record["title"] = title
-            out.append(record)
-        return out
+        return self.records(self.items.to_ids(items), scores)
+
+    def side_feature_records(
+        self, user: str, user_features: Mapping[str, Any] | None, k: int
+    ) -> list[dict[str, Any]] | None:
+        """The answer of :meth:`recommend` for a user the run does not know, served from
+        ``user_features`` by the profile model, as JSON records built without pandas (one
+        row of features aside); None where :meth:`recommend` takes another path (a known
+        user, no features, a run model with its own cold-start path)."""
+        if not user_features or self.has_history(user) or user in self._user_index:
+            return None
+        if self.model is not None and has_cold_path(self.model):
+            return None
+        side = pd.DataFrame([{USER_ID: user, **user_features}])
+        try:
+            model = cast(ServesUnknownUsers, self.profile_model())
+            scores = np.asarray(model.score_unknown([user], side), dtype=np.float32)
+        except UnknownUserError as exc:
+            raise InvalidArgumentError(f"user {user!r} is unknown to the run: {exc}") from exc
+        idx, vals = top_k(lambda rows: scores[rows], np.arange(1), k)  # recommend's own top-k
+        keep = idx[0] >= 0
+        return self.records(self.items.to_ids(idx[0][keep]), vals[0][keep])
 
     def _from_ranker(self, user: int, k: int, depth: int, explain: bool) -> pd.DataFrame:
         top, items, scores = self.ranker_top(user, max(k, depth))
@@ -358,7 +375,7 @@ class OpenRun:
                 out = self.model.recommend([user], max(k, depth), user_features=side)[list(SHOWN)]
             source = "history" if known else f"{self.model.name}'s side features"
         else:
-            out, source = self._from_side_features(user, side, k), "side features"
+            out, source = self._from_side_features(user, side, k), SIDE_FEATURES_SOURCE
         if known and len(added):
             out = self.place_added_items(user, out, added, k)
             if added.position.keys() & set(out[ITEM_ID]):
@@ -386,13 +403,11 @@ class OpenRun:
         name, settings = DEFAULT_MODELS["unknown users"]
         defaults = {"progress": False, "seed": self.split.config.seed}
 
-        def fit() -> Recommender:
-            return build_model(name, defaults=defaults, **settings).fit(self.split)
+        def made() -> Recommender:
+            model = build_model(name, defaults=defaults, **settings)
+            return self._saved_or_fitted("profile", model, lambda: model.fit(self.split))
 
-        return cast(
-            Recommender,
-            self._once("profile", lambda: self._saved_or_fitted("profile", [name, settings, defaults], fit)),
-        )
+        return cast(Recommender, self._once("profile", made))
 
     def content_model(self) -> Recommender:
         """The model of ``DEFAULT_MODELS['new items']`` (scores items from their content),
@@ -405,17 +420,21 @@ class OpenRun:
             if not isinstance(model, ScoresNewItems):
                 raise InvalidArgumentError(f"{name} cannot score new items from their content")
             embed_content(self.data, content_needed([model]))  # the vectors it reads, saved or not
-            return self._saved_or_fitted("content", [name, settings], lambda: model.fit(self.split))
+            return self._saved_or_fitted("content", model, lambda: model.fit(self.split))
 
         return cast(Recommender, self._once("content", made))
 
-    def _saved_or_fitted(self, key: str, made_by: list[Any], fit: Callable[[], Recommender]) -> Recommender:
+    def _saved_or_fitted(
+        self, key: str, unfitted: Recommender, fit: Callable[[], Recommender]
+    ) -> Recommender:
         """The model ``fit`` makes on the run's split, saved under the run's :data:`FITTED`
-        folder with what made it (``made_by``: name and settings) and loaded from there while
-        that is unchanged. The folder is replaced whole (a temporary sibling renamed), so a
-        process killed while saving leaves the last complete model or none; a run folder
-        that cannot be written to is answered from the fitted model all the same."""
+        folder with what made it (the name and every setting of ``unfitted``, defaults
+        included, so that a new default fits it again) and loaded from there while that is
+        unchanged. The folder is replaced whole (a temporary sibling renamed), so a process
+        killed while saving leaves the last complete model or none; a run folder that cannot
+        be written to is answered from the fitted model all the same."""
         folder = self.folder / FITTED / key
+        made_by = [unfitted.name, dataclasses.asdict(unfitted.config)]
         made_by = json.loads(json.dumps(made_by))  # as read back (tuples become lists)
         try:
             if read_json(folder / "made_by.json") == made_by:
@@ -570,6 +589,18 @@ class OpenRun:
         score, title``: cosine over the content model's vectors (the catalogue's and the
         added items'), and the item-item weights of the run's first model that has them
         (none for an added item: nobody has interacted with it)."""
+        (c_ids, c_scores), (w_ids, w_scores) = self.similar_top(item, k)
+        frames = [
+            self._with_titles(pd.DataFrame({RANK: np.arange(1, len(ids) + 1), ITEM_ID: ids, SCORE: scores}))
+            for ids, scores in ((c_ids, c_scores), (w_ids, w_scores))
+        ]
+        return frames[0], frames[1]
+
+    def similar_top(
+        self, item: str, k: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """:meth:`similar` as arrays, best first: (item ids, scores) of the content
+        neighbours and of the collaborative ones (empty without item-item weights)."""
         added = self._added
         if item in self.items:
             query = self.content_vectors()[self.items.to_index([item])[0]]
@@ -586,10 +617,8 @@ class OpenRun:
         scores[ids == item] = -np.inf
         top = ranked_order(scores, k)
         top = top[np.isfinite(scores[top])]
-        content = self._with_titles(
-            pd.DataFrame({RANK: np.arange(1, len(top) + 1), ITEM_ID: ids[top], SCORE: scores[top]})
-        )
-        collab = pd.DataFrame({RANK: [], ITEM_ID: [], SCORE: []})
+        content = (ids[top], scores[top])
+        collab: tuple[np.ndarray, np.ndarray] = (np.empty(0, dtype=object), np.empty(0, np.float32))
         found = self.item_weights() if item in self.items else None
         if found is not None:
             _, weights = found
@@ -601,10 +630,22 @@ class OpenRun:
             row[row == 0] = -np.inf  # no weight: not a neighbour
             top = ranked_order(row, k)
             top = top[np.isfinite(row[top])]
-            collab = pd.DataFrame(
-                {RANK: np.arange(1, len(top) + 1), ITEM_ID: self.items.to_ids(top), SCORE: row[top]}
-            )
-        return content, self._with_titles(collab)
+            collab = (self.items.to_ids(top), row[top])
+        return content, collab
+
+    def records(self, ids: np.ndarray, scores: np.ndarray, why: str | None = None) -> list[dict[str, Any]]:
+        """The JSON records a service sends for ranked items (best first): ``item_id``,
+        ``score``, ``rank``, ``title`` where known and ``why`` if given; no pandas on the way."""
+        titled = bool(self.data.profile.title and self._titles)
+        out = []
+        for rank, (item, score) in enumerate(zip(np.asarray(ids).tolist(), np.asarray(scores).tolist()), 1):
+            record: dict[str, Any] = {ITEM_ID: str(item), SCORE: float(score), RANK: rank}
+            if titled and (title := self.title(str(item))):
+                record["title"] = title
+            if why is not None:
+                record["why"] = why
+            out.append(record)
+        return out
 
     def audience(self, item: str, k: int) -> pd.DataFrame:
         """``rank, user_id, score``: the users the content model scores highest for ``item``

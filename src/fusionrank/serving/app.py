@@ -14,6 +14,7 @@ anything unexpected a 500 with one line; the process keeps serving.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fusionrank.columns import ITEM_ID, RANK, SCORE, USER_ID
 from fusionrank.errors import FusionRankError, UnknownKeyError
-from fusionrank.pipelines.recommend import RANKER_SOURCE, check_run_folder
+from fusionrank.pipelines.recommend import RANKER_SOURCE, SIDE_FEATURES_SOURCE, check_run_folder
 from fusionrank.recommender import UnknownUserError
 from fusionrank.serving.errors import BadRequestError
 from fusionrank.serving.schemas import (
@@ -46,6 +47,7 @@ ANONYMOUS = "<anonymous>"
 """The user id of a ``POST /recommend`` that gives side features and no id."""
 
 ENVIRONMENT = ("FUSIONRANK_SERVE_RUN", "FUSIONRANK_SERVE_ROOT", "FUSIONRANK_SERVE_IMAGE_ROOT")
+THREADS_VARIABLE = "FUSIONRANK_SERVE_THREADS"
 """Where each worker process of ``--workers N`` finds the run, data root and image root."""
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -134,14 +136,14 @@ def create_app(state: ServedRun) -> FastAPI:
         run = current()
         if not run.is_item(item):
             raise BadRequestError("item", f"{item!r} is neither in the run's catalogue nor added to it", 404)
-        content, collab = run.similar(item, k)
+        content, collab = run.similar_top(item, k)  # arrays: the answer is built without pandas
         out = []
         if kind in ("both", "content"):
-            out += _records(content.assign(why="content"))
+            out += run.records(*content, why="content")
         if kind in ("both", "collaborative"):
             weights = run.item_weights()
             source = f"collaborative ({weights[0]})" if weights is not None else "collaborative"
-            out += _records(collab.assign(why=source))
+            out += run.records(*collab, why=source)
         return out
 
     @app.get("/audience", response_model=list[RankedUser], responses=ERRORS, tags=["items"])
@@ -181,6 +183,10 @@ def _answer(
         return records
     known = run.has_history(user)
     try:
+        records = run.side_feature_records(user, features, k)  # an unknown user's path, without pandas
+        if records is not None:
+            response.headers["X-FusionRank-Source"] = SIDE_FEATURES_SOURCE
+            return records
         table = run.recommend(user, k, features, explain=explain and known)
     except (UnknownUserError, ValueError) as exc:
         if known or not isinstance(exc, FusionRankError):
@@ -268,7 +274,38 @@ def app_from_environment() -> FastAPI:
         raise BadRequestError(
             None, "FUSIONRANK_SERVE_RUN is not set: start the service with fusionrank serve"
         )
-    return create_app(ServedRun.load(run, root, image_root))
+    app = create_app(ServedRun.load(run, root, image_root))
+    ready_to_answer(int(os.environ.get(THREADS_VARIABLE) or 1))
+    return app
+
+
+def ready_to_answer(threads: int) -> None:
+    """What a worker does between loading the run and answering: :func:`answer_threads`,
+    and the loaded objects (half a million: the libraries, the run) moved out of the
+    garbage collector's sight (``gc.freeze``), so that a full collection, which would
+    otherwise walk all of them and hold every in-flight request for about 0.1 s, only
+    walks what requests allocate."""
+    answer_threads(threads)
+    gc.collect()
+    gc.freeze()
+
+
+def answer_threads(threads: int) -> None:
+    """Let torch and the BLAS/OpenMP pools use ``threads`` threads from now on (after the
+    run is loaded, which uses them all). A request's arithmetic is a few small products;
+    with more threads, the pools' idle threads spin between requests and take a core from
+    the event loop and the clients: on ml-100k one thread answers the mixed load 1.8×
+    faster than two (`benchmarks/results/serve.md`). More cores: more ``--workers``."""
+    if threads < 1:
+        raise BadRequestError("--threads", f"must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # numpy's BLAS keeps its own count (the serve extra installs threadpoolctl)
+        return
+    threadpool_limits(threads)
 
 
 def serve(
@@ -280,11 +317,13 @@ def serve(
     image_root: str | Path | None = None,
     log_level: str = "warning",
     ready: Any = None,
+    threads: int = 1,
 ) -> None:
     """Serve ``run`` until SIGINT/SIGTERM (in-flight requests finish first). One worker
     loads the run here, before the port opens (a bad folder fails in one line); ``workers``
     > 1 starts that many processes, each loading the run (memory × N), sharing the item
-    log. ``ready`` (a callable) is called once the run is loaded."""
+    log. ``ready`` (a callable) is called once the run is loaded. ``threads``: numeric
+    threads per worker while answering (:func:`answer_threads`)."""
     import uvicorn
 
     if workers < 1:
@@ -296,13 +335,17 @@ def serve(
         "timeout_graceful_shutdown": 30,
         "access_log": False,
     }
+    if threads < 1:
+        raise BadRequestError("--threads", f"must be >= 1, got {threads}")
     if workers == 1:
         app = create_app(ServedRun.load(run, root, image_root))
+        ready_to_answer(threads)
         if ready is not None:
             ready()
         uvicorn.run(app, **options)
         return
     check_run_folder(Path(run))  # one line for a bad folder, before the workers start
+    os.environ[THREADS_VARIABLE] = str(threads)
     for name, value in zip(ENVIRONMENT, (run, root, image_root)):
         if value is not None:
             os.environ[name] = str(Path(value).resolve()) if name != ENVIRONMENT[1] else str(value)

@@ -21,6 +21,9 @@ def serve(
         None, "--image-root", help="Folder every image path of an added item must stay inside."
     ),
     log_level: str = typer.Option("warning", help="uvicorn's log level (info: one line per request)."),
+    threads: int = typer.Option(
+        1, help="Numeric threads (torch, BLAS) per worker while answering; the loading uses all cores."
+    ),
     debug: bool = DEBUG,
 ) -> None:
     """Serve a finished run over HTTP until Ctrl-C (in-flight requests finish first).
@@ -37,4 +40,4 @@ def serve(
         def ready() -> None:
             typer.echo(f"serving {run} on http://{host}:{port} (docs: /docs); Ctrl-C stops", err=True)
 
-        serve_fn(run, host, port, workers, root, image_root, log_level, ready=ready)
+        serve_fn(run, host, port, workers, root, image_root, log_level, ready=ready, threads=threads)
