@@ -290,8 +290,9 @@ def test_the_ranker_settings_are_chosen_on_the_held_out_label_users(tiny_root, t
     ltr = out.metrics["models"]["ltr"]
     tried = ltr["tuning"]
     assert len(tried) == len(TUNING_GRID)
-    best = max(tried, key=lambda t: t["stop ndcg"])
+    best = max(tried, key=lambda t: t["held-out ndcg"])  # the half that did not stop it compares
     assert ltr["stop_ndcg@10"] == best["stop ndcg"]
+    assert all(t["held-out ndcg"] != t["stop ndcg"] for t in tried)  # two different halves
     chosen = best["settings"] if isinstance(best["settings"], dict) else {}
     assert all(ltr["settings"][k] == v for k, v in chosen.items()) and ltr["settings"]["tune"] is False
 

@@ -47,8 +47,11 @@ class RankerConfig:
     is kept, so the choice is made on validation (half the held-out label users stop each
     fit, the other half compare the depths). Empty: every retrieved candidate."""
     tune: bool = False
-    """Choose the settings among :data:`TUNING_GRID` by the NDCG@``eval_at`` of the held-out
-    label users (the stopping set: validation, never test); the run reports the choice."""
+    """Choose the settings among :data:`TUNING_GRID` on the held-out label users (validation,
+    never test): half of them stop each setting's boosting, the other half compare the
+    settings (NDCG@``eval_at`` over every retrieved candidate, :attr:`LTRRanker.pool_score`),
+    so the winner is not the luckiest fit of the users that stopped it. The run reports
+    every setting's figures and the choice."""
     early_stopping_rounds: int = 100
     stop_share: float = 0.2
     """Share of label users held out to decide when to stop."""
@@ -208,7 +211,9 @@ class LTRRanker:
     averaged (contributions stay additive). Boosters are trained by ``engine`` (default:
     the one ``config.engine`` names)."""
 
-    def __init__(self, config: RankerConfig | None = None, engine: Engine | None = None) -> None:
+    def __init__(
+        self, config: RankerConfig | None = None, engine: Engine | None = None, score_apart: bool = False
+    ) -> None:
         self.config = config or RankerConfig()
         self._engine = engine
         self.boosters: list[lgb.Booster] = []
@@ -224,7 +229,10 @@ class LTRRanker:
         the depth last, their positives counted in the ideal): comparable across depths."""
         self.depth_scores: dict[str, float] = {}
         """Each depth tried (with several ``candidates``) and its :attr:`pool_score`."""
-        self._score_apart = False  # a depth candidate: half the stopping groups score it
+        self._score_apart = score_apart
+        """A candidate among several (depths, tuned settings): half the held-out groups stop
+        each booster, the other half score it (:attr:`pool_score`), so the comparison is not
+        made on the groups that chose the tree count."""
 
     @property
     def depth(self) -> int | None:
@@ -308,15 +316,17 @@ class LTRRanker:
         best: LTRRanker | None = None
         scores: dict[str, float] = {}
         for d in self.config.candidates:
-            fitted = LTRRanker(dataclasses.replace(self.config, candidates=(d,)), self._engine)
-            fitted._score_apart = True
+            fitted = LTRRanker(
+                dataclasses.replace(self.config, candidates=(d,)), self._engine, score_apart=True
+            )
             fitted.fit(table, features, label, query, stop_pool)
             scores[str(d)] = fitted.pool_score
             if best is None or fitted.pool_score > best.pool_score:
                 best = fitted
         assert best is not None  # noqa: S101 - candidates has several depths here
+        apart = self._score_apart
         self.__dict__.update(best.__dict__)
-        self.depth_scores, self._score_apart = scores, False
+        self.depth_scores, self._score_apart = scores, apart
         return self
 
     def _in_depth(self, table: pd.DataFrame) -> np.ndarray:

@@ -55,7 +55,8 @@ class RankerResult:
     ablation: list[dict[str, Any]]
     cached: bool
     tuning: list[dict[str, Any]]
-    """With ``ranker.tune``: every setting tried and its stopping-set NDCG (the choice is the
+    """With ``ranker.tune``: every setting tried, its NDCG on the half of the held-out users
+    that stopped it and on the other half that compares the settings (the choice is the
     ranker's config)."""
 
 
@@ -204,25 +205,30 @@ def tuned_ranker(
     engine: Engine | None = None,
     stop_pool: np.ndarray | None = None,
 ) -> tuple[LTRRanker, list[dict[str, Any]]]:
-    """The ranker, and with ``config.tune`` the one of :data:`TUNING_GRID` whose held-out
-    label users (the stopping set) rank best, with every candidate's settings and score."""
+    """The ranker, and with ``config.tune`` the one of :data:`TUNING_GRID` that ranks best
+    the half of the held-out label users that did not stop it (``pool_score``), with every
+    setting's figures (ties: the first listed)."""
     if not config.tune:
         return fit_ranker(config, labels, columns, engine, stop_pool), []
+    query = QUERY if QUERY in labels.columns else USER_IDX
     tried: list[dict[str, Any]] = []
     best: LTRRanker | None = None
     for change in TUNING_GRID:
-        candidate = fit_ranker(
-            dataclasses.replace(config, **change, tune=False), labels, columns, engine, stop_pool
-        )
+        candidate = LTRRanker(dataclasses.replace(config, **change, tune=False), engine, score_apart=True)
+        candidate.fit(labels, columns, query=query, stop_pool=stop_pool)
         tried.append(
             {
                 "settings": change or "as configured",
                 "stop ndcg": candidate.stop_score,
+                "held-out ndcg": candidate.pool_score,
                 "trees": candidate.best_iteration,
             }
         )
-        log(f"  tuning {change or 'as configured'}: stop ndcg@{config.eval_at} {candidate.stop_score:.4f}")
-        if best is None or candidate.stop_score > best.stop_score:
+        log(
+            f"  tuning {change or 'as configured'}: held-out ndcg@{config.eval_at} {candidate.pool_score:.4f}"
+            f" (stopping half {candidate.stop_score:.4f})"
+        )
+        if best is None or candidate.pool_score > best.pool_score:
             best = candidate
     assert best is not None  # noqa: S101 - the grid is not empty
     return best, tried
