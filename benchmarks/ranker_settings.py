@@ -1,13 +1,12 @@
-"""Ranker settings beside the demo's, on the same models and feature tables: ``bags`` (boosters
-averaged, each with its own seed and stopping users) and ``tune`` (the setting of
-``TUNING_GRID`` with the best NDCG on the held-out label users), with stacked labels and
-every candidate kept (``candidate_depth.py``'s "all" column is the baseline: the same runs
-with the demo's ranker settings).
+"""Ranker settings beside the demo's, on the same models and feature tables: ``demo`` (the
+demo config's ranker settings, the baseline), ``bags`` (boosters averaged, each with its own
+seed and stopping users) and ``tune`` (the setting of ``TUNING_GRID`` that ranks best the
+held-out label users that did not stop it), with stacked labels and every candidate kept.
 
 Runs reuse the cached models and tables of ``candidate_depth.py`` when given its ``--work``
 and ``--prefix``; only the ranker stage runs again. Test NDCG@10 by full ranking.
 
-    .venv/bin/python benchmarks/ranker_settings.py --variants bags3,tune --work /tmp/depth
+    .venv/bin/python benchmarks/ranker_settings.py --variants demo,bags3,tune --work /tmp/depth
         # -> benchmarks/results/ranker_settings.json
 """
 
@@ -24,14 +23,14 @@ from fusionrank.pipelines.config import load_run_config
 from fusionrank.pipelines.run import run_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS: dict[str, dict[str, Any]] = {"bags3": {"bags": 3}, "tune": {"tune": True}}
+VARIANTS: dict[str, dict[str, Any]] = {"demo": {}, "bags3": {"bags": 3}, "tune": {"tune": True}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/ml100k.yaml")
     parser.add_argument("--seeds", default="2020,7")
-    parser.add_argument("--variants", default="bags3,tune")
+    parser.add_argument("--variants", default="demo,bags3,tune")
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--prefix", default="depth-")
     parser.add_argument("--out", type=Path, default=RESULTS / "ranker_settings.json")

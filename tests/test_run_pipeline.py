@@ -291,10 +291,17 @@ def test_the_ranker_settings_are_chosen_on_the_held_out_label_users(tiny_root, t
     tried = ltr["tuning"]
     assert len(tried) == len(TUNING_GRID)
     best = max(tried, key=lambda t: t["held-out ndcg"])  # the half that did not stop it compares
-    assert ltr["stop_ndcg@10"] == best["stop ndcg"]
     assert all(t["held-out ndcg"] != t["stop ndcg"] for t in tried)  # two different halves
     chosen = best["settings"] if isinstance(best["settings"], dict) else {}
     assert all(ltr["settings"][k] == v for k, v in chosen.items()) and ltr["settings"]["tune"] is False
+    # the chosen settings are then fitted as an untuned ranker is: a run configured with them
+    # (same models and features, cached) gives the same ranker
+    plain = load_run_config(
+        _config(tiny_root, tmp_path, ranker={**ranker, "tune": False, **chosen}, ablation=False)
+    )
+    again = run_pipeline(plain, log=lambda m: None).metrics["models"]["ltr"]
+    assert again["metrics"] == ltr["metrics"] and again["best_iteration"] == ltr["best_iteration"]
+    assert again["stop_ndcg@10"] == ltr["stop_ndcg@10"]
 
 
 def test_the_candidate_depth_is_chosen_on_held_out_users_and_recommend_keeps_within_it(tiny_root, tmp_path):

@@ -205,9 +205,10 @@ def tuned_ranker(
     engine: Engine | None = None,
     stop_pool: np.ndarray | None = None,
 ) -> tuple[LTRRanker, list[dict[str, Any]]]:
-    """The ranker, and with ``config.tune`` the one of :data:`TUNING_GRID` that ranks best
-    the half of the held-out label users that did not stop it (``pool_score``), with every
-    setting's figures (ties: the first listed)."""
+    """The ranker, and with ``config.tune`` the settings of :data:`TUNING_GRID` that rank
+    best the half of the held-out label users that did not stop them (``pool_score``; ties:
+    the first listed), fitted again as an untuned ranker is (every held-out user stopping
+    it), with every setting's figures: the choice is the only thing tuning changes."""
     if not config.tune:
         return fit_ranker(config, labels, columns, engine, stop_pool), []
     query = QUERY if QUERY in labels.columns else USER_IDX
@@ -231,7 +232,9 @@ def tuned_ranker(
         if best is None or candidate.pool_score > best.pool_score:
             best = candidate
     assert best is not None  # noqa: S101 - the grid is not empty
-    return best, tried
+    chosen = fit_ranker(best.config, labels, columns, engine, stop_pool)  # best.config: its depth too
+    chosen.depth_scores = best.depth_scores
+    return chosen, tried
 
 
 def ranker_scores(ranker: LTRRanker, table: Path, engine: Engine | None = None) -> list[np.ndarray]:
