@@ -9,6 +9,8 @@ import ast
 from pathlib import Path
 from typing import get_args
 
+import pytest
+
 import fusionrank as fr
 from fusionrank.data.splits import SplitKind
 from fusionrank.engines import ENGINES
@@ -198,3 +200,27 @@ def test_every_error_the_package_raises_on_purpose_is_a_fusionrank_error_and_exp
     assert len(errors) >= 15
     assert [c.__name__ for c in errors if not issubclass(c, fr.FusionRankError)] == []
     assert [c.__name__ for c in errors if c.__name__ not in fr.__all__] == []
+
+
+def test_the_public_names_load_on_first_use():
+    """``import fusionrank`` is light (a notebook that only talks to a running service needs
+    no torch or LightGBM), and every name of ``__all__`` resolves to its module's object."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fusionrank as fr\n"
+        "heavy = {'torch', 'lightgbm', 'sklearn', 'transformers'}\n"
+        "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))\n"
+        "fr.ServeClient, fr.FusionRankError, fr.BadRequestError\n"
+        "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))\n"
+        "print('light')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "light", out.stderr
+    assert set(fr.__all__) == {*fr._EXPORTS, "__version__"}
+    for name in fr._EXPORTS:
+        assert getattr(fr, name) is getattr(__import__(fr._EXPORTS[name], fromlist=[name]), name)
+    assert "build_model" in dir(fr)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        fr.nope  # noqa: B018 - the attribute access is the test
