@@ -24,7 +24,7 @@ from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, t
 from fusionrank.columns import TRAIN, VALID
 from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
-from fusionrank.fusion.content_models import ContentColumns, ContentRecommender
+from fusionrank.fusion.content_models import ContentColumns, ContentRecommender, content_kernel
 from fusionrank.fusion.validation import linear_scores, mixed_truth, pseudo_cold_items, validation_ndcg
 from fusionrank.recommender import csr_from_arrays, csr_to_arrays
 
@@ -44,11 +44,6 @@ def modality_blocks(vectors: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
             f"got shape {x.shape}"
         )
     return [unit_rows(x[:, a:b]) for a, b in zip(edges[:-1], edges[1:])]
-
-
-def content_kernel(a: np.ndarray, b: np.ndarray, sharpness: float) -> np.ndarray:
-    """exp(s * (cos(a, b) - 1)) between unit rows: 1 for the same content, smaller as it differs."""
-    return np.exp(sharpness * (a @ b.T - 1.0))
 
 
 def _check_positive(name: str, values: tuple[float, ...], allow_zero: bool = False) -> None:

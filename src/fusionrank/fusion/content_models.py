@@ -141,6 +141,11 @@ class ContentKNN(ContentRecommender):
         self._x, self.train = arrays["x"], csr_from_arrays("train", arrays)
 
 
+def content_kernel(a: np.ndarray, b: np.ndarray, sharpness: float) -> np.ndarray:
+    """exp(s * (cos(a, b) - 1)) between unit rows: 1 for the same content, smaller as it differs."""
+    return np.exp(sharpness * (a @ b.T - 1.0))
+
+
 class ContentColumns(ContentRecommender):
     """Base of the models whose items are columns over the warm items: a warm item's EASE
     column, a cold one's predicted from its content (``_content_columns``). Scores, item
@@ -345,7 +350,7 @@ class KernelContent(ContentColumns):
         b = self._ease(warm)
         alpha = self._alpha_of(b, warm, sharpness)
         columns = (
-            scale * (self._kernel(self._unit, self._unit[warm], sharpness) @ alpha).T
+            scale * (content_kernel(self._unit, self._unit[warm], sharpness) @ alpha).T
         )  # (n_warm, n_items)
         columns[:, warm] = b
         self._warm_idx, self._alpha, self._sharpness = warm, alpha, np.float64(sharpness)
@@ -355,18 +360,15 @@ class KernelContent(ContentColumns):
     def _ease(self, items: np.ndarray) -> np.ndarray:
         return ease_weights(self.train[:, items], self.config.reg).astype(np.float64)
 
-    def _kernel(self, a: np.ndarray, b: np.ndarray, sharpness: float) -> np.ndarray:
-        return np.exp(sharpness * (a @ b.T - 1.0))
-
     def _alpha_of(self, b: np.ndarray, items: np.ndarray, sharpness: float) -> np.ndarray:
         """Kernel ridge coefficients of the EASE columns ``b`` of ``items``."""
-        k = self._kernel(self._unit[items], self._unit[items], sharpness)
+        k = content_kernel(self._unit[items], self._unit[items], sharpness)
         return np.linalg.solve(k + self.config.ridge * np.eye(len(items)), b.T)
 
     def _columns_of(self, b: np.ndarray, fit: np.ndarray, held: np.ndarray, sharpness: float) -> np.ndarray:
         """Predicted columns (over ``fit``) of the ``held`` items, from a map fitted on ``fit``."""
         alpha = self._alpha_of(b, fit, sharpness)
-        return (self._kernel(self._unit[held], self._unit[fit], sharpness) @ alpha).T
+        return (content_kernel(self._unit[held], self._unit[fit], sharpness) @ alpha).T
 
     def _validate(self, b: np.ndarray, fit: np.ndarray, held: np.ndarray, sharpness: float) -> float:
         cols = self._columns_of(b, fit, held, sharpness)
@@ -375,7 +377,7 @@ class KernelContent(ContentColumns):
 
     def _content_columns(self, vectors: np.ndarray) -> np.ndarray:
         unit = unit_rows(np.asarray(vectors, np.float64))
-        k = self._kernel(unit, self._unit[self._warm_idx], float(self._sharpness))
+        k = content_kernel(unit, self._unit[self._warm_idx], float(self._sharpness))
         return float(self._scale) * (k @ self._alpha).T
 
     _scale = np.float64(1.0)

@@ -47,8 +47,9 @@ ANONYMOUS = "<anonymous>"
 """The user id of a ``POST /recommend`` that gives side features and no id."""
 
 ENVIRONMENT = ("FUSIONRANK_SERVE_RUN", "FUSIONRANK_SERVE_ROOT", "FUSIONRANK_SERVE_IMAGE_ROOT")
-THREADS_VARIABLE = "FUSIONRANK_SERVE_THREADS"
 """Where each worker process of ``--workers N`` finds the run, data root and image root."""
+THREADS_VARIABLE = "FUSIONRANK_SERVE_THREADS"
+"""Where each worker process of ``--workers N`` finds ``--threads``."""
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorAnswer, "description": what}
@@ -290,14 +291,18 @@ def ready_to_answer(threads: int) -> None:
     gc.freeze()
 
 
+def _check_threads(threads: int) -> None:
+    if threads < 1:
+        raise BadRequestError("--threads", f"must be >= 1, got {threads}")
+
+
 def answer_threads(threads: int) -> None:
     """Let torch and the BLAS/OpenMP pools use ``threads`` threads from now on (after the
     run is loaded, which uses them all). A request's arithmetic is a few small products;
     with more threads, the pools' idle threads spin between requests and take a core from
     the event loop and the clients: on ml-100k one thread answers the mixed load 1.8×
     faster than two (`benchmarks/results/serve.md`). More cores: more ``--workers``."""
-    if threads < 1:
-        raise BadRequestError("--threads", f"must be >= 1, got {threads}")
+    _check_threads(threads)
     import torch
 
     torch.set_num_threads(threads)
@@ -335,8 +340,7 @@ def serve(
         "timeout_graceful_shutdown": 30,
         "access_log": False,
     }
-    if threads < 1:
-        raise BadRequestError("--threads", f"must be >= 1, got {threads}")
+    _check_threads(threads)
     if workers == 1:
         app = create_app(ServedRun.load(run, root, image_root))
         ready_to_answer(threads)

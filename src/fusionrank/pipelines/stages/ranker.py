@@ -190,11 +190,13 @@ def fit_ranker(
     columns: list[str],
     engine: Engine | None = None,
     stop_pool: np.ndarray | None = None,
+    score_apart: bool = False,
 ) -> LTRRanker:
     """The ranker fitted on a label table (stacked labels: by its ``query`` groups, early
-    stopping on a share of ``stop_pool``)."""
+    stopping on a share of ``stop_pool``; ``score_apart``: a candidate among several,
+    :attr:`LTRRanker.pool_score` read on the held-out groups that did not stop it)."""
     query = QUERY if QUERY in labels.columns else USER_IDX
-    return LTRRanker(config, engine).fit(labels, columns, query=query, stop_pool=stop_pool)
+    return LTRRanker(config, engine, score_apart).fit(labels, columns, query=query, stop_pool=stop_pool)
 
 
 def tuned_ranker(
@@ -211,12 +213,11 @@ def tuned_ranker(
     it), with every setting's figures: the choice is the only thing tuning changes."""
     if not config.tune:
         return fit_ranker(config, labels, columns, engine, stop_pool), []
-    query = QUERY if QUERY in labels.columns else USER_IDX
     tried: list[dict[str, Any]] = []
     best: LTRRanker | None = None
     for change in TUNING_GRID:
-        candidate = LTRRanker(dataclasses.replace(config, **change, tune=False), engine, score_apart=True)
-        candidate.fit(labels, columns, query=query, stop_pool=stop_pool)
+        setting = dataclasses.replace(config, **change, tune=False)
+        candidate = fit_ranker(setting, labels, columns, engine, stop_pool, score_apart=True)
         tried.append(
             {
                 "settings": change or "as configured",
