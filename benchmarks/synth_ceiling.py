@@ -127,7 +127,8 @@ def measure(dataset: str) -> dict[str, Any]:
     item_cat, item_sty = truth.item_category[items], truth.item_style[items]
 
     def log_share(labels: np.ndarray, k: int) -> np.ndarray:  # (users, items): log share of the label
-        onehot = sp.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), k))
+        rows = np.arange(len(labels))
+        onehot = sp.csr_matrix((np.ones(len(labels)), (rows, labels)), shape=(len(labels), k))
         counts = np.asarray((train @ onehot).todense())
         size = np.asarray(train.sum(axis=1)).ravel()[:, None]
         return np.log((counts + 0.5) / (size + 0.5 * k))
@@ -169,7 +170,8 @@ def measure(dataset: str) -> dict[str, Any]:
         "oracle",
     ]:
         scores = {
-            a: float(evaluate_ranking(blend(kind, a), valid, valid_exclude, cfg).metrics["ndcg@10"]) for a in ALPHAS
+            a: float(evaluate_ranking(blend(kind, a), valid, valid_exclude, cfg).metrics["ndcg@10"])
+            for a in ALPHAS
         }
         alpha = max(scores, key=lambda a: (scores[a], -a))
         t = test_ndcg(blend(kind, alpha))

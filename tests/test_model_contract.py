@@ -31,6 +31,7 @@ FAST = {
     "userknn": {"k": 10},
     "rp3beta": {"k": 10},
     "ease": {"reg": 10.0},
+    "ials": {"factors": 8, "iterations": 3},
 }
 COLD_USER_MODELS = {"profile", "demographic-pop"}
 IGNORES_DATA = {"random"}  # a seeded reference: the same scores whatever it is fitted on

@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fusionrank.errors import InvalidArgumentError
-from fusionrank.recommender import Recommender, saved_config
 from fusionrank.settings import build_settings, config_fields
+
+if TYPE_CHECKING:  # the model classes load torch: imported where a class is needed, so that
+    # the names (and the command line's help, which lists them) load none of it
+    from fusionrank.recommender import Recommender
 
 MODELS: dict[str, str] = {
     # collaborative filtering and neighbourhoods
@@ -24,6 +27,7 @@ MODELS: dict[str, str] = {
     "userknn": "fusionrank.collab.neighbours.UserKNN",
     "rp3beta": "fusionrank.collab.neighbours.RP3beta",
     "ease": "fusionrank.collab.ease.EASE",
+    "ials": "fusionrank.collab.ials.IALS",
     "bpr": "fusionrank.collab.mf.BPR",
     "neumf": "fusionrank.collab.neumf.NeuMF",
     "lightgcn": "fusionrank.collab.lightgcn.LightGCN",
@@ -71,6 +75,8 @@ def register(name: str, cls: type[Recommender]) -> None:
     >>> fr.build_model("popular").name, "popular" in fr.list_models()
     ('popular', True)
     """
+    from fusionrank.recommender import Recommender
+
     if not (isinstance(cls, type) and issubclass(cls, Recommender)):
         raise TypeError(f"{cls!r} is not a Recommender subclass")
     _EXTRA[name] = f"{cls.__module__}.{cls.__qualname__}"
@@ -91,6 +97,8 @@ def import_dotted(path: str, what: str = "class") -> Any:
 
 
 def _import_class(path: str) -> type[Recommender]:
+    from fusionrank.recommender import Recommender
+
     cls = import_dotted(path, "model class")
     if not (isinstance(cls, type) and issubclass(cls, Recommender)):
         raise InvalidArgumentError(f"{path!r} is not a fusionrank Recommender subclass")
@@ -169,5 +177,7 @@ def load_model(folder: str | Path, model_class: type[Recommender] | None = None)
     >>> fr.load_model(folder).name
     'ease'
     """
+    from fusionrank.recommender import saved_config
+
     cls = model_class or saved_class(saved_config(Path(folder))["class"])
     return cls.load(folder, cls)

@@ -28,10 +28,12 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Union, get_args, get_origin
 
-from fusionrank.errors import FusionRankError
+import yaml
+
+from fusionrank.errors import FusionRankError, InvalidArgumentError
 
 
 class SettingsError(FusionRankError, ValueError):
@@ -177,3 +179,18 @@ def _coerce(hint: Any, value: Any, owner: str, path: str) -> Any:
             raise SettingsError(f"{owner}: {path}: expected a string, got {value!r}")
         return value
     return value
+
+
+def parse_overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``["reg=500", "k=50"]`` -> ``{"reg": 500, "k": 50}`` (values parsed as YAML scalars).
+
+    >>> parse_overrides(["ease.reg=500", "modalities=[text, kg]"])
+    {'ease.reg': 500, 'modalities': ['text', 'kg']}
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgumentError(f"expected KEY=VALUE, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

@@ -9,14 +9,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fusionrank.capabilities import HasItemVectors, HasUserVectors, ReadsContent
 from fusionrank.columns import ITEM_ID, USER_ID
 from fusionrank.data.dataset import Dataset, default_root, load_dataset
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
 from fusionrank.data.vectors import write_vector_folder
-from fusionrank.errors import InvalidArgumentError
 from fusionrank.evaluation.evaluate import Evaluation, evaluate
 from fusionrank.io import begin_stage, mark_done, write_json
 from fusionrank.pipelines.lock import folder_lock
@@ -27,21 +24,6 @@ from fusionrank.settings import SettingsError, aliases_of, config_fields
 
 RUN_SOURCE = "source.json"
 """Where a ``train --out`` folder records its dataset and split, so ``recommend`` can reopen them."""
-
-
-def parse_overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """``["reg=500", "k=50"]`` -> ``{"reg": 500, "k": 50}`` (values parsed as YAML scalars).
-
-    >>> parse_overrides(["ease.reg=500", "modalities=[text, kg]"])
-    {'ease.reg': 500, 'modalities': ['text', 'kg']}
-    """
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidArgumentError(f"expected KEY=VALUE, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def settings_for(models: Sequence[str], overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from fusionrank.data.dataset import default_root
-from fusionrank.data.fetch import ML100K, fetch_ml100k
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 
 
@@ -21,6 +19,9 @@ def fetch(
     debug: bool = DEBUG,
 ) -> None:
     """Put a dataset into the data directory; does nothing when it is already there."""
+    from fusionrank.data.dataset import default_root
+    from fusionrank.data.fetch import ML100K, fetch_ml100k
+
     if name != ML100K:
         raise typer.BadParameter(f"unknown dataset {name!r}; available: {ML100K}")
     with user_errors(debug):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from fusionrank.data.dataset import default_root, import_dataset
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 from fusionrank.pipelines.cli.options import parse_pairs
 
@@ -36,6 +35,8 @@ def data_import(
 
     Validates the files (every bad row stops with file, row and column) and stores them as
     Parquet with a dataset.json profile, so that every command can use --dataset NAME."""
+    from fusionrank.data.dataset import default_root, import_dataset
+
     profile: dict = {}
     if genres:
         profile["genres"] = genres

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import typer
 
-from fusionrank.data.dataset import default_root
-from fusionrank.data.synth import SynthConfig, synth_dataset, synth_manifest
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
-from fusionrank.pipelines.evaluate import parse_overrides
-from fusionrank.settings import SettingsError, build_settings
+from fusionrank.settings import SettingsError, build_settings, parse_overrides
 
 NAMED = ("users", "items", "interactions", "images", "seed")
 """Generator settings with their own option (``--set`` names the others)."""
@@ -38,6 +35,9 @@ def data_synth(
     a user table with side features, all from planted latent factors. synth.json in the
     dataset folder records the settings, the statistics achieved and the oracle NDCG@10 on
     the default split."""
+    from fusionrank.data.dataset import default_root
+    from fusionrank.data.synth import SynthConfig, synth_dataset, synth_manifest
+
     with user_errors(debug):
         settings = {  # YAML reads --set start=2016-01-01 as a date
             k: v.isoformat() if isinstance(v, dt.date) else v for k, v in parse_overrides(set_).items()

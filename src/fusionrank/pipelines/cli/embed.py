@@ -7,12 +7,11 @@ from typing import Any
 
 import typer
 
-from fusionrank.encoders.engine import embed as embed_fn
 from fusionrank.encoders.registry import ENCODERS
 from fusionrank.engines.ray_engine import RayOptions
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
-from fusionrank.pipelines.evaluate import parse_overrides
+from fusionrank.settings import parse_overrides
 
 
 def embed(
@@ -113,4 +112,6 @@ def embed(
         else:
             source = catalogue
         ray = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor, "restarts": restarts}
+        from fusionrank.encoders.engine import embed as embed_fn
+
         embed_fn(source, out, encoder, engine=engine, **ray, **settings)  # type: ignore[arg-type]

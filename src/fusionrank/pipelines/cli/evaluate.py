@@ -8,12 +8,10 @@ from typing import cast
 import typer
 
 from fusionrank.data.splits import SPLIT_KINDS, SplitConfig, SplitKind
-from fusionrank.evaluation.table import format_table
-from fusionrank.io import write_json
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 from fusionrank.pipelines.cli.options import parse_ks
-from fusionrank.pipelines.evaluate import parse_overrides, run_evaluate
 from fusionrank.registry import DEFAULT_MODELS, MODELS
+from fusionrank.settings import parse_overrides
 
 TABLE_METRICS = (
     "ndcg@10",
@@ -65,6 +63,10 @@ def evaluate(
     ``--split cold-items`` (all items: the all-items columns, with the share of the top-10
     slots cold items get beside their share of the truth; ``--warm-test 0.1`` puts warm
     interactions in that truth too), the target domain's items of ``--split cross-domain``."""
+    from fusionrank.evaluation.table import format_table
+    from fusionrank.io import write_json
+    from fusionrank.pipelines.evaluate import run_evaluate
+
     with user_errors(debug):
         overrides = parse_overrides(set_)
         if modalities:

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fusionrank.evaluation.table import format_table
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
-from fusionrank.pipelines.recommend import recommend as recommend_fn
 from fusionrank.settings import SettingsError
 
 
@@ -38,6 +36,9 @@ def recommend(
 
     From history, or from side features for a user unknown to training; --new-items ranks
     items that were not in training from their content alone."""
+    from fusionrank.evaluation.table import format_table
+    from fusionrank.pipelines.recommend import recommend as recommend_fn
+
     with user_errors(debug):
         side = dict(f.split("=", 1) for f in feature or [] if "=" in f)
         if len(side) != len(feature or []):

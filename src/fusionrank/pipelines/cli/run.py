@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
-from fusionrank.pipelines.config import load_run_config
-from fusionrank.pipelines.evaluate import parse_overrides
+from fusionrank.settings import parse_overrides
 
 
 def run(
@@ -27,6 +26,7 @@ def run(
     Fit the single models, build candidates and features, train the LightGBM ranker,
     evaluate everything on test and write <out>/<name>/ (metrics.json, report.md/.html,
     plots, models). Stages whose inputs and settings did not change are reused."""
+    from fusionrank.pipelines.config import load_run_config
     from fusionrank.pipelines.run import run_pipeline
     from fusionrank.pipelines.stages.report import print_summary
 

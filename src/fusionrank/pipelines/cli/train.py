@@ -8,12 +8,10 @@ from typing import cast
 import typer
 
 from fusionrank.data.splits import SPLIT_KINDS, SplitConfig, SplitKind
-from fusionrank.evaluation.table import format_table
-from fusionrank.io import write_json
 from fusionrank.pipelines.cli.errors import DEBUG, user_errors
 from fusionrank.pipelines.cli.options import parse_ks
-from fusionrank.pipelines.evaluate import parse_overrides, run_train
 from fusionrank.registry import MODELS
+from fusionrank.settings import parse_overrides
 
 SHOWN = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20")
 
@@ -43,6 +41,10 @@ def train(
     Models with a training loop stop early on validation NDCG@10; test metrics follow the
     split's protocol; ``--out`` saves the model, its vectors and metrics for
     ``fusionrank recommend``. Options a model does not have are refused by name."""
+    from fusionrank.evaluation.table import format_table
+    from fusionrank.io import write_json
+    from fusionrank.pipelines.evaluate import run_train
+
     flags = {
         "epochs": epochs,
         "dim": dim,
