@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -161,6 +162,15 @@ def test_recommend_from_a_run_explains_with_ranker_contributions(tiny_root, tmp_
         app, ["recommend", "--run", str(out.folder), "--user", "u3", "--root", str(tiny_root), "--explain"]
     )
     assert res.exit_code == 0 and "why" in res.output
+    # a run folder whose saved config has a setting this version does not know (written
+    # by another version) is refused in one line that names the key and what to do
+    config = json.loads((out.folder / "config.json").read_text())
+    config["features"]["rank_depth"] = 100
+    (out.folder / "config.json").write_text(json.dumps(config))
+    args = ["recommend", "--run", str(out.folder), "--user", "u3", "--root", str(tiny_root)]
+    res = runner.invoke(app, args)
+    assert res.exit_code != 0 and len(res.output.strip().splitlines()) == 1, res.output
+    assert "features.rank_depth: unknown setting" in res.output and "fusionrank run CONFIG" in res.output
 
 
 def test_recommend_new_items_from_text(tiny_root, tmp_path):

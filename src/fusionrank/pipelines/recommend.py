@@ -115,9 +115,16 @@ def open_run_split(run: Path, root: str | Path | None = None) -> tuple[Dataset, 
     """The dataset and split a run folder was made from (``config.json`` of a ``run``,
     ``source.json`` of a ``train --out`` folder)."""
     if is_ltr_run(run):
-        from fusionrank.pipelines.config import parse_run_config
+        from fusionrank.pipelines.config import ConfigError, parse_run_config
+        from fusionrank.settings import SettingsError
 
-        config = parse_run_config(read_json(run / "config.json"), str(run / "config.json"))
+        try:
+            config = parse_run_config(read_json(run / "config.json"), str(run / "config.json"))
+        except SettingsError as exc:  # a setting this version no longer (or not yet) has
+            raise ConfigError(
+                f"{exc}; the run folder was written by a fusionrank with other settings: run its "
+                "config again (fusionrank run CONFIG) to recommend or serve from it"
+            ) from exc
         if root is not None and isinstance(config.dataset, str):
             data = load_dataset(config.dataset, root)
         else:
