@@ -202,22 +202,29 @@ def test_every_error_the_package_raises_on_purpose_is_a_fusionrank_error_and_exp
     assert [c.__name__ for c in errors if c.__name__ not in fr.__all__] == []
 
 
-def test_the_public_names_load_on_first_use():
-    """``import fusionrank`` is light (a notebook that only talks to a running service needs
-    no torch or LightGBM), and every name of ``__all__`` resolves to its module's object."""
+HEAVY_CHECK = (
+    "heavy = {'torch', 'lightgbm', 'sklearn', 'transformers'}\n"
+    "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))\n"
+)
+
+
+def assert_stays_light(code: str) -> None:
+    """Run ``code`` in a fresh interpreter, then check it imported none of the model
+    libraries (a fresh process: this one has imported them all)."""
     import subprocess
     import sys
 
-    code = (
-        "import sys, fusionrank as fr\n"
-        "heavy = {'torch', 'lightgbm', 'sklearn', 'transformers'}\n"
-        "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))\n"
-        "fr.ServeClient, fr.FusionRankError, fr.BadRequestError\n"
-        "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))\n"
-        "print('light')\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    script = "import sys\n" + code + HEAVY_CHECK + "print('light')\n"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and out.stdout.strip() == "light", out.stderr
+
+
+def test_the_public_names_load_on_first_use():
+    """``import fusionrank`` is light (a notebook that only talks to a running service needs
+    no torch or LightGBM), and every name of ``__all__`` resolves to its module's object."""
+    assert_stays_light(
+        "import fusionrank as fr\n" + HEAVY_CHECK + "fr.ServeClient, fr.FusionRankError, fr.BadRequestError\n"
+    )
     assert set(fr.__all__) == {*fr._EXPORTS, "__version__"}
     for name in fr._EXPORTS:
         assert getattr(fr, name) is getattr(__import__(fr._EXPORTS[name], fromlist=[name]), name)
@@ -230,11 +237,7 @@ def test_the_command_line_help_loads_no_model_library():
     """``fusionrank --help`` (and every command's ``--help``) builds its text from the
     registries' names without importing torch, LightGBM, scikit-learn or transformers: a
     command imports what it runs when it runs (about 1 s for the help, was 3.5 s)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
+    assert_stays_light(
         "from typer.testing import CliRunner\n"
         "from fusionrank.pipelines.cli import app\n"
         "runner = CliRunner()\n"
@@ -243,9 +246,4 @@ def test_the_command_line_help_loads_no_model_library():
         "    result = runner.invoke(app, args)\n"
         "    assert result.exit_code == 0, (args, result.output)\n"
         "assert 'ials' in runner.invoke(app, ['train', '--help']).output\n"
-        "heavy = {'torch', 'lightgbm', 'sklearn', 'transformers'}\n"
-        "assert not heavy & set(sys.modules), sorted(heavy & set(sys.modules))\n"
-        "print('light')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert out.returncode == 0 and out.stdout.strip() == "light", out.stderr
