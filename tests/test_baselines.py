@@ -8,7 +8,7 @@ from helpers import split_of
 
 import fusionrank as fr
 from fusionrank.collab.ease import EASE, EASEConfig
-from fusionrank.collab.ials import IALS, IALSConfig, als_half_step
+from fusionrank.collab.ials import IALS, IALSConfig, als_half_step, als_half_step_cg
 from fusionrank.collab.itemknn import ItemKNN, ItemKNNConfig
 from fusionrank.collab.neighbours import RP3beta, RP3betaConfig, UserKNN, UserKNNConfig
 
@@ -83,7 +83,7 @@ def test_userknn_and_rp3beta_match_their_formulas():
     assert (np.diff(small.weights.indptr) <= 5).all()
 
 
-def test_ials_half_step_solves_each_rows_weighted_least_squares():
+def test_ials_half_step_solves_each_rows_weighted_least_squares(monkeypatch):
     """The blocked, flattened-outer-product solve equals the textbook one: for each row,
     (Y^T C_u Y + reg I)^-1 Y^T C_u p_u with C_u = 1 + alpha on observed cells, blocks smaller
     than both sides so every block boundary is crossed."""
@@ -98,6 +98,14 @@ def test_ials_half_step_solves_each_rows_weighted_least_squares():
         want = np.linalg.solve(y.T @ (c[:, None] * y) + reg * np.eye(4), y.T @ (c * x[u]))
         np.testing.assert_allclose(got[u], want, rtol=1e-4, atol=1e-5)
     assert not got[2].any()
+    # conjugate gradient reaches the same solutions in at most `factors` steps (exact
+    # arithmetic), from any start, through blocks cut by cell count as well as by rows
+    start = rng.standard_normal((13, 4)).astype(np.float32)
+    monkeypatch.setattr("fusionrank.collab.ials.CG_CELLS", 5)  # blocks of a row or two
+    cg = als_half_step_cg(sp.csr_matrix(x), y.astype(np.float32), start, alpha, reg, steps=8, block=3)
+    np.testing.assert_allclose(cg, got, rtol=1e-3, atol=1e-4)
+    one = als_half_step_cg(sp.csr_matrix(x), y.astype(np.float32), start, alpha, reg, steps=1, block=3)
+    assert np.abs(one - got).max() > 1e-3  # one step is not the solution: the steps matter
 
 
 def test_ials_recovers_blocks_and_is_deterministic():
