@@ -5,9 +5,8 @@ as theirs at the same settings: ``benchmarks/results/ials_vs_implicit.md``).
 Every (user, item) cell counts: an observed one with confidence ``1 + alpha`` towards 1,
 every other with confidence 1 towards 0. Each half-step solves every user's (or item's)
 ridge regression, in closed form or by a few conjugate-gradient steps, so the fit needs no
-learning rate and no sampling, and the same data and seed give the same factors. The
-per-row systems are
-``G + alpha * sum_{i in row} y_i y_i^T + reg * I``, where ``G`` is the other side's Gram
+learning rate and no sampling, and the same data and seed give the same factors. The per-row
+systems are ``G + alpha * sum_{i in row} y_i y_i^T + reg * I``, where ``G`` is the other side's Gram
 matrix; the sum is one sparse product with the other side's flattened outer products
 (``y_i y_i^T`` as a row of ``factors**2`` values), taken over blocks of that side, so memory
 is ``block x factors**2``, never users x items; conjugate gradient only multiplies by them
@@ -21,6 +20,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from fusionrank.columns import TRAIN
 from fusionrank.data.splits import Split
@@ -51,6 +51,8 @@ class IALSConfig:
     """Conjugate-gradient steps per half-step (``solver: cg``)."""
     seed: int = 2020
     """Seed of the initial item vectors."""
+    progress: bool = True
+    """A progress bar over the iterations."""
     block_size: int = 1024
     """Rows of the other side whose outer products are held at once (memory:
     ``block_size x factors**2`` floats) and rows solved at once."""
@@ -177,7 +179,7 @@ class IALS(Recommender):
         rng = np.random.default_rng(cfg.seed)
         items = (rng.standard_normal((x.shape[1], cfg.factors)) * 0.01).astype(np.float32)
         users = np.zeros((x.shape[0], cfg.factors), np.float32)
-        for _ in range(cfg.iterations):
+        for _ in tqdm(range(cfg.iterations), desc="iALS", unit="it", disable=not cfg.progress):
             if cfg.solver == "cg":
                 users = als_half_step_cg(x, items, users, cfg.alpha, cfg.reg, cfg.cg_steps, cfg.block_size)
                 items = als_half_step_cg(xt, users, items, cfg.alpha, cfg.reg, cfg.cg_steps, cfg.block_size)
