@@ -51,24 +51,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ALPHAS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
-def content_parts(truth: S.Planted) -> tuple[np.ndarray, np.ndarray]:
-    """The item factors' content part (category + style) and its category part alone,
-    drawn again exactly as :func:`~fusionrank.data.synth.plant` draws them (checked)."""
-    config = truth.config
-    c, d = config.categories, config.factors
-    rng = S._rng(config.seed, 0)
-    p = S._zipf_weights(c, 0.8)[rng.permutation(c)]
-    centroids = S._unit_normal(rng, (c, d))
-    styles = S._unit_normal(rng, (config.styles, d))
-    cat = rng.choice(c, size=config.items, p=p)
-    sty = rng.integers(0, config.styles, size=config.items)
-    if not ((cat == truth.item_category).all() and (sty == truth.item_style).all()):
-        raise SystemExit("the generator no longer draws as this benchmark assumes")
-    scale = np.sqrt(np.float32(config.content_share)) * np.float32(config.affinity / np.sqrt(d))
-    category = np.sqrt(np.float32(0.75)) * centroids[cat] * scale
-    return category + np.float32(0.5) * styles[sty] * scale, category
-
-
 def zrows(x: np.ndarray) -> np.ndarray:
     """Per-row z-scores; items a scorer cannot score (-inf) take the row's lowest score."""
     x = np.where(np.isfinite(x), x, np.nan)
@@ -81,13 +63,11 @@ def measure(dataset: str) -> dict[str, Any]:
     manifest = json.loads((ds.home / S.SYNTH_FILE).read_text())
     config = S.SynthConfig(**manifest["settings"])
     truth = S.plant(config)
-    content, category = content_parts(truth)
+    content, category = truth.content_factors(), truth.content_factors(style=False)
     noise = truth.item_factors - content
     parts = make_split(ds, "ratio", seed=2020)
     users = pd.Index(S._user_ids(config.users)).get_indexer(parts.users.ids)
     items = pd.Index(S._item_ids(config.items)).get_indexer(parts.items.ids)
-    centre = truth.user_start + truth.user_span / 2
-    per_day = np.float32(config.drift / config.period_days)
     train = sp.csr_matrix(parts.matrix(TRAIN), dtype=np.float32)
     cfg = EvalConfig(ks=(10,), chunk_size=512)
 
@@ -99,7 +79,7 @@ def measure(dataset: str) -> dict[str, Any]:
         if bias:
             out += truth.item_bias
         if drift:
-            out -= np.abs(truth.item_release[None, :] - centre[u][:, None]) * per_day
+            out -= truth.drift_penalty(u)
         return out[:, items]
 
     test, test_exclude = parts.matrix(TEST), parts.matrix(TRAIN, VALID)
@@ -156,8 +136,11 @@ def measure(dataset: str) -> dict[str, Any]:
     def blend(kind: str, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
         return lambda rows: zrows(ease.score(rows)) + alpha * zrows(part(kind, rows))
 
-    ease_valid = float(evaluate_ranking(blend("", 0.0), valid, valid_exclude, cfg).metrics["ndcg@10"])
-    ease_test = test_ndcg(blend("", 0.0))
+    def alone_ease(rows: np.ndarray) -> np.ndarray:
+        return zrows(ease.score(rows))
+
+    ease_valid = float(evaluate_ranking(alone_ease, valid, valid_exclude, cfg).metrics["ndcg@10"])
+    ease_test = test_ndcg(alone_ease)
     print(f"ease   valid {ease_valid:.4f} test {ease_test:.4f}", flush=True)
     blends = []
     for kind in [

@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -39,15 +42,16 @@ from fusionrank.data.dataset import default_root, load_dataset  # noqa: E402
 from fusionrank.data.splits import SplitConfig, prepare_split  # noqa: E402
 from fusionrank.evaluation.table import format_table  # noqa: E402
 from fusionrank.io import write_json  # noqa: E402
+from fusionrank.scoring import top_k  # noqa: E402
 
 RESULTS = HERE.parent / "results"
 OURS = {"factors": 64, "alpha": 30.0, "reg": 100.0, "iterations": 15}
 SOLVERS = ("cg", "exact")
+SAME = {"factors": OURS["factors"], "regularization": OURS["reg"], "alpha": OURS["alpha"],
+        "iterations": OURS["iterations"]}  # fmt: skip
 RUNS = [
-    {"name": "implicit, our settings, exact", "factors": 64, "regularization": 100.0, "alpha": 30.0,
-     "iterations": 15, "use_cg": False},
-    {"name": "implicit, our settings, CG", "factors": 64, "regularization": 100.0, "alpha": 30.0,
-     "iterations": 15, "use_cg": True},
+    {"name": "implicit, our settings, exact", **SAME, "use_cg": False},
+    {"name": "implicit, our settings, CG", **SAME, "use_cg": True},
     {"name": "implicit, its defaults", "factors": 100, "regularization": 0.01, "alpha": 1.0,
      "iterations": 15, "use_cg": True},
 ]  # fmt: skip
@@ -58,11 +62,6 @@ def run_seed(seed: int, root: Path, work: Path) -> list[dict[str, Any]]:
 
     split = prepare_split(load_dataset("ml-100k", root), SplitConfig(kind="ratio", seed=seed))
     write_parts(split, work)
-    import numpy as np
-    import pandas as pd
-
-    from fusionrank.scoring import top_k
-
     test_users = np.flatnonzero(np.diff(split.matrix(TEST).tocsr().indptr) > 0)
     rows = []
     for solver in SOLVERS:

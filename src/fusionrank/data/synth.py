@@ -201,6 +201,21 @@ class Planted:
     user_start: np.ndarray  # (users,) float32 days: start of the active window
     user_span: np.ndarray  # (users,) float32 days: length of the active window
     user_counts: np.ndarray  # (users,) int64 events
+    centroids: np.ndarray  # (categories, factors) float32: each category's direction
+    style_vectors: np.ndarray  # (styles, factors) float32: each style's direction
+
+    def content_factors(self, style: bool = True) -> np.ndarray:
+        """The part of :attr:`item_factors` that the item's category (and style) explain, on
+        the same scale, ``(items, factors)`` float32: what the catalogue's text, genres and
+        images reveal; the rest is noise that only interactions reveal.
+
+        >>> truth = plant(SynthConfig(users=50, items=30, interactions=600, content_share=1.0))
+        >>> bool(np.allclose(truth.content_factors(), truth.item_factors, atol=1e-6))
+        True
+        """
+        cfg = self.config
+        part = _content(self.centroids, self.style_vectors, self.item_category, self.item_style, style)
+        return part * np.sqrt(np.float32(cfg.content_share)) * np.float32(cfg.affinity / np.sqrt(cfg.factors))
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         """Planted scores of ``users`` (generator numbers) for every item, ``(n, items)``
@@ -208,12 +223,17 @@ class Planted:
         out = self.user_factors[users] @ self.item_factors.T  # (n, items)
         out += self.item_bias
         if self.config.drift > 0:
-            centre = self.user_start[users] + self.user_span[users] / 2  # (n,)
-            gap = np.subtract(self.item_release[None, :], centre[:, None])  # (n, items)
-            np.abs(gap, out=gap)
-            gap *= np.float32(self.config.drift / self.config.period_days)
-            out -= gap
+            out -= self.drift_penalty(users)
         return out
+
+    def drift_penalty(self, users: np.ndarray) -> np.ndarray:
+        """What release time takes off the planted scores of ``users`` (generator numbers),
+        ``(n, items)`` float32: ``drift * |release - centre of the user's window| / period``."""
+        centre = self.user_start[users] + self.user_span[users] / 2  # (n,)
+        gap = np.subtract(self.item_release[None, :], centre[:, None])  # (n, items)
+        np.abs(gap, out=gap)
+        gap *= np.float32(self.config.drift / self.config.period_days)
+        return gap
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -241,9 +261,7 @@ def plant(config: SynthConfig) -> Planted:
     item_category = rng.choice(c, size=n_items, p=category_p)
     item_style = rng.integers(0, config.styles, size=n_items)
     share = np.float32(config.content_share)
-    content = (
-        np.sqrt(np.float32(0.75)) * centroids[item_category] + np.float32(0.5) * style_vectors[item_style]
-    )
+    content = _content(centroids, style_vectors, item_category, item_style)
     item_factors = np.sqrt(share) * content + np.sqrt(1 - share) * _unit_normal(rng, (n_items, d))
     item_factors *= np.float32(config.affinity / np.sqrt(d))
     log_pop = np.float32(config.popularity) * _unit_normal(rng, (n_items,))
@@ -276,7 +294,21 @@ def plant(config: SynthConfig) -> Planted:
         user_start=user_start,
         user_span=user_span,
         user_counts=counts,
+        centroids=centroids,
+        style_vectors=style_vectors,
     )
+
+
+def _content(
+    centroids: np.ndarray,
+    styles: np.ndarray,
+    category: np.ndarray,
+    style: np.ndarray,
+    with_style: bool = True,
+) -> np.ndarray:
+    """Items' category and style directions, weighted as the planted factors weigh them."""
+    out = np.sqrt(np.float32(0.75)) * centroids[category]
+    return out + np.float32(0.5) * styles[style] if with_style else out
 
 
 def _mean_softmax_weight(users: np.ndarray, items: np.ndarray, block: int = 512) -> np.ndarray:
