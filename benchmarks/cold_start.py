@@ -4,7 +4,8 @@ Every row is ``fr.evaluate(fr.build_model(name).fit(split), split)`` on the prot
 models are fitted on train (valid for early stopping) and evaluated on test.
 
 - cold-items: 20% of items held out; (a) rank only cold items for users who had them,
-  (b) rank all items. Content: MiniLM text ("title year genres"), TransE KG, text + KG.
+  (b) rank all items. Content: MiniLM text ("title year genres"), TransE KG, text + KG,
+  and text + the catalogue's genres as a 0/1 block (``genres``).
 - cold-users: 10% of users held out, served from age bucket, gender, occupation.
 - cross-domain: 20% of the users active in both domains lose their target-domain (B:
   Action/Adventure/Sci-Fi/Thriller) interactions; served from domain A history.
@@ -17,6 +18,7 @@ models are fitted on train (valid for early stopping) and evaluated on test.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import fusionrank as fr
@@ -26,11 +28,14 @@ from fusionrank.io import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODALITIES = (("text",), ("kg",), ("text", "kg"))
+WITH_GENRES = ("text", "genres")
+"""The text beside the catalogue's genres (a 0/1 block read from the catalogue, weighed as
+the text is): what the new-items model of ``fusionrank recommend`` and ``serve`` reads."""
 CONTENT_MODELS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "content-knn": MODALITIES,
-    "ease-content": MODALITIES,
-    "kernel-content": MODALITIES,
-    "marec-content": (("text",), ("text", "kg")),
+    "content-knn": (*MODALITIES, WITH_GENRES),
+    "ease-content": (*MODALITIES, WITH_GENRES),
+    "kernel-content": (*MODALITIES, WITH_GENRES),
+    "marec-content": (("text",), ("text", "kg"), WITH_GENRES),
     "aldi-content": (("text",), ("text", "kg")),
     "hybrid": MODALITIES,
 }
@@ -51,6 +56,11 @@ def evaluate(ds: fr.Dataset, kind: str, seed: int, model: str, **settings) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=default_root())
+    parser.add_argument(
+        "--dataset",
+        default="ml-100k",
+        help="a stored dataset; other than ml-100k the results go to cold_start_<dataset>.{json,md}",
+    )
     parser.add_argument("--seeds", default="2020,7")
     parser.add_argument("--skip", default="", help="protocols to skip: cold-items,cold-users,cross-domain")
     parser.add_argument(
@@ -68,8 +78,9 @@ def main() -> None:
     unknown = only - {*REFERENCES, *CONTENT_MODELS}
     if unknown:
         parser.error(f"--models: not a cold-items model of this benchmark: {sorted(unknown)}")
-    ds = fr.load_dataset("ml-100k", args.root)
-    fr.embed_content(ds, {m for mods in MODALITIES for m in mods})  # the content models read them
+    ds = fr.load_dataset(args.dataset, args.root)
+    content = {"text", "kg"} if ds.kg is not None else {"text"}  # what the dataset can make
+    fr.embed_content(ds, content)  # the content models read them
     rows: list[dict] = []
     skip = set(args.skip.split(",")) - {""}
     if only:
@@ -84,7 +95,7 @@ def main() -> None:
                 if only and model not in only:
                     continue
                 extra = quiet if "progress" in fr.list_models()[model].__dataclass_fields__ else {}
-                for mods in modality_sets:
+                for mods in (m for m in modality_sets if set(m) - {"genres"} <= content):
                     rows.append(_row(evaluate(ds, "cold-items", seed, model, modalities=mods, **extra)))
         if "cold-users" not in skip:
             for model, settings in (("pop", {}), ("demographic-pop", {}), ("profile", quiet)):
@@ -94,15 +105,22 @@ def main() -> None:
                 rows.append(_row(evaluate(ds, "cross-domain", seed, model, **settings)))
         print(format_table([r for r in rows if r["seed"] == seed], list(rows[0])), flush=True)
     merged = False
-    if args.keep and (RESULTS / "cold_start.json").exists():
+    stem = "cold_start" if args.dataset == "ml-100k" else f"cold_start_{args.dataset}"
+    if args.keep and (RESULTS / f"{stem}.json").exists():
         from fusionrank.io import read_json
 
         new = {_key(r) for r in rows}
-        committed = read_json(RESULTS / "cold_start.json")["rows"]
+        committed = read_json(RESULTS / f"{stem}.json")["rows"]
         kept = [r for r in committed if r["protocol"] in skip or (only and _key(r) not in new)]
         merged = bool(only)
         rows = sorted(kept + rows, key=_order([r["seed"] for r in committed + rows]))
-    write_results(rows, args.seeds, merged_models=sorted(only) if merged else None)
+    write_results(
+        rows,
+        args.seeds,
+        merged_models=sorted(only) if merged else None,
+        dataset=args.dataset,
+        command=" ".join(sys.argv[1:]),
+    )
 
 
 def _key(row: dict) -> tuple:
@@ -115,7 +133,7 @@ def _order(seeds: list[int]):
     protocols = ("cold-items", "cold-users", "cross-domain")
     seed_rank = {s: n for n, s in enumerate(dict.fromkeys(seeds))}
     models = [*REFERENCES, *CONTENT_MODELS, "pop", "demographic-pop", "profile", "emcdr", "cross-domain"]
-    contents = ["-", *("+".join(m) for m in MODALITIES)]
+    contents = ["-", *("+".join(m) for m in (*MODALITIES, WITH_GENRES))]
 
     def key(row: dict) -> tuple:
         model = models.index(row["model"]) if row["model"] in models else len(models)
@@ -128,34 +146,46 @@ def _order(seeds: list[int]):
 NOTES = "## Against the targets"
 
 
-def write_results(rows: list[dict], seeds: str, merged_models: list[str] | None = None) -> None:
-    """``cold_start.json`` and the markdown tables; the hand-written notes section of the
-    existing markdown (from ``## Against the targets`` on) is kept. ``merged_models``: the
-    models of a ``--models`` run, whose rows were merged into the committed ones."""
-    path = RESULTS / "cold_start.md"
+def write_results(
+    rows: list[dict],
+    seeds: str,
+    merged_models: list[str] | None = None,
+    dataset: str = "ml-100k",
+    command: str = "",
+) -> None:
+    """``cold_start.json`` (``cold_start_<dataset>.json`` for another dataset) and the
+    markdown tables; the hand-written notes section of the existing markdown (from
+    ``## Against the targets`` on) is kept. ``merged_models``: the models of a ``--models``
+    run, whose rows were merged into the committed ones."""
+    stem = "cold_start" if dataset == "ml-100k" else f"cold_start_{dataset}"
+    path = RESULTS / f"{stem}.md"
     old = path.read_text() if path.exists() else ""
     notes = old[old.index(NOTES) :] if NOTES in old else ""
-    write_json(RESULTS / "cold_start.json", {"rows": rows})
-    md = [
-        "# Cold start on ml-100k (CPU)",
-        "",
-        "`.venv/bin/python benchmarks/cold_start.py --seeds "
-        + seeds
-        + "` — all fusionrank rows from one run"
-        + (
-            f" except {', '.join(f'`{m}`' for m in merged_models)}, run later with `--models "
-            f"{','.join(merged_models)} --keep` and merged in (every other row is the committed "
-            "one, as it was)"
-            if merged_models
-            else ""
-        )
-        + "; the Cornac VBPR peer rows from `benchmarks/peers/cornac_cold_items.py` on the same splits. "
-        "cold-items: NDCG/Recall@10 of protocol (a), cold items only, and (b), all items, "
-        "with the share of (b)'s top-10 slots that go to cold items (their share of the test "
-        "truth is 1: the test holds the cold items' interactions). "
-        "cold-users and cross-domain: NDCG/Recall@10 of the held-out users.",
-        "",
-    ]
+    write_json(RESULTS / f"{stem}.json", {"dataset": dataset, "rows": rows})
+    if dataset != "ml-100k":  # the command as given; no peer rows
+        header = f"`.venv/bin/python benchmarks/cold_start.py {command}`"
+        md = [f"# Cold start on {dataset} (CPU)", "", header, ""]
+    else:
+        md = [
+            "# Cold start on ml-100k (CPU)",
+            "",
+            "`.venv/bin/python benchmarks/cold_start.py --seeds "
+            + seeds
+            + "` — all fusionrank rows from one run"
+            + (
+                f" except {', '.join(f'`{m}`' for m in merged_models)}, run later with `--models "
+                f"{','.join(merged_models)} --keep` and merged in (every other row is the committed "
+                "one, as it was)"
+                if merged_models
+                else ""
+            )
+            + "; the Cornac VBPR peer rows from `benchmarks/peers/cornac_cold_items.py` on the same splits. "
+            "cold-items: NDCG/Recall@10 of protocol (a), cold items only, and (b), all items, "
+            "with the share of (b)'s top-10 slots that go to cold items (their share of the test "
+            "truth is 1: the test holds the cold items' interactions). "
+            "cold-users and cross-domain: NDCG/Recall@10 of the held-out users.",
+            "",
+        ]
     for protocol in ("cold-items", "cold-users", "cross-domain"):
         part = [r for r in rows if r["protocol"] == protocol]
         if part:

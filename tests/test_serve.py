@@ -27,7 +27,7 @@ pytest.importorskip("fastapi")
 from conftest import write_atomic  # noqa: E402
 
 import fusionrank as fr  # noqa: E402
-from fusionrank.data.text import field_text  # noqa: E402
+from fusionrank.data.text import compose_text, field_text  # noqa: E402
 from fusionrank.pipelines.added_items import LOG_NAME, ItemLog  # noqa: E402
 from fusionrank.pipelines.config import load_run_config  # noqa: E402
 from fusionrank.pipelines.recommend import OpenRun, recommend  # noqa: E402
@@ -518,3 +518,38 @@ def test_models_fitted_for_answers_are_saved_in_the_run_and_reloaded(small_run, 
     (copy / "fitted" / "profile" / "model" / "weights.safetensors").write_bytes(b"torn")
     again = OpenRun.open(copy, root).profile_model().recommend(["newcomer"], 5, user_features=side)
     pd.testing.assert_frame_equal(again, expected)
+
+
+def test_new_items_are_read_with_their_genres(small_run):
+    folder, root = small_run
+    run = OpenRun.open(folder, root)
+    assert run.content_model().content_modalities == ("text", "genres")  # the dataset has genres
+    catalogue = run.data.items.set_index("item_id")
+    first = run.items.ids[0]
+    row = {"item_id": "new", **catalogue.loc[first].to_dict()}
+    text = compose_text(row, template=run.data.profile.text)
+    # a new item with a catalogue item's text and genres gets that item's content vector
+    vector = run.embed_items([row], [text])
+    np.testing.assert_allclose(vector[0], run.content_vectors()[0], atol=1e-5)
+    # the same text without its genres: only the genres block differs
+    bare = run.embed_items([{**row, run.data.profile.genres: None}], [text])
+    width = run.content_vectors().shape[1] - len(run.split.genres()[1])
+    np.testing.assert_allclose(bare[0, :width], vector[0, :width], atol=1e-6)
+    assert not bare[0, width:].any() and vector[0, width:].any()
+    # items logged under another new-items model (other vector widths) are refused in one line
+    from fusionrank.errors import InvalidArgumentError
+    from fusionrank.pipelines.added_items import AddedItems
+
+    stale = AddedItems().extended([{"item_id": "old"}], np.zeros((1, width), np.float32))
+    with pytest.raises(InvalidArgumentError, match="move the log aside"):
+        run.added_item_scores(np.arange(2), stale)
+
+
+def test_an_added_item_may_give_its_genres_as_genres(served):
+    client, state, folder, root = served
+    column = state.data.profile.genres
+    assert column != "genres"  # the tiny dataset names its own column
+    genres = field_text(state.data.items[column].iloc[0]).split()
+    (row,), (text,) = state.check_new_items([{"item_id": "with-genres", "title": "x", "genres": genres}])
+    assert row[column] == genres and "genres" not in row
+    assert state.embed_items([row], [text])[0, -len(state.split.genres()[1]) :].any()

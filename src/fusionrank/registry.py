@@ -53,14 +53,15 @@ MODELS: dict[str, str] = {
 _EXTRA: dict[str, str] = {}
 
 DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    "new items": ("kernel-content", {"modalities": ("text",), "max_items": 5000}),
+    "new items": ("kernel-content", {"modalities": ("text", "genres"), "max_items": 5000}),
     "unknown users": ("profile", {}),
     "evaluate": ("ease", {}),
 }
 """The model (and its settings) a path builds when nobody named one: ``fusionrank
-recommend`` fits ``new items`` on a run's split to rank items from their text
-(:class:`~fusionrank.capabilities.ScoresNewItems`; EASE columns over at most 5,000 popular
-warm items, so a large catalogue's fit stays in memory) and ``unknown users`` for users
+recommend`` fits ``new items`` on a run's split to rank items from their text and genres
+(:class:`~fusionrank.capabilities.ScoresNewItems`; the genres only where the dataset has
+them; EASE columns over at most 5,000 popular warm items, so a large catalogue's fit stays
+in memory) and ``unknown users`` for users
 known only by side features (:class:`~fusionrank.capabilities.ServesUnknownUsers`);
 ``fusionrank evaluate`` evaluates ``evaluate`` when no ``--model`` is given."""
 

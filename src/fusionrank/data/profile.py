@@ -17,8 +17,13 @@ from fusionrank.errors import InvalidArgumentError
 from fusionrank.settings import build_settings
 
 MODALITIES = ("text", "image", "clip", "kg")
-"""Content modalities: item text (transformers), images (ResNet), CLIP (images, else text)
-and knowledge-graph entities (TransE, for datasets that ship ``.kg``/``.link`` files)."""
+"""Embedded content modalities: item text (transformers), images (ResNet), CLIP (images,
+else text) and knowledge-graph entities (TransE, for datasets that ship ``.kg``/``.link``
+files)."""
+GENRES = "genres"
+"""A content modality read straight from the catalogue, with nothing to embed: the item's
+categories (the profile's ``genres`` column) as a 0/1 vector. A content model may read it
+beside embedded ones (``modalities: [text, genres]``)."""
 
 
 @dataclass(frozen=True)

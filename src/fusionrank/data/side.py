@@ -4,6 +4,7 @@ category (genre) matrices, one-hot user side features, and item domains from a r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,22 @@ def genre_matrix(items: pd.DataFrame, index: IdMap, column: str) -> tuple[sp.csr
             cols.append(col[g])
     m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(index), len(names)))
     return m, names
+
+
+def genre_rows(rows: Sequence[Mapping[str, Any]], column: str, names: Sequence[str]) -> np.ndarray:
+    """(len(rows), len(names)) 0/1 genres of catalogue rows (new items) over the genre
+    ``names`` of :func:`genre_matrix`; a genre not among them is left out.
+
+    >>> genre_rows([{"genres": "Drama War"}, {"genres": ["Comedy"]}, {}], "genres", ["Drama", "War"]).tolist()
+    [[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+    """
+    col = {g: k for k, g in enumerate(names)}
+    out = np.zeros((len(rows), len(names)), np.float32)
+    for r, row in enumerate(rows):
+        for g in field_text(row.get(column)).split():
+            if g in col:
+                out[r, col[g]] = 1.0
+    return out
 
 
 def bucket(value: float, bounds: Sequence[float]) -> int:

@@ -45,6 +45,7 @@ from fusionrank.columns import (
 )
 from fusionrank.data.dataset import Dataset
 from fusionrank.data.idmap import IdMap
+from fusionrank.data.profile import GENRES
 from fusionrank.data.vectors import align
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.io import (
@@ -198,7 +199,11 @@ class Split:
         """The items' ``modality`` vectors (text, image, clip, kg) in this split's item order,
         zero rows for items without one, and which items have one. Reads the vectors the
         embed stage made (``fr.embed_content``, ``fusionrank run``) or the folder the profile
-        names; a one-line error says what to run when they are missing."""
+        names; a one-line error says what to run when they are missing. ``genres`` is read
+        from the catalogue: the 0/1 rows of :meth:`genres`."""
+        if modality == GENRES:
+            rows = self.genres()[0].toarray().astype(np.float32)
+            return rows, np.asarray(rows.any(axis=1), dtype=bool)
         folder = self.require_dataset(f"{modality} content").content_folder(modality)
         return align(folder, self.items)
 

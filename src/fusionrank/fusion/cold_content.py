@@ -85,7 +85,7 @@ class MARecContentConfig:
     seed: int = 2020
     """Seed of the pseudo-cold items."""
     modalities: tuple[str, ...] = ("text",)
-    """Content modalities (text, image, clip, kg)."""
+    """Content modalities (text, image, clip, kg, genres)."""
     calibrate: bool = True
     """Choose α on a mixed ranking: pseudo-cold items ranked together with the warm ones,
     against a truth that holds both (their training interactions and the split's valid
@@ -308,7 +308,7 @@ class ALDIContentConfig(TrainConfig):
     """How the student sees a user: ``teacher``, x_u L with L the top-``dim`` factor of
     EASE's B = L R (its SVD, fixed); ``learned``, x_u W / sqrt(|x_u|) with W trained."""
     modalities: tuple[str, ...] = ("text",)
-    """Content modalities (text, image, clip, kg)."""
+    """Content modalities (text, image, clip, kg, genres)."""
     epochs: int = 60
     batch_size: int = 128
     """Users per step."""

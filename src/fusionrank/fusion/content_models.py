@@ -114,7 +114,7 @@ class ContentKNNConfig:
     """Which content to compare."""
 
     modalities: tuple[str, ...] = ("text",)
-    """Content modalities (text, image, clip, kg), each L2-normalised and concatenated."""
+    """Content modalities (text, image, clip, kg, genres), each L2-normalised and concatenated."""
 
 
 class ContentKNN(ContentRecommender):
@@ -232,7 +232,7 @@ class EASEContentConfig:
     ridge: float = 10.0
     """Ridge strength of the map from content to EASE columns."""
     modalities: tuple[str, ...] = ("text",)
-    """Content modalities (text, image, clip, kg)."""
+    """Content modalities (text, image, clip, kg, genres)."""
     max_items: int | None = None
     """EASE over the ``max_items`` most popular warm items only (memory and time in
     ``max_items``, not the catalogue); the other warm items are scored from content. None:
@@ -291,7 +291,7 @@ class KernelContentConfig:
     seed: int = 2020
     """Seed of the pseudo-cold items."""
     modalities: tuple[str, ...] = ("text",)
-    """Content modalities (text, image, clip, kg)."""
+    """Content modalities (text, image, clip, kg, genres)."""
     max_items: int | None = None
     """EASE and the kernel over the ``max_items`` most popular warm items only (memory
     and time in ``max_items``, not the catalogue); the other warm items are scored from

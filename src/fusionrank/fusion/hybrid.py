@@ -35,7 +35,7 @@ class HybridConfig(TrainConfig):
     dropout: float = 0.3
     """Dropout on the content input of the residual."""
     modalities: tuple[str, ...] = ("text",)
-    """Content modalities (text, image, clip, kg)."""
+    """Content modalities (text, image, clip, kg, genres)."""
     valid_share: float = 0.1
     """Share of warm items held out as pseudo-cold items to choose the epoch count."""
     epochs: int = 100

@@ -34,7 +34,7 @@ class TwoTowerConfig(TrainConfig):
     id_dropout: float = 0.5
     """Probability of hiding a warm item's ID embedding in training (DropoutNet)."""
     modalities: tuple[str, ...] = ("text",)
-    """Content modalities (text, image, clip, kg)."""
+    """Content modalities (text, image, clip, kg, genres)."""
     valid_share: float = 0.1
     """Share of warm items held out as pseudo-cold items to pick the epoch."""
     epochs: int = 60

@@ -9,10 +9,11 @@
 - A user unknown to training is served by the model's cold-start path, or else from side
   features (the dataset profile's user columns) by a ``profile`` model fitted on the run's
   split; the features come from ``user_features`` or the dataset's user table.
-- ``new_items`` ranks items that were not in training, from their text alone: the file's
-  items are embedded with the dataset's text template and encoder, and scored by the
-  model of ``registry.DEFAULT_MODELS['new items']`` (``kernel-content``: EASE columns
-  predicted from content) fitted on the run's split.
+- ``new_items`` ranks items that were not in training, from their content alone: the
+  file's items are embedded with the dataset's text template and encoder (and their
+  genres read, where the dataset has them), and scored by the model of
+  ``registry.DEFAULT_MODELS['new items']`` (``kernel-content``: EASE columns predicted
+  from content) fitted on the run's split.
 - Items added to the run since (``POST /items`` of ``fusionrank serve``, kept in the
   run's append-only log, :mod:`fusionrank.pipelines.added_items`) enter a known user's
   top-k by their content: :func:`place_added_items`.
@@ -41,10 +42,11 @@ from fusionrank.columns import ITEM_ID, ITEM_IDX, RANK, SCORE, USER_ID, USER_IDX
 from fusionrank.data.dataset import Dataset, load_dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.idmap import IdMap
+from fusionrank.data.profile import GENRES
 from fusionrank.data.splits import Split, SplitConfig, prepare_split
 from fusionrank.errors import InvalidArgumentError, MissingInputError, UnknownKeyError
 from fusionrank.io import read_json, require_complete, write_json
-from fusionrank.pipelines.added_items import AddedItems, ItemLog, replay
+from fusionrank.pipelines.added_items import LOG_NAME, AddedItems, ItemLog, replay
 from fusionrank.pipelines.evaluate import RUN_SOURCE, content_needed
 from fusionrank.pipelines.stages.embed import embed_content
 from fusionrank.recommender import Recommender, UnknownUserError, saved_config
@@ -421,6 +423,8 @@ class OpenRun:
         fitted on the run's split; its content vectors are embedded first if missing."""
 
         name, settings = DEFAULT_MODELS["new items"]
+        if not self.data.profile.genres and GENRES in settings.get("modalities", ()):
+            settings = {**settings, "modalities": tuple(m for m in settings["modalities"] if m != GENRES)}
 
         def made() -> Recommender:
             model = build_model(name, **settings)
@@ -479,14 +483,29 @@ class OpenRun:
 
         return cast("Encoder", self._once("encoder", lambda: build_encoder(embed_config(self.data, "text"))))
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, d) content vectors of item texts, fused as the content model's (unit rows)."""
+    def embed_items(self, rows: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> np.ndarray:
+        """(n, d) content vectors of new items (catalogue ``rows`` and their composed
+        ``texts``) as the content model reads the catalogue's: the text through the run's
+        encoder, the genres from the profile's genres column (genres the catalogue does not
+        know add nothing), fused the same way (unit rows)."""
+        from fusionrank.data.side import genre_rows
         from fusionrank.fusion.content import fuse_modalities
 
-        encoder = self.encoder()
-        with self._lock:  # one encoder, one caller at a time
-            vectors = encoder.encode(list(texts))
-        return fuse_modalities([np.asarray(vectors, np.float32)])
+        model = self.content_model()
+        blocks = []
+        for modality in model.content_modalities if isinstance(model, ReadsContent) else ("text",):
+            if modality == "text":
+                encoder = self.encoder()
+                with self._lock:  # one encoder, one caller at a time
+                    blocks.append(np.asarray(encoder.encode(list(texts)), np.float32))
+            elif modality == GENRES:
+                names = cast(list[str], self._once("genre names", lambda: self.split.genres()[1]))
+                blocks.append(genre_rows(rows, str(self.data.profile.genres), names))
+            else:
+                raise InvalidArgumentError(
+                    f"the new-items model reads {modality} content; new items are scored from text and genres"
+                )
+        return fuse_modalities(blocks)
 
     def item_weights(self) -> tuple[str, Any] | None:
         """(model name, item-item weights) of the run's first model that has them (a
@@ -522,6 +541,13 @@ class OpenRun:
     def added_item_scores(self, users: np.ndarray, added: AddedItems) -> np.ndarray:
         """(len(users), n_added) content-model scores of the added items."""
         model = cast(ScoresNewItems, self.content_model())
+        width = self.content_vectors().shape[1]
+        if added.vectors.shape[1] != width:
+            raise InvalidArgumentError(
+                f"{LOG_NAME}: the added items have {added.vectors.shape[1]}-dimensional content vectors, "
+                f"the run's new-items model reads {width}: it changed since they were added; "
+                "move the log aside and add them again"
+            )
         return model.score_content(np.asarray(users, np.int64), added.vectors)
 
     def added_tops(self, user: int, added: AddedItems) -> tuple[np.ndarray, np.ndarray]:
@@ -573,7 +599,7 @@ class OpenRun:
                 "item has no text", file=path, row=empty[0] + 1, column=template_fields(template)[0]
             )
         model = cast(ScoresNewItems, self.content_model())
-        scores = model.score_content(self.users.to_index([user]), self.embed_texts(texts))[0]
+        scores = model.score_content(self.users.to_index([user]), self.embed_items(records, texts))[0]
         top = ranked_order(scores, k)  # ties go to the earlier catalogue row
         out = pd.DataFrame(
             {

@@ -55,13 +55,16 @@ class RecommendRequest(BaseModel):
 
 class NewItem(BaseModel):
     """An item to add: its id and catalogue fields (those of the dataset's text template;
-    ``title`` stands for the profile's title column), optionally an image path under the
-    service's image root."""
+    ``title`` and ``genres`` stand for the profile's title and genres columns), optionally
+    an image path under the service's image root."""
 
     model_config = ConfigDict(extra="allow")
 
     item_id: str = Field(min_length=1)
     title: str | None = None
+    genres: str | list[str] | None = Field(
+        default=None, description="Categories (a list, or space separated); read where the dataset has genres."
+    )
     image: str | None = Field(default=None, description="Image path, relative to the image root.")
 
 

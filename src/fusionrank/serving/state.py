@@ -105,7 +105,7 @@ class ServedRun(OpenRun):
         :class:`BadRequestError`, none."""
         start = time.perf_counter()
         rows, texts = self.check_new_items(rows)
-        vectors = self.embed_texts(texts)
+        vectors = self.embed_items(rows, texts)
         with self._write, self.log.locked():
             batches, offset = self.log.read(self._log_offset)  # another process's items first
             current = replay(self.added, batches)
@@ -129,7 +129,7 @@ class ServedRun(OpenRun):
             raise BadRequestError(
                 "items", f"dataset {self.data.name!r} has no text template: added items are scored from text"
             )
-        title_column = self.data.profile.title
+        title_column, genres_column = self.data.profile.title, self.data.profile.genres
         image_column = self.data.profile.image or "image"
         out: list[dict[str, Any]] = []
         texts = []
@@ -145,6 +145,8 @@ class ServedRun(OpenRun):
             row[ITEM_ID] = item
             if title_column and title_column != "title" and "title" in row:
                 row.setdefault(title_column, row.pop("title"))
+            if genres_column and genres_column != "genres" and "genres" in row:
+                row.setdefault(genres_column, row.pop("genres"))
             if image_column != "image" and "image" in row:
                 row.setdefault(image_column, row.pop("image"))
             if image_column in row:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fusionrank.data.dataset import Dataset
+from fusionrank.data.profile import GENRES
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.io import write_json
 
@@ -79,7 +80,7 @@ def embed_content(
     >>> sorted(fr.embed_content(ds, ["text"]))
     ['text']
     """
-    wanted = sorted(set(modalities))
+    wanted = sorted(set(modalities) - {GENRES})  # read from the catalogue: nothing to embed
     if log is not None:
         log(f"content: {', '.join(wanted) or 'none'}")
     return {m: embed_modality(dataset, m, progress) for m in wanted}
