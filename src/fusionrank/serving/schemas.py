@@ -63,7 +63,7 @@ class NewItem(BaseModel):
     item_id: str = Field(min_length=1)
     title: str | None = None
     genres: str | list[str] | None = Field(
-        default=None, description="Categories (a list, or space separated); read where the dataset has genres."
+        default=None, description="Categories (a list, or space separated), where the dataset has genres."
     )
     image: str | None = Field(default=None, description="Image path, relative to the image root.")
 
