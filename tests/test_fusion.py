@@ -236,3 +236,28 @@ def test_content_models_need_their_inputs(tmp_path):
         fr.build_model("profile").fit(split)
     with pytest.raises(ValueError, match="no image column"):
         fr.build_model("content-knn", modalities=["image"]).fit(split)
+
+
+def test_a_hybrid_that_kept_its_start_is_refitted_without_training(tmp_path):
+    """The refit before test (and each stacked fold) trains as many epochs as valid chose:
+    none for a hybrid whose validation kept its ridge-map start (one epoch had moved it off
+    EASE's level on the temporal split), one at least for a model that starts random."""
+    from fusionrank.pipelines.stages.models import best_epochs
+    from fusionrank.settings import SettingsError
+
+    split, test, mask = _cold_setup(tmp_path)
+    kept = fr.build_model("hybrid", epochs=10, batch_size=128, hidden=16, reg=10, progress=False)
+    kept.fit(split)
+    kept.history = {**kept.history, "best_epoch": 0}
+    assert best_epochs(kept) == 0
+    refit = fr.build_model(
+        "hybrid", epochs=0, validation=False, batch_size=128, hidden=16, reg=10, progress=False
+    ).fit(split)
+    start = fr.build_model("ease-content", reg=10, ridge=10.0).fit(split)  # the tower's start
+    users = np.arange(5)
+    np.testing.assert_allclose(refit.score(users)[:, mask], start.score(users)[:, mask], rtol=1e-3, atol=1e-5)
+    bpr = fr.build_model("bpr", epochs=2, progress=False).fit(split)
+    bpr.history = {**bpr.history, "best_epoch": 0}
+    assert best_epochs(bpr) == 1
+    with pytest.raises(SettingsError, match="epochs must be >= 1"):
+        fr.build_model("bpr", epochs=0)

@@ -60,12 +60,18 @@ class TrainConfig:
     """Show a progress bar with the loss and the validation metric."""
 
     ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {}
+    MIN_EPOCHS: ClassVar[int] = 1
+    """The fewest ``epochs`` the config accepts: 1, or 0 for a model whose training starts
+    from a fitted state that its validation may choose to keep (the hybrid's ridge map), so
+    that a refit with the count found on valid keeps it too."""
 
     def __post_init__(self) -> None:
         if self.valid_users < 0:
             raise InvalidArgumentError(f"valid_users must be >= 0, got {self.valid_users}")
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.patience < 0:
-            raise InvalidArgumentError("epochs, batch_size and eval_every must be >= 1 and patience >= 0")
+        if self.epochs < self.MIN_EPOCHS:
+            raise InvalidArgumentError(f"epochs must be >= {self.MIN_EPOCHS}, got {self.epochs}")
+        if self.batch_size < 1 or self.eval_every < 1 or self.patience < 0:
+            raise InvalidArgumentError("batch_size and eval_every must be >= 1 and patience >= 0")
         if self.learning_rate <= 0:
             raise InvalidArgumentError("learning_rate must be > 0")
         if "@" not in self.valid_metric:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,9 +39,12 @@ class HybridConfig(TrainConfig):
     valid_share: float = 0.1
     """Share of warm items held out as pseudo-cold items to choose the epoch count."""
     epochs: int = 100
-    """Maximum fine-tuning passes over the users (one sampled target item each)."""
+    """Maximum fine-tuning passes over the users (one sampled target item each); 0 keeps
+    the ridge-map start (what validation chooses when fine-tuning only moves away from it)."""
     batch_size: int = 128
     """Users per step."""
+
+    MIN_EPOCHS: ClassVar[int] = 0
 
 
 class ContentToColumn(nn.Module):

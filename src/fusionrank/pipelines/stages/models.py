@@ -94,11 +94,14 @@ def model_stage(
 
 
 def best_epochs(model: Recommender) -> int | None:
-    """The epoch count a model's training loop chose on valid (at least one: a loop that
-    kept its untrained start trains one epoch), or None for a model without a loop."""
+    """The epoch count a model's training loop chose on valid, or None for a model without
+    a loop. A loop that kept its start (epoch 0) is refitted with none where its config
+    accepts 0 (``MIN_EPOCHS``: the hybrid keeps its ridge map), else with one epoch (an
+    untrained start is random)."""
     if not model.history or "best_epoch" not in model.history:
         return None
-    return max(1, int(model.history["best_epoch"]))
+    floor = int(getattr(type(model.config), "MIN_EPOCHS", 1))
+    return max(floor, int(model.history["best_epoch"]))
 
 
 def _where(view: SplitView) -> str:
