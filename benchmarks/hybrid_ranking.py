@@ -56,6 +56,11 @@ def main() -> None:
         help="split kind instead of the config's (temporal-ratio ...: results in hybrid_ranking_<kind>.*)",
     )
     parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="ranker.tune: choose the ranker's settings among TUNING_GRID on the held-out label users",
+    )
+    parser.add_argument(
         "--no-ablation",
         action="store_true",
         help="skip the config's ablation (it refits the ranker ~15 times)",
@@ -73,6 +78,7 @@ def main() -> None:
                 name=f"{base.name}-seed{seed}" if kind == "ratio" else f"{base.name}-{kind}-seed{seed}",
                 split=dataclasses.replace(base.split, seed=seed, kind=kind),
                 protocol=dataclasses.replace(base.protocol, **protocol_settings(protocol)),
+                ranker=dataclasses.replace(base.ranker, tune=base.ranker.tune or args.tune),
                 ablation=base.ablation and not args.no_ablation and n == 0 and p == 0,
                 peers=None,
             )
@@ -102,6 +108,8 @@ def main() -> None:
                     "ltr_ndcg@10": ltr["metrics"]["ndcg@10"],
                     "ltr_vs_best_single": ltr["metrics"]["ndcg@10"] / singles[best],
                     "ltr_stop_ndcg@10": ltr["stop_ndcg@10"],
+                    "ranker_tuning": ltr.get("tuning", []),
+                    "ranker_settings": ltr.get("settings"),
                     "dropped_groups": ltr["dropped_groups"],
                     "headroom": out.metrics["candidate_headroom"],
                     "candidate_recall": out.recall,
@@ -134,7 +142,7 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python benchmarks/hybrid_ranking.py --seeds {args.seeds} "
         f"--protocols {args.protocols}{' --split ' + kind if args.split else ''}"
-        f"{' --no-ablation' if args.no_ablation else ''}`.",
+        f"{' --tune' if args.tune else ''}{' --no-ablation' if args.no_ablation else ''}`.",
         "Test split, metrics by full ranking; every single model is measured under the ranker's",
         "protocol (`valid`: fitted on train, the ranker's labels from valid; `stacked-5`: out-of-fold",
         "labels from 5 folds of train besides; `+refit`: every model refit on train + valid before",
