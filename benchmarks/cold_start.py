@@ -13,6 +13,9 @@ models are fitted on train (valid for early stopping) and evaluated on test.
     .venv/bin/python benchmarks/cold_start.py --seeds 2020,7
     # only some cold-items models, the other committed rows kept as they are:
     .venv/bin/python benchmarks/cold_start.py --models marec-content,aldi-content --keep
+    # another stored dataset (a synthetic one: fusionrank data synth), cold items only:
+    .venv/bin/python benchmarks/cold_start.py --dataset synth-200k --root DATA \
+        --skip cold-users,cross-domain --models random,genre-pop,ease-content,kernel-content
 """
 
 from __future__ import annotations
