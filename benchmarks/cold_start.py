@@ -26,12 +26,13 @@ from pathlib import Path
 
 import fusionrank as fr
 from fusionrank.data.dataset import default_root
+from fusionrank.data.profile import GENRES
 from fusionrank.evaluation.table import format_table
 from fusionrank.io import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODALITIES = (("text",), ("kg",), ("text", "kg"))
-WITH_GENRES = ("text", "genres")
+WITH_GENRES = ("text", GENRES)
 """The text beside the catalogue's genres (a 0/1 block read from the catalogue, weighed as
 the text is): what the new-items model of ``fusionrank recommend`` and ``serve`` reads."""
 CONTENT_MODELS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -98,7 +99,7 @@ def main() -> None:
                 if only and model not in only:
                     continue
                 extra = quiet if "progress" in fr.list_models()[model].__dataclass_fields__ else {}
-                for mods in (m for m in modality_sets if set(m) - {"genres"} <= content):
+                for mods in (m for m in modality_sets if set(m) - {GENRES} <= content):
                     rows.append(_row(evaluate(ds, "cold-items", seed, model, modalities=mods, **extra)))
         if "cold-users" not in skip:
             for model, settings in (("pop", {}), ("demographic-pop", {}), ("profile", quiet)):

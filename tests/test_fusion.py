@@ -54,9 +54,11 @@ def test_transe_places_items_of_a_cluster_together(tmp_path):
     assert errors["item_id"].tolist() == ["zz"] and errors["reason"].tolist() == ["no knowledge-graph entity"]
 
 
-def _cold_setup(folder):
+def _cold_setup(folder, seed=1, text_tells=True):
+    """40 cold items of the planted matrix; genres are the planted blocks; the text is the
+    block plus noise (``text_tells``) or noise alone."""
     x, taste, block = planted_matrix()
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     cold = rng.choice(x.shape[1], 40, replace=False)
     train = x.tolil()
     train[:, cold] = 0
@@ -64,7 +66,8 @@ def _cold_setup(folder):
     train.eliminate_zeros()
     test_full = sp.lil_matrix(x.shape)
     test_full[:, cold] = x[:, cold]
-    content = np.eye(K, dtype=np.float32)[block] + 0.3 * rng.normal(size=(x.shape[1], K)).astype(np.float32)
+    noise = rng.normal(size=(x.shape[1], K)).astype(np.float32)
+    content = np.eye(K, dtype=np.float32)[block] + 0.3 * noise if text_tells else noise
     genres = [[f"g{b}"] for b in block]
     data = dataset_with_content(folder, x.shape[0], content, genres)
     mask = np.zeros(x.shape[1], bool)
@@ -116,28 +119,16 @@ def test_cold_item_models_use_content(tmp_path):
 
 
 def test_genres_are_a_content_modality_read_from_the_catalogue(tmp_path):
-    x, taste, block = planted_matrix()
-    rng = np.random.default_rng(2)
-    cold = rng.choice(x.shape[1], 40, replace=False)
-    train = x.tolil()
-    train[:, cold] = 0
-    train = sp.csr_matrix(train)
-    train.eliminate_zeros()
-    test = sp.lil_matrix(x.shape)
-    test[:, cold] = x[:, cold]
-    noise = rng.normal(size=(x.shape[1], K)).astype(np.float32)  # text that says nothing
-    data = dataset_with_content(tmp_path, x.shape[0], noise, [[f"g{b}"] for b in block])
-    split = split_of(train, dataset=data)
+    split, test, mask = _cold_setup(tmp_path, seed=2, text_tells=False)  # text that says nothing
+    _, _, block = planted_matrix()
     rows, has = split.content("genres")
     np.testing.assert_array_equal(rows, np.eye(K, dtype=np.float32)[block])
     assert has.all()
     fused = load_content(split, ("text", "genres")).vectors
-    assert fused.shape == (x.shape[1], 2 * K)
+    assert fused.shape == (split.n_items, 2 * K)
     np.testing.assert_allclose(fused[:, K:], rows / np.sqrt(2), rtol=1e-6)  # each block weighs the same
-    assert fr.embed_content(data, ["genres"]) == {}  # nothing to embed: no vectors folder
-    mask = np.zeros(x.shape[1], bool)
-    mask[cold] = True
-    test = sp.csr_matrix(test)
+    assert fr.embed_content(split.dataset, ["genres"]) == {}  # nothing to embed: no vectors folder
+    cold = np.flatnonzero(mask)
     text = _ndcg_cold(fr.build_model("kernel-content").fit(split), test, mask)
     both = fr.build_model("kernel-content", modalities=("text", "genres")).fit(split)
     # the planted taste follows the genres: read beside noise, they rank the cold items
