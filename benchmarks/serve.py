@@ -219,13 +219,16 @@ def summary(result: dict[str, Any], requests: list[tuple[str, str, dict[str, Any
 
 def new_items(opened: OpenRun, n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` new items made from catalogue items: the title + " (new edition)", the rest of
-    the template's fields as they are."""
+    the template's fields and the genres (where the dataset has them) as they are."""
     from fusionrank.data.text import template_fields
 
     table = opened.data.items
     assert table is not None
     rows = table.sample(n=n, random_state=seed, replace=n > len(table)).to_dict("records")
     fields = template_fields(opened.data.profile.text or "")
+    genres = opened.data.profile.genres
+    if genres and genres in table.columns and genres not in fields:
+        fields = [*fields, genres]  # the new-items model reads them beside the text
     title = opened.data.profile.title
     out = []
     for r, row in enumerate(rows):
@@ -350,6 +353,8 @@ def main() -> None:
         print("appearances:", seen, flush=True)
         after = summary(asyncio.run(load(url, requests, args.clients)), requests)
         print("load after adding:", {k: v for k, v in after.items() if k != "by_kind"}, flush=True)
+        equality_after = check_equal(url, work, args.root, rng.sample(known, min(args.check, len(known))))
+        print("equal to fusionrank recommend after adding:", equality_after, flush=True)
         memory_after = memory(service)
         load_avg_after = os.getloadavg()
     finally:
@@ -382,6 +387,7 @@ def main() -> None:
         "load_after_adding": after,
         "memory_mib": {"after_start_and_load": memory_before, "after_adding": memory_after},
         "equal_to_fusionrank_recommend": equality,
+        "equal_to_fusionrank_recommend_after_adding": equality_after,
         "fusionrank_recommend_one_call_at_a_time": single,
         "add_items": {"items": len(rows), "seconds": round(add_seconds, 2), **seen},
         "targets": target,

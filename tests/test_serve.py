@@ -258,11 +258,15 @@ def test_added_items_are_recommended_kept_and_equal_in_fusionrank_recommend(serv
     assert got["score"].is_monotonic_decreasing and got["rank"].tolist() == [1, 2, 3, 4, 5]
     assert "added items" in answer.headers["x-fusionrank-source"]
     assert copies["title"].isin([field_text(t) for t in catalogue["movie_title"]]).all()
-    # the one-shot command reads the log: the same answer, for every known user
+    # the one-shot command reads the log: the same answer and source, for every known user
+    # (the service places added items without pandas, the command through place_by_content)
     for other in [u for u in state.users.ids if state.has_history(u)][:8]:
-        _assert_same(
-            client.get("/recommend", params={"user": other, "k": 5}), recommend(folder, other, 5, root)
+        served_answer, expected = (
+            client.get("/recommend", params={"user": other, "k": 5}),
+            recommend(folder, other, 5, root),
         )
+        _assert_same(served_answer, expected)
+        assert served_answer.headers["x-fusionrank-source"] == expected.attrs["source"]
     # which users should see an added item; its content neighbours include its original
     audience = client.get("/audience", params={"item": items[0]["item_id"], "k": 5})
     assert audience.status_code == 200 and len(audience.json()) == 5

@@ -299,15 +299,37 @@ class OpenRun:
         top = top[np.isfinite(scores[top])]  # rows beyond the ranker's candidate depth are not candidates
         return top, items[top], scores[top]
 
-    def ranker_records(self, user: str, k: int) -> list[dict[str, Any]] | None:
+    def ranker_answer(self, user: str, k: int) -> tuple[list[dict[str, Any]], str] | None:
         """The answer of :meth:`recommend` for a known user of a ``run`` folder, as the JSON
-        records the service sends (``item_id``, ``score``, ``rank``, ``title`` where known),
-        built from :meth:`ranker_top` without pandas; None where :meth:`recommend` has more to
-        do (an unknown user, a ``train`` folder, items added to the run)."""
-        if not (self.ltr and self.has_history(user)) or len(self._added):
+        records the service sends (``item_id``, ``score``, ``rank``, ``title`` where known,
+        ``why`` for an added item) and what answered, built from :meth:`ranker_top` and
+        :func:`content_placement` without pandas; None where :meth:`recommend` takes
+        another path (an unknown user, a ``train`` folder)."""
+        if not (self.ltr and self.has_history(user)):
             return None
-        _, items, scores = self.ranker_top(self._user_index[user], k)
-        return self.records(self.items.to_ids(items), scores)
+        index = self._user_index[user]
+        added = self._added
+        if not len(added):
+            _, items, scores = self.ranker_top(index, k)
+            return self.records(self.items.to_ids(items), scores), RANKER_SOURCE
+        _, items, scores = self.ranker_top(index, max(k, PLACEMENT_DEPTH))
+        ids = self.items.to_ids(items)
+        positions, new_scores = self.added_tops(index, added)
+        placed = content_placement(scores, self.reference_scores(index, items), new_scores, k)
+        if placed is None:
+            return self.records(ids[:k], scores[:k]), RANKER_SOURCE
+        n = len(ids)
+        merged = np.concatenate(
+            [np.asarray(ids, object), np.asarray(added.ids, object)[positions[placed.kept]]]
+        )
+        why = [
+            "" if at < n else added_why(new_scores[placed.kept[at - n]], placed.above[at - n], n)
+            for at in placed.order.tolist()
+        ]
+        source = RANKER_SOURCE
+        if any(why):
+            source += " and added items by content"
+        return self.records(merged[placed.order], placed.scores, why), source
 
     def side_feature_records(
         self, user: str, user_features: Mapping[str, Any] | None, k: int
@@ -666,17 +688,23 @@ class OpenRun:
             collab = (self.items.to_ids(top), row[top])
         return content, collab
 
-    def records(self, ids: np.ndarray, scores: np.ndarray, why: str | None = None) -> list[dict[str, Any]]:
+    def records(
+        self, ids: np.ndarray, scores: np.ndarray, why: str | Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
         """The JSON records a service sends for ranked items (best first): ``item_id``,
-        ``score``, ``rank``, ``title`` where known and ``why`` if given; no pandas on the way."""
+        ``score``, ``rank``, ``title`` where known and ``why`` where given (one string for
+        all, or one per item; an empty one is left out); no pandas on the way."""
         titled = bool(self.data.profile.title and self._titles)
+        whys = [why] * len(ids) if why is None or isinstance(why, str) else list(why)
         out = []
-        for rank, (item, score) in enumerate(zip(np.asarray(ids).tolist(), np.asarray(scores).tolist()), 1):
+        for rank, (item, score, reason) in enumerate(
+            zip(np.asarray(ids).tolist(), np.asarray(scores).tolist(), whys), 1
+        ):
             record: dict[str, Any] = {ITEM_ID: str(item), SCORE: float(score), RANK: rank}
             if titled and (title := self.title(str(item))):
                 record["title"] = title
-            if why is not None:
-                record["why"] = why
+            if reason:
+                record["why"] = reason
             out.append(record)
         return out
 
@@ -703,32 +731,40 @@ class OpenRun:
         )
 
 
-def place_by_content(
-    ranked: pd.DataFrame,
-    reference: np.ndarray,
-    added: AddedItems,
-    positions: np.ndarray,
-    new_scores: np.ndarray,
-    k: int,
-) -> pd.DataFrame:
-    """Merge added items into ``ranked`` (best first; ``reference``: the content scores of
-    its items). An added item with content score ``s`` goes after the ``m`` items of
-    ``ranked`` whose content score is at least ``s`` (ahead of the rest): among the user's
-    top items it ranks where its content ranks. Added items at one place keep their order
-    (best content first). Returns the top ``k``.
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where added items go among a user's ranked items (:func:`content_placement`)."""
 
-    >>> ranked = pd.DataFrame({"rank": [1, 2, 3], "item_id": ["a", "b", "c"], "score": [3.0, 2.0, 1.0]})
-    >>> added = AddedItems().extended([{"item_id": "n"}], np.zeros((1, 2)))
-    >>> out = place_by_content(ranked, np.array([0.9, 0.1, 0.5]), added, np.array([0]), np.array([0.6]), 3)
-    >>> out["item_id"].tolist(), out["score"].tolist(), out["why"][1]
-    (['a', 'n', 'b'], [3.0, 2.5, 2.0], 'added item: content score 0.600, above 2 of the 3')
+    order: np.ndarray
+    """The top k, best first, as indices into the ranked items followed by the kept added
+    items (index ``n + j``: the ``j``-th kept added item)."""
+    scores: np.ndarray
+    """The merged list's scores, in ``order`` (an added item's: midway between its neighbours)."""
+    kept: np.ndarray
+    """Indices into the added items given of those that reach the top k."""
+    above: np.ndarray
+    """For each kept added item, how many ranked items have a content score at least its own."""
+
+
+def content_placement(
+    scores: np.ndarray, reference: np.ndarray, new_scores: np.ndarray, k: int
+) -> Placement | None:
+    """Merge added items into a ranked list (``scores``, best first; ``reference``: the
+    content scores of its items). An added item with content score ``s`` goes after the
+    ``m`` ranked items whose content score is at least ``s`` (ahead of the rest): among the
+    user's top items it ranks where its content ranks. Added items at one place keep their
+    order (best content first). None where no added item reaches the top ``k``.
+
+    >>> p = content_placement(np.array([3.0, 2.0, 1.0]), np.array([0.9, 0.1, 0.5]), np.array([0.6]), 3)
+    >>> p.order.tolist(), p.scores.tolist(), p.kept.tolist(), p.above.tolist()
+    ([0, 3, 1], [3.0, 2.5, 2.0], [0], [1])
     """
     reference = np.asarray(reference, np.float64)
     after = (reference[None, :] >= np.asarray(new_scores, np.float64)[:, None]).sum(axis=1)
     keep = np.flatnonzero(after < k)
     if not len(keep):
-        return ranked
-    scores = ranked[SCORE].to_numpy(np.float64)
+        return None
+    scores = np.asarray(scores, np.float64)
     n = len(scores)
     m = after[keep]
     below = np.where(m < n, scores[np.minimum(m, n - 1)], scores[-1] if n else 0.0)
@@ -738,21 +774,48 @@ def place_by_content(
     at = np.concatenate([np.arange(n), m])
     first = np.concatenate([np.ones(n), np.zeros(len(keep))])
     order = np.lexsort((np.arange(n + len(keep)), first, at))[:k]
+    merged = np.concatenate([scores, (above + below) / 2])[order]
+    return Placement(order=order, scores=merged, kept=keep, above=m)
+
+
+def added_why(score: float, above: int, n: int) -> str:
+    """What an answer says of an added item it placed by content."""
+    return f"added item: content score {float(score):.3f}, above {n - int(above)} of the {n}"
+
+
+def place_by_content(
+    ranked: pd.DataFrame,
+    reference: np.ndarray,
+    added: AddedItems,
+    positions: np.ndarray,
+    new_scores: np.ndarray,
+    k: int,
+) -> pd.DataFrame:
+    """:func:`content_placement` of the added items ``positions`` (content scores
+    ``new_scores``) into ``ranked`` (best first; ``reference``: the content scores of its
+    items), as a table with a ``why`` for each added item. Returns the top ``k``.
+
+    >>> ranked = pd.DataFrame({"rank": [1, 2, 3], "item_id": ["a", "b", "c"], "score": [3.0, 2.0, 1.0]})
+    >>> added = AddedItems().extended([{"item_id": "n"}], np.zeros((1, 2)))
+    >>> out = place_by_content(ranked, np.array([0.9, 0.1, 0.5]), added, np.array([0]), np.array([0.6]), 3)
+    >>> out["item_id"].tolist(), out["score"].tolist(), out["why"][1]
+    (['a', 'n', 'b'], [3.0, 2.5, 2.0], 'added item: content score 0.600, above 2 of the 3')
+    """
+    placed = content_placement(ranked[SCORE].to_numpy(np.float64), reference, new_scores, k)
+    if placed is None:
+        return ranked
+    n = len(ranked)
     why_ranked = ranked["why"].to_numpy(object) if "why" in ranked.columns else np.full(n, "", object)
     why_added = np.asarray(
-        [
-            f"added item: content score {float(v):.3f}, above {n - int(a)} of the {n}"
-            for v, a in zip(new_scores[keep], m)
-        ],
-        dtype=object,
+        [added_why(v, a, n) for v, a in zip(new_scores[placed.kept], placed.above)], dtype=object
     )
     out = {
-        RANK: np.arange(1, len(order) + 1),
+        RANK: np.arange(1, len(placed.order) + 1),
         ITEM_ID: np.concatenate(
-            [ranked[ITEM_ID].to_numpy(object), np.asarray(added.ids, object)[positions[keep]]]
-        )[order],
-        SCORE: np.concatenate([scores, (above + below) / 2])[order],
-        "why": np.concatenate([why_ranked, why_added])[order],
+            [ranked[ITEM_ID].to_numpy(object), np.asarray(added.ids, object)[positions[placed.kept]]]
+        )[placed.order],
+        SCORE: placed.scores,
+        "why": np.concatenate([why_ranked, why_added])[placed.order],
     }
     columns = [*ranked.columns, *(["why"] if "why" not in ranked.columns else [])]
     return pd.DataFrame({c: out[c] for c in columns})

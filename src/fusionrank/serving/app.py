@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 
 from fusionrank.columns import ITEM_ID, RANK, SCORE, USER_ID
 from fusionrank.errors import FusionRankError, UnknownKeyError
-from fusionrank.pipelines.recommend import RANKER_SOURCE, SIDE_FEATURES_SOURCE, check_run_folder
+from fusionrank.pipelines.recommend import SIDE_FEATURES_SOURCE, check_run_folder
 from fusionrank.recommender import UnknownUserError
 from fusionrank.serving.errors import BadRequestError
 from fusionrank.serving.schemas import (
@@ -178,16 +178,17 @@ def _answer(
         raise BadRequestError(
             "explain", "needs a `fusionrank run` folder (a LightGBM ranker explains its scores)"
         )
-    records = None if explain else run.ranker_records(user, k)  # the hot path, without pandas
-    if records is not None:
-        response.headers["X-FusionRank-Source"] = RANKER_SOURCE
+    answer = None if explain else run.ranker_answer(user, k)  # the hot path, without pandas
+    if answer is not None:
+        records, source = answer
+        response.headers["X-FusionRank-Source"] = source
         return records
     known = run.has_history(user)
     try:
-        records = run.side_feature_records(user, features, k)  # an unknown user's path, without pandas
-        if records is not None:
+        side = run.side_feature_records(user, features, k)  # an unknown user's path, without pandas
+        if side is not None:
             response.headers["X-FusionRank-Source"] = SIDE_FEATURES_SOURCE
-            return records
+            return side
         table = run.recommend(user, k, features, explain=explain and known)
     except (UnknownUserError, ValueError) as exc:
         if known or not isinstance(exc, FusionRankError):
