@@ -186,6 +186,10 @@ def test_recommend_new_items_from_text(tiny_root, tmp_path):
     new_items_model = DEFAULT_MODELS["new items"][0]
     assert set(table["item_id"]) == {"n1", "n2"} and new_items_model in table.attrs["source"]
     assert table["title"].tolist()[0] in {"Film number 3 again", "Another one"}
+    assert table.attrs["warnings"] == []  # both rows give genres the catalogue knows
+    path.write_text("item_id,movie_title,class\nn1,Film number 3 again,\nn2,Another one,Comedy\n")
+    (warning,) = recommend(out.folder, "u3", 2, tiny_root, new_items=path).attrs["warnings"]
+    assert warning.startswith("new.csv row 1, column class: no genres given")
     path.write_text("item_id,movie_title,class\nn1,Fine,Drama\nn2,,\n")
     with pytest.raises(DataError, match=r"row 2"):
         recommend(out.folder, "u3", 2, tiny_root, new_items=path)

@@ -540,6 +540,20 @@ def test_new_items_are_read_with_their_genres(small_run):
     width = run.content_vectors().shape[1] - len(run.split.genres()[1])
     np.testing.assert_allclose(bare[0, :width], vector[0, :width], atol=1e-6)
     assert not bare[0, width:].any() and vector[0, width:].any()
+    # what the genres could not say is told, naming the field; nothing is refused for it
+    column = run.data.profile.genres
+    assert run.genre_warnings([row], lambda n: f"items[{n}].genres") == []
+    told = run.genre_warnings(
+        [{**row, column: None}, row, {**row, column: "Nonsense"}], lambda n: f"items[{n}].genres"
+    )
+    assert len(told) == 2 and told[0].startswith("items[0].genres: no genres given")
+    assert "this item is scored as having none" in told[0]
+    assert told[1] == "items[2].genres: 'Nonsense' not among the catalogue's genres, left out"
+    many = run.genre_warnings([{**row, column: ""}] * 5, lambda n: f"row {n + 1}")
+    assert many == [
+        "row 1, row 2, row 3 and 2 more: no genres given; the new-items model reads genres "
+        "beside the text, so these 5 items are scored as having none"
+    ]
     # items logged under another new-items model (other vector widths) are refused in one line
     from fusionrank.errors import InvalidArgumentError
     from fusionrank.pipelines.added_items import AddedItems
@@ -557,3 +571,12 @@ def test_an_added_item_may_give_its_genres_as_genres(served):
     (row,), (text,) = state.check_new_items([{"item_id": "with-genres", "title": "x", "genres": genres}])
     assert row[column] == genres and "genres" not in row
     assert state.embed_items([row], [text])[0, -len(state.split.genres()[1]) :].any()
+    # through the service: an item without genres is added, and the answer says what it lacks
+    answer = client.post("/items", json={"items": [{"item_id": "no-genres", "title": "x"}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["added"] == 1 and len(answer.json()["warnings"]) == 1
+    assert answer.json()["warnings"][0].startswith("items[0].genres: no genres given")
+    answer = client.post(
+        "/items", json={"items": [{"item_id": "with-genres", "title": "x", "genres": genres}]}
+    )
+    assert answer.status_code == 200 and answer.json()["warnings"] == []

@@ -529,6 +529,43 @@ class OpenRun:
                 )
         return fuse_modalities(blocks)
 
+    def genre_warnings(self, rows: Sequence[Mapping[str, Any]], where: Callable[[int], str]) -> list[str]:
+        """What :meth:`embed_items` cannot read from new items' genres, one line each: the
+        items without genres (scored as items with none, so they rank low beside catalogue
+        items that have some) and genres the catalogue does not know (left out). ``where(n)``
+        names row ``n``'s genres field. Empty where the new-items model reads no genres."""
+        model = self.content_model()
+        if not (isinstance(model, ReadsContent) and GENRES in model.content_modalities):
+            return []
+        from fusionrank.data.text import field_text
+
+        column = str(self.data.profile.genres)
+        known = set(cast(list[str], self._once("genre names", lambda: self.split.genres()[1])))
+        missing: list[int] = []
+        strange: list[str] = []
+        for n, row in enumerate(rows):
+            given = field_text(row.get(column)).split()
+            if not given:
+                missing.append(n)
+            elif unknown := [g for g in given if g not in known]:
+                strange.append(
+                    f"{where(n)}: {' '.join(unknown)!r} not among the catalogue's genres, left out"
+                )
+        out = strange[:3] + (
+            [f"and {len(strange) - 3} more items with genres the catalogue does not know"]
+            if len(strange) > 3
+            else []
+        )
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            which = "this item is" if len(missing) == 1 else f"these {len(missing)} items are"
+            out.insert(
+                0,
+                f"{', '.join(where(n) for n in missing[:3])}{more}: no genres given; the new-items "
+                f"model reads genres beside the text, so {which} scored as having none",
+            )
+        return out
+
     def item_weights(self) -> tuple[str, Any] | None:
         """(model name, item-item weights) of the run's first model that has them (a
         ``run``'s models in its config's order; a ``train`` folder's model), or None."""
@@ -596,7 +633,8 @@ class OpenRun:
         return place_by_content(ranked, reference, added, positions, new_scores, k)
 
     def _new_items_file(self, user: str, path: Path, k: int) -> pd.DataFrame:
-        """Rank the catalogue in ``path`` for ``user`` from text alone (the new-items model)."""
+        """Rank the catalogue in ``path`` for ``user`` from its content (the new-items model);
+        what its genres could not say is in ``attrs["warnings"]`` (:meth:`genre_warnings`)."""
         from fusionrank.data.loaders import load_catalogue
         from fusionrank.data.text import compose_text, template_fields
 
@@ -622,6 +660,9 @@ class OpenRun:
             )
         model = cast(ScoresNewItems, self.content_model())
         scores = model.score_content(self.users.to_index([user]), self.embed_items(records, texts))[0]
+        warnings = self.genre_warnings(
+            records, lambda n: f"{path.name} row {n + 1}, column {self.data.profile.genres}"
+        )
         top = ranked_order(scores, k)  # ties go to the earlier catalogue row
         out = pd.DataFrame(
             {
@@ -636,6 +677,7 @@ class OpenRun:
 
             titles = {str(i): field_text(t) for i, t in zip(catalogue[ITEM_ID], catalogue[column])}
             out["title"] = [titles.get(str(i), "") for i in out[ITEM_ID]]
+        out.attrs["warnings"] = warnings
         return out
 
     # --- neighbours and audiences --------------------------------------------------------

@@ -84,6 +84,9 @@ class AddItemsResponse(BaseModel):
     total_added: int
     """Items added to the run so far (every request, this process's and others')."""
     seconds: float
+    warnings: list[str] = Field(default_factory=list)
+    """What the content model could not read from the items (e.g. ``items[0].genres``: no
+    genres given, where it reads genres beside the text); the items were added all the same."""
 
 
 class Health(BaseModel):

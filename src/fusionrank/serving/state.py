@@ -106,6 +106,7 @@ class ServedRun(OpenRun):
         start = time.perf_counter()
         rows, texts = self.check_new_items(rows)
         vectors = self.embed_items(rows, texts)
+        warnings = self.genre_warnings(rows, lambda n: f"items[{n}].genres")
         with self._write, self.log.locked():
             batches, offset = self.log.read(self._log_offset)  # another process's items first
             current = replay(self.added, batches)
@@ -119,6 +120,7 @@ class ServedRun(OpenRun):
             "item_ids": [str(r[ITEM_ID]) for r in rows],
             "total_added": len(added),
             "seconds": time.perf_counter() - start,
+            "warnings": warnings,
         }
 
     def check_new_items(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -44,5 +44,7 @@ def recommend(
         if len(side) != len(feature or []):
             raise SettingsError("--feature: expected KEY=VALUE")
         table = recommend_fn(run, user, k, root, side or None, explain=explain, new_items=new_items)
+        for warning in table.attrs.get("warnings", []):
+            typer.echo(f"warning: {warning}", err=True)
         typer.echo(f"user {user} · from {table.attrs['source']}")
         typer.echo(format_table(table.to_dict("records"), list(table.columns)))
