@@ -352,6 +352,8 @@ def test_the_client_helper_gives_dataframes(served):
         assert table["item_id"].tolist() == expected["item_id"].tolist()
         assert helper.recommend(user_features=FEATURES, k=2)["rank"].tolist() == [1, 2]
         assert helper.health()["status"] == "ok"
+        with pytest.warns(UserWarning, match=r"items\[0\]\.genres: no genres given"):
+            assert helper.add_items([{"item_id": "client-added", "title": "x"}])["added"] == 1
         with pytest.raises(fr.BadRequestError, match="404: user: 'ghost'") as caught:
             helper.recommend("ghost")
         assert caught.value.status == 404

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -67,12 +68,17 @@ class ServeClient:
         return _table(rows)
 
     def add_items(self, items: Sequence[Mapping[str, Any]] | pd.DataFrame) -> dict[str, Any]:
-        """Add items (``item_id`` and catalogue fields); all or none."""
+        """Add items (``item_id`` and catalogue fields); all or none. What the service could
+        not read from them (``warnings`` of the answer, e.g. items without genres) is also
+        raised as a :class:`UserWarning`, so a notebook shows it."""
         if isinstance(items, pd.DataFrame):
             records = [{str(k): v for k, v in r.items()} for r in items.to_dict("records")]
         else:
             records = [dict(r) for r in items]
-        return dict(self._call("POST", "/items", json={"items": records}))
+        answer = dict(self._call("POST", "/items", json={"items": records}))
+        for line in answer.get("warnings", []):
+            warnings.warn(line, UserWarning, stacklevel=2)
+        return answer
 
     def similar(self, item: str, k: int = 10, kind: str = "both") -> pd.DataFrame:
         """Content and collaborative neighbours (``why`` says which)."""
