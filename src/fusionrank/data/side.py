@@ -15,6 +15,15 @@ from fusionrank.data.idmap import IdMap
 from fusionrank.data.text import field_text
 
 
+def genre_list(value: Any) -> list[str]:
+    """The genres of one catalogue cell: a list, or a space-separated string (empty: none).
+
+    >>> genre_list("Drama War"), genre_list(["Comedy"]), genre_list(None)
+    (['Drama', 'War'], ['Comedy'], [])
+    """
+    return field_text(value).split()
+
+
 def genre_matrix(items: pd.DataFrame, index: IdMap, column: str) -> tuple[sp.csr_matrix, list[str]]:
     """(n_items, n_genres) 0/1 matrix in ``index`` order, and the genre names.
 
@@ -23,7 +32,7 @@ def genre_matrix(items: pd.DataFrame, index: IdMap, column: str) -> tuple[sp.csr
     >>> names, m.toarray().tolist()
     (['Drama', 'War'], [[1.0, 1.0], [1.0, 0.0]])
     """
-    genres_of = {str(i): field_text(g).split() for i, g in zip(items[ITEM_ID], items[column])}
+    genres_of = {str(i): genre_list(g) for i, g in zip(items[ITEM_ID], items[column])}
     names = sorted({g for gs in genres_of.values() for g in gs})
     col = {g: k for k, g in enumerate(names)}
     rows, cols = [], []
@@ -45,7 +54,7 @@ def genre_rows(rows: Sequence[Mapping[str, Any]], column: str, names: Sequence[s
     col = {g: k for k, g in enumerate(names)}
     out = np.zeros((len(rows), len(names)), np.float32)
     for r, row in enumerate(rows):
-        for g in field_text(row.get(column)).split():
+        for g in genre_list(row.get(column)):
             if g in col:
                 out[r, col[g]] = 1.0
     return out
@@ -113,7 +122,7 @@ def item_domains(items: pd.DataFrame, rule: Mapping[str, Sequence[str]], column:
     """
     out = {}
     for item, g in zip(items[ITEM_ID].astype(str), items[column]):
-        genres = set(field_text(g).split())
+        genres = set(genre_list(g))
         for domain, wanted in rule.items():
             if genres & set(wanted):
                 out[item] = domain

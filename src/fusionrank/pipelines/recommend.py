@@ -319,17 +319,12 @@ class OpenRun:
         if placed is None:
             return self.records(ids[:k], scores[:k]), RANKER_SOURCE
         n = len(ids)
-        merged = np.concatenate(
-            [np.asarray(ids, object), np.asarray(added.ids, object)[positions[placed.kept]]]
-        )
-        why = [
-            "" if at < n else added_why(new_scores[placed.kept[at - n]], placed.above[at - n], n)
-            for at in placed.order.tolist()
-        ]
+        picked = placed.pick(ids, np.asarray(added.ids, object)[positions[placed.kept]])
+        why = placed.pick([""] * n, placed.added_whys(new_scores, n)).tolist()
         source = RANKER_SOURCE
         if any(why):
             source += " and added items by content"
-        return self.records(merged[placed.order], placed.scores, why), source
+        return self.records(picked, placed.scores, why), source
 
     def side_feature_records(
         self, user: str, user_features: Mapping[str, Any] | None, k: int
@@ -537,14 +532,14 @@ class OpenRun:
         model = self.content_model()
         if not (isinstance(model, ReadsContent) and GENRES in model.content_modalities):
             return []
-        from fusionrank.data.text import field_text
+        from fusionrank.data.side import genre_list
 
         column = str(self.data.profile.genres)
         known = set(cast(list[str], self._once("genre names", lambda: self.split.genres()[1])))
         missing: list[int] = []
         strange: list[str] = []
         for n, row in enumerate(rows):
-            given = field_text(row.get(column)).split()
+            given = genre_list(row.get(column))
             if not given:
                 missing.append(n)
             elif unknown := [g for g in given if g not in known]:
@@ -787,6 +782,16 @@ class Placement:
     above: np.ndarray
     """For each kept added item, how many ranked items have a content score at least its own."""
 
+    def pick(self, ranked: Sequence[Any] | np.ndarray, added: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """The merged list's values in :attr:`order` (an object array), from one value per
+        ranked item and one per kept added item."""
+        return np.concatenate([np.asarray(ranked, object), np.asarray(added, object)])[self.order]
+
+    def added_whys(self, new_scores: np.ndarray, n: int) -> list[str]:
+        """What the answer says of each kept added item, among ``n`` ranked items
+        (``new_scores``: the content scores of all the added items given)."""
+        return [added_why(v, a, n) for v, a in zip(new_scores[self.kept], self.above)]
+
 
 def content_placement(
     scores: np.ndarray, reference: np.ndarray, new_scores: np.ndarray, k: int
@@ -848,16 +853,13 @@ def place_by_content(
         return ranked
     n = len(ranked)
     why_ranked = ranked["why"].to_numpy(object) if "why" in ranked.columns else np.full(n, "", object)
-    why_added = np.asarray(
-        [added_why(v, a, n) for v, a in zip(new_scores[placed.kept], placed.above)], dtype=object
-    )
     out = {
         RANK: np.arange(1, len(placed.order) + 1),
-        ITEM_ID: np.concatenate(
-            [ranked[ITEM_ID].to_numpy(object), np.asarray(added.ids, object)[positions[placed.kept]]]
-        )[placed.order],
+        ITEM_ID: placed.pick(
+            ranked[ITEM_ID].to_numpy(object), np.asarray(added.ids, object)[positions[placed.kept]]
+        ),
         SCORE: placed.scores,
-        "why": np.concatenate([why_ranked, why_added])[placed.order],
+        "why": placed.pick(why_ranked, placed.added_whys(new_scores, n)),
     }
     columns = [*ranked.columns, *(["why"] if "why" not in ranked.columns else [])]
     return pd.DataFrame({c: out[c] for c in columns})
