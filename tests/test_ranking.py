@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
+from fusionrank.engines.local import LocalEngine
 from fusionrank.features.table import (
     FeatureConfig,
     FeatureContext,
@@ -18,7 +19,7 @@ from fusionrank.features.table import (
     feature_columns,
     feature_group,
 )
-from fusionrank.ranker.lgbm import LTRRanker, RankerConfig, groups_of
+from fusionrank.ranker.lgbm import TUNING_GRID, LTRRanker, RankerConfig, groups_of
 from fusionrank.retrieval.candidates import (
     candidate_recall,
     candidate_recall_by_source,
@@ -249,6 +250,64 @@ def test_bagged_ranker_averages_its_boosters(tmp_path):
     np.testing.assert_allclose(LTRRanker.load(tmp_path / "bag").predict(table), bagged.predict(table))
     with pytest.raises(ValueError, match="bags"):
         RankerConfig(bags=0)
+
+
+class _Recording(LocalEngine):
+    """The local engine, noting which users each booster trained and stopped on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fits: list[tuple[set[int], set[int] | None]] = []
+
+    def train_booster(self, params, train, stop, rounds, early_stopping_rounds, **where):
+        self.fits.append((set(train.users.tolist()), None if stop is None else set(stop.users.tolist())))
+        return super().train_booster(params, train, stop, rounds, early_stopping_rounds, **where)
+
+
+def test_cross_fitted_boosters_each_stop_on_one_fold_and_never_train_on_it(tmp_path):
+    table = _planted(n_users=120)
+    engine = _Recording()
+    ranker = LTRRanker(RankerConfig(n_estimators=60, min_child_samples=20, stop_folds=3, seed=2), engine).fit(
+        table, ["signal", "noise"]
+    )
+    assert len(ranker.boosters) == len(ranker.iterations) == 3
+    assert all(stop is not None for _, stop in engine.fits)  # no refit without a stopping set
+    stops = [stop for _, stop in engine.fits]
+    assert set().union(*stops) == set(table.loc[table["label"] > 0, USER_IDX])  # every label user stops one
+    assert all(not (a & b) for i, a in enumerate(stops) for b in stops[i + 1 :])
+    for trained, stop in engine.fits:
+        assert not (trained & stop) and len(trained | stop) == 120 - _no_positive(table)
+    np.testing.assert_allclose(
+        ranker.predict(table),
+        np.mean(
+            [
+                b.predict(table[["signal", "noise"]], num_iteration=n)
+                for b, n in zip(ranker.boosters, ranker.iterations)
+            ],
+            axis=0,
+        ),
+    )
+    ranker.save(tmp_path / "cf")
+    np.testing.assert_allclose(LTRRanker.load(tmp_path / "cf").predict(table), ranker.predict(table))
+    assert ranker.importance().loc[0, "feature"] == "signal"
+    with pytest.raises(ValueError, match="stop_folds"):
+        RankerConfig(stop_folds=1)
+    with pytest.raises(ValueError, match="stop_folds 500 is more than"):
+        LTRRanker(RankerConfig(stop_folds=500)).fit(table, ["signal", "noise"])
+
+
+def _no_positive(table: pd.DataFrame) -> int:
+    return int((table.groupby(USER_IDX)["label"].sum() == 0).sum())
+
+
+def test_binary_objective_learns_the_planted_feature():
+    table = _planted(n_users=150)
+    ranker = LTRRanker(RankerConfig(n_estimators=80, min_child_samples=20, objective="binary", seed=3)).fit(
+        table, ["signal", "noise"]
+    )
+    assert ranker.importance().loc[0, "feature"] == "signal"
+    assert ranker.stop_score > 0.8  # NDCG of the held-out users, the same stopping metric
+    assert "binary" in {change.get("objective") for change in TUNING_GRID}
 
 
 def _ranked(n_users=200, n_items=30, seed=0):

@@ -1,4 +1,4 @@
-"""The lambdarank booster trained on Ray Train: the Ray engine's ``train_booster``
+"""The ranker's booster trained on Ray Train: the Ray engine's ``train_booster``
 (``ranker.engine: ray``).
 
 Ray Train's ``LightGBMTrainer`` starts ``workers`` processes and sets up LightGBM's own

@@ -1,1 +1,2 @@
-"""fusionrank.ranker: LightGBM lambdarank with early stopping, importances and explanations."""
+"""fusionrank.ranker: LightGBM learning to rank (lambdarank, XE-NDCG or pointwise) with early
+stopping, importances and explanations."""

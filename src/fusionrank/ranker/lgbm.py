@@ -1,8 +1,9 @@
-"""LightGBM lambdarank over the candidate feature table.
+"""LightGBM learning to rank over the candidate feature table.
 
 Query groups are users. Early stopping watches NDCG@``eval_at`` on a held-out share of
-the *label* users (the validation split's users in the run pipeline), so neither the
-fit nor the stopping decision sees test interactions. Explanations are LightGBM's own
+the *label* users (the validation split's users in the run pipeline), or on each fold of
+them in turn (``stop_folds``: cross-fitted boosters), so neither the fit nor the stopping
+decision sees test interactions. Explanations are LightGBM's own
 per-row contributions (``pred_contrib``, SHAP values for trees).
 """
 
@@ -37,8 +38,10 @@ class RankerConfig:
     reg_lambda: float = 1.0
     truncation_level: int = 30
     """lambdarank_truncation_level: pairs below this rank do not contribute."""
-    objective: Literal["lambdarank", "rank_xendcg"] = "lambdarank"
-    """LightGBM's ranking objective: LambdaRank, or the listwise cross-entropy XE-NDCG."""
+    objective: Literal["lambdarank", "rank_xendcg", "binary"] = "lambdarank"
+    """LightGBM's objective: LambdaRank, the listwise cross-entropy XE-NDCG, or ``binary``
+    (pointwise log-loss over every candidate: each negative counts, not only the pairs
+    near the top; early stopping still reads NDCG)."""
     candidates: tuple[int, ...] = ()
     """Candidates per source the ranker keeps: a (user, item) pair stays when some source
     ranks it at most this deep (its best ``rank_<source>``); the others rank last. Several
@@ -54,12 +57,21 @@ class RankerConfig:
     every setting's figures and the choice."""
     early_stopping_rounds: int = 100
     stop_share: float = 0.2
-    """Share of label users held out to decide when to stop."""
+    """Share of label users held out to decide when to stop (with ``stop_folds`` 0)."""
+    stop_folds: int = 0
+    """0: one seeded share (``stop_share``) of the label users stops the boosting, then
+    (``refit``) the booster is refitted on every user with that tree count. K >= 2:
+    cross-fitted boosters, K of them per bag: the label users are cut into K seeded folds
+    and each booster trains on K-1 of them and stops on the remaining one, so every label
+    user decides one stop and the ranker is their mean (no refit). Steadier than one
+    held-out share when the label users are few (hundreds), at K times the fits."""
     eval_at: int = 10
     bags: int = 1
-    """Boosters averaged, each with its own seed and stopping users."""
+    """Bags averaged, each with its own seed and stopping users (a booster each, or
+    ``stop_folds`` cross-fitted ones)."""
     refit: bool = True
-    """After early stopping picks the tree count, refit on all label users with that count."""
+    """After early stopping picks the tree count, refit on all label users with that count
+    (with ``stop_folds`` 0; cross-fitted boosters are not refitted)."""
     seed: int = 2020
     threads: int = 0
     """LightGBM threads (0: its default). The same model needs the same thread count."""
@@ -87,6 +99,10 @@ class RankerConfig:
             raise InvalidArgumentError(f"max_users must be >= 2 (or None), got {self.max_users}")
         if not 0 < self.stop_share < 1:
             raise InvalidArgumentError(f"stop_share must be in (0, 1), got {self.stop_share}")
+        if self.stop_folds == 1 or self.stop_folds < 0:
+            raise InvalidArgumentError(
+                f"ranker.stop_folds must be 0 (one held-out share) or >= 2, got {self.stop_folds}"
+            )
         check_engine_name(self.engine, "ranker.engine")
         object.__setattr__(self, "candidates", tuple(int(d) for d in self.candidates))  # YAML/JSON lists
         if any(d < 1 for d in self.candidates) or len(set(self.candidates)) != len(self.candidates):
@@ -106,12 +122,13 @@ TUNING_GRID: tuple[dict[str, Any], ...] = (
     {"truncation_level": 10},
     {"truncation_level": 100},
     {"objective": "rank_xendcg"},
+    {"objective": "binary"},
 )
 """The settings ``tune`` tries, each a change to the configured ones (the first: none)."""
 
 
 def lightgbm_params(config: RankerConfig, seed: int) -> dict[str, Any]:
-    """LightGBM's parameters for ``config`` (both trainers read them): lambdarank with
+    """LightGBM's parameters for ``config`` (both trainers read them): its objective with
     NDCG at ``eval_at`` as the stopping metric, and the values LightGBM's scikit-learn
     ranker passed before the engines shared one trainer (so the same boosters come out).
     ``num_threads`` 0 is each engine's default (this machine's physical cores locally, one
@@ -163,6 +180,19 @@ def training_users(with_positive: np.ndarray, config: RankerConfig) -> np.ndarra
     return np.sort(rng.choice(users, size=config.max_users, replace=False))
 
 
+def stop_sets(pool: np.ndarray, config: RankerConfig, seed: int) -> list[np.ndarray]:
+    """The groups that stop each booster of one bag: a seeded share ``stop_share`` of
+    ``pool`` (``stop_folds`` 0), or ``stop_folds`` seeded, disjoint folds that cover it.
+
+    >>> [s.tolist() for s in stop_sets(np.arange(6), RankerConfig(stop_folds=3), 0)]
+    [[2, 3], [4, 5], [0, 1]]
+    """
+    rng = np.random.default_rng(seed)
+    if not config.stop_folds:
+        return [rng.choice(pool, size=max(1, int(round(config.stop_share * len(pool)))), replace=False)]
+    return [np.sort(part) for part in np.array_split(rng.permutation(pool), config.stop_folds)]
+
+
 def groups_of(users: np.ndarray) -> np.ndarray:
     """Group sizes of a user-sorted key column (LightGBM's ``group``)."""
     users = np.asarray(users)
@@ -207,8 +237,9 @@ class LTRRanker:
     """``fit(features, labels)`` then ``predict``; importances and contributions.
 
     With ``bags > 1`` the ranker is the mean of that many boosters, each with its own seed
-    and its own held-out stopping users; predictions, contributions and importances are
-    averaged (contributions stay additive). Boosters are trained by ``engine`` (default:
+    and its own held-out stopping users (with ``stop_folds`` K, K cross-fitted boosters per
+    bag); predictions, contributions and importances are averaged (contributions stay
+    additive). Boosters are trained by ``engine`` (default:
     the one ``config.engine`` names)."""
 
     def __init__(
@@ -267,8 +298,8 @@ class LTRRanker:
         """Fit on a table sorted by ``query`` (a query group per value: a user, or a user in
         one fold of stacked labels); groups without a positive are dropped (they carry no
         gradient: :attr:`dropped_groups`). A seeded share of the groups in ``stop_pool``
-        (default: every group) decides early stopping; every group of the users it holds out
-        stays out of that fit."""
+        (default: every group), or each of ``stop_folds`` folds of them in turn, decides
+        early stopping; every group of the users it holds out stays out of that fit."""
         cfg = self.config
         if len(cfg.candidates) > 1:
             return self._choose_depth(table, features, label, query, stop_pool)
@@ -293,15 +324,21 @@ class LTRRanker:
             raise InvalidArgumentError("no group with a positive label to stop on")
         self.features = list(features)
         self.boosters, self.iterations, scores, pooled = [], [], [], []
+        if cfg.stop_folds > len(pool):
+            raise InvalidArgumentError(
+                f"ranker.stop_folds {cfg.stop_folds} is more than the {len(pool)} groups with a"
+                " positive to stop on"
+            )
         with self.engine:  # one hold on the engine for all of a fit's boosters
             for bag in range(cfg.bags):
-                booster, iterations, score, pool_score = self._fit_one(
-                    table, pool, label, query, cfg.seed + bag
-                )
-                self.boosters.append(booster)
-                self.iterations.append(iterations)
-                scores.append(score)
-                pooled.append(pool_score)
+                for stop_groups in stop_sets(pool, cfg, cfg.seed + bag):
+                    booster, iterations, score, pool_score = self._fit_one(
+                        table, stop_groups, label, query, cfg.seed + bag
+                    )
+                    self.boosters.append(booster)
+                    self.iterations.append(iterations)
+                    scores.append(score)
+                    pooled.append(pool_score)
         self.stop_score = float(np.mean(scores))
         self.pool_score = float(np.mean(pooled))
         return self
@@ -337,15 +374,13 @@ class LTRRanker:
         return np.asarray(ranks.min(axis=1) <= self.depth)
 
     def _fit_one(
-        self, table: pd.DataFrame, pool: np.ndarray, label: str, query: str, seed: int
+        self, table: pd.DataFrame, stop_groups: np.ndarray, label: str, query: str, seed: int
     ) -> tuple[lgb.Booster, int, float, float]:
-        """One booster: rounds chosen by early stopping on a seeded share of the groups of
-        ``pool`` (the other groups of their users left out of that fit), then (``refit``)
-        refitted on every group with that many rounds. Only rows within the candidate depth
-        are fitted on; the pool score reads every held-out row."""
+        """One booster: rounds chosen by early stopping on ``stop_groups`` (the other groups
+        of their users left out of that fit), then (``refit``, one held-out share) refitted
+        on every group with that many rounds. Only rows within the candidate depth are
+        fitted on; the pool score reads every held-out row."""
         cfg = self.config
-        rng = np.random.default_rng(seed)
-        stop_groups = rng.choice(pool, size=max(1, int(round(cfg.stop_share * len(pool)))), replace=False)
         held = np.isin(table[query].to_numpy(), stop_groups)
         stop_users = np.unique(table[USER_IDX].to_numpy()[held])
         fit = ~np.isin(table[USER_IDX].to_numpy(), stop_users)
@@ -368,7 +403,7 @@ class LTRRanker:
         pool_score = _pool_ndcg(
             table[scored], keep[scored], booster, stopped.iterations, self.features, label, query, cfg.eval_at
         )
-        if cfg.refit:
+        if cfg.refit and not cfg.stop_folds:
             whole = rank_table(table[keep], self.features, label, query)
             booster = self.engine.train_booster(params, whole, None, stopped.iterations, 0, **where).booster
         return booster, stopped.iterations, stopped.stop_score, pool_score

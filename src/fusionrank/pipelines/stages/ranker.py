@@ -1,4 +1,4 @@
-"""The ``ranker`` stage of ``fusionrank run``: LightGBM lambdarank fitted on the label
+"""The ``ranker`` stage of ``fusionrank run``: the LightGBM ranker fitted on the label
 stage's features, evaluated on test by full ranking (items outside a user's candidates
 rank last), and the ablation (refits without each feature group and each source); cached
 under ``<run>/ranker/``. The stage reads its own section of the run
