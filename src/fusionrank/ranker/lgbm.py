@@ -322,13 +322,13 @@ class LTRRanker:
         pool = with_pos if stop_pool is None else np.intersect1d(with_pos, stop_pool)
         if len(pool) < 1:
             raise InvalidArgumentError("no group with a positive label to stop on")
-        self.features = list(features)
-        self.boosters, self.iterations, scores, pooled = [], [], [], []
         if cfg.stop_folds > len(pool):
             raise InvalidArgumentError(
                 f"ranker.stop_folds {cfg.stop_folds} is more than the {len(pool)} groups with a"
                 " positive to stop on"
             )
+        self.features = list(features)
+        self.boosters, self.iterations, scores, pooled = [], [], [], []
         with self.engine:  # one hold on the engine for all of a fit's boosters
             for bag in range(cfg.bags):
                 for stop_groups in stop_sets(pool, cfg, cfg.seed + bag):
