@@ -11,7 +11,8 @@
 #   benchmarks/gpu_device_run.sh             # there: install, restore MiniLM, run, results in $OUT
 #
 # On the device: carry [".whl", "benchmarks/.minilm-fp16"]; MILLION=N sets the big job's
-# texts (default 1,000,000); results and the log go to $OUT (else benchmarks/results).
+# texts (default 1,000,000), LIMIT the benchmark's seconds (default 480); results and the log
+# go to $OUT (else benchmarks/results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,4 +54,8 @@ python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile
     || export PYTHONPATH=/tmp/site:$PWD/src
 python3 benchmarks/pack_minilm_fp16.py --restore /tmp/minilm
 export PYTHONUNBUFFERED=1
-python3 benchmarks/gpu_embed.py --text-model /tmp/minilm --out "$OUT" ${MILLION:+--million "$MILLION"}
+python3 -c "import fusionrank, datasets, lightgbm, open_clip, torch; print('imports ok; cuda', torch.cuda.is_available())"
+# LIMIT seconds (default 480), then the stacks of every thread (SIGUSR1) and a kill 20 s later;
+# the tables written so far stay in $OUT
+timeout -s USR1 -k 20 "${LIMIT:-480}" \
+    python3 benchmarks/gpu_embed.py --text-model /tmp/minilm --out "$OUT" ${MILLION:+--million "$MILLION"}

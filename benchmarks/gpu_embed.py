@@ -23,9 +23,12 @@ The image models have random weights (built from their configs, as in
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import faulthandler
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -66,6 +69,34 @@ class Plan:
     """Items each stage of the profile is timed on."""
     text_model: str | None = None
     """The text model's folder (None: the packaged all-MiniLM-L6-v2)."""
+    variants: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...] = (
+        ("all-MiniLM-L6-v2 short", "fp32", (("batch_size", 1024),)),
+        ("all-MiniLM-L6-v2 short", "fp32", (("graphs", 1),)),
+        ("all-MiniLM-L6-v2 short", "bf16", (("workers", 4),)),
+        ("all-MiniLM-L6-v2 short", "bf16", (("workers", 15),)),
+        ("all-MiniLM-L6-v2 short", "bf16", (("batch_size", 1024),)),
+        ("all-MiniLM-L6-v2 short", "bf16", (("graphs", 1),)),
+        ("all-MiniLM-L6-v2 short", "bf16", (("graphs", 1), ("batch_size", 1024))),
+        ("all-MiniLM-L6-v2 long", "fp32", (("batch_size", 512),)),
+        ("all-MiniLM-L6-v2 long", "fp32", (("graphs", 1),)),
+        ("all-MiniLM-L6-v2 long", "bf16", (("workers", 15),)),
+        ("all-MiniLM-L6-v2 long", "bf16", (("batch_size", 512),)),
+        ("all-MiniLM-L6-v2 long", "bf16", (("graphs", 1),)),
+        ("all-MiniLM-L6-v2 long", "bf16", (("graphs", 1), ("workers", 15))),
+        ("resnet50 image", "fp32", (("batch_size", 256),)),
+        ("resnet50 image", "fp32", (("graphs", 1),)),
+        ("resnet50 image", "fp16", (("batch_size", 256),)),
+        ("resnet50 image", "fp16", (("graphs", 1),)),
+        ("ViT-B-32 image", "fp32", (("batch_size", 256),)),
+        ("ViT-B-32 image", "fp32", (("graphs", 1),)),
+        ("ViT-B-32 image", "fp16", (("workers", 15),)),
+        ("ViT-B-32 image", "fp16", (("batch_size", 256),)),
+        ("ViT-B-32 image", "fp16", (("graphs", 1),)),
+        ("ViT-B-32 image", "fp16", (("graphs", 1), ("workers", 15))),
+    )
+    """Engine runs with one speed setting changed (task, precision, settings), the encoder
+    of that task and precision reused: what the defaults leave on the table. ``graphs``:
+    the forward pass replayed from CUDA graphs (the forward rate measured with them too)."""
 
     @classmethod
     def dry(cls) -> Plan:
@@ -85,6 +116,7 @@ class Plan:
             million=300,
             st_precisions=("fp32", "bf16"),
             profile_items=16,
+            variants=(("all-MiniLM-L6-v2 short", "bf16", (("workers", 2),)),),
         )
 
 
@@ -165,19 +197,34 @@ def engine_run(enc: Any, catalogue: Path, out: Path, config: Any) -> float:
     return seconds
 
 
-def forward_rate(enc: Any, kind: str, plan: Plan, texts: list[str]) -> float:
-    """Items per second of the forward pass alone, inputs already on the device."""
+def _forward_call(enc: Any, kind: str, plan: Plan, texts: list[str]) -> tuple[Any, int]:
+    """One forward pass of a batch already on the device, and its size."""
     import torch
 
     if kind == "text":
         ids = enc.tokenize(texts[: plan.text_batch])
         batch = enc.collate(ids)
-        run = lambda: enc.forward(batch)  # noqa: E731
-        size = len(ids)
+        return (lambda: enc.forward(batch)), len(ids)
+    pixels = torch.randn(plan.image_batch, 3, 224, 224).to(enc.device)
+    return (lambda: enc.encode_pixels(pixels)), plan.image_batch
+
+
+def use_graphs(enc: Any, kind: str, on: bool) -> None:
+    """Turn CUDA graphs on or off for an encoder (text: its own padding to graph shapes;
+    images: ``encode_pixels`` replayed at power-of-two batch rows)."""
+    from fusionrank.encoders.graphs import graph_rows
+
+    if kind == "text":
+        enc.use_cuda_graphs(on)
+    elif on:
+        enc.encode_pixels = graph_rows(enc.encode_pixels)
     else:
-        pixels = torch.randn(plan.image_batch, 3, 224, 224).to(enc.device)
-        run = lambda: enc.encode_pixels(pixels)  # noqa: E731
-        size = plan.image_batch
+        enc.__dict__.pop("encode_pixels", None)
+
+
+def forward_rate(enc: Any, kind: str, plan: Plan, texts: list[str]) -> float:
+    """Items per second of the forward pass alone, inputs already on the device."""
+    run, size = _forward_call(enc, kind, plan, texts)
     if plan.warmup:
         run()  # cuDNN autotuning, lazy initialisation
     sync(plan.device)
@@ -186,6 +233,47 @@ def forward_rate(enc: Any, kind: str, plan: Plan, texts: list[str]) -> float:
         run()
     sync(plan.device)
     return size * plan.forward_batches / (time.perf_counter() - t0)
+
+
+def sync_points(run: Any) -> dict[str, Any]:
+    """Where ``run()`` (one batch) makes the host wait for the GPU (torch's sync debug
+    mode): each such point stops the host from queueing the next batch while this one runs."""
+    import warnings
+
+    import torch
+
+    run()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    where = [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
+    return {"count": len(where), "where": sorted(set(where))[:4]}
+
+
+def batch_syncs(enc: Any, kind: str, plan: Plan, texts: list[str], root: Path, names: list[str]) -> dict:
+    """The sync points of one forward pass, and for images of one batch decoded on the GPU
+    and encoded (what the engine does per batch)."""
+    import torch
+
+    from fusionrank.encoders import decode as decoding
+
+    run, _ = _forward_call(enc, kind, plan, texts)
+    out = {"syncs": sync_points(run)}
+    spec = decoding.pixel_spec(enc.preprocess) if kind == "image" else None
+    if spec is not None:
+        items = [
+            (k, torch.frombuffer(bytearray((root / n).read_bytes()), dtype=torch.uint8), n)
+            for k, n in enumerate(names[: plan.image_batch])
+        ]
+        out["syncs_decode"] = sync_points(
+            lambda: enc.encode_pixels(decoding.gpu_batch(items, spec, enc.device, enc.preprocess)[1])
+        )
+    return out
 
 
 def _clock(plan: Plan, run: Any) -> float:
@@ -393,8 +481,9 @@ def million_rows(plan: Plan, tmp: Path) -> list[dict]:
     return rows
 
 
-def measure(plan: Plan, tmp: Path) -> list[dict]:
-    """Every row of the table (a failed measurement is a row with its error)."""
+def measure(plan: Plan, tmp: Path, on_row: Any = None) -> list[dict]:
+    """Every row of the table (a failed measurement is a row with its error); ``on_row(rows)``
+    after each, so that a run cut short still leaves what it measured."""
     import pandas as pd
     import torch
 
@@ -402,6 +491,8 @@ def measure(plan: Plan, tmp: Path) -> list[dict]:
     from fusionrank.encoders.engine import EmbedConfig
 
     rows = million_rows(plan, tmp) if plan.million else []
+    done = on_row or (lambda rows: None)
+    done(rows)
     texts = {"short": make_texts("short", plan.short_texts), "long": make_texts("long", plan.long_texts, 1)}
     names = make_images(tmp / "images", plan.images)
     catalogues = {}
@@ -419,6 +510,7 @@ def measure(plan: Plan, tmp: Path) -> list[dict]:
 
     tasks = [("text", "all-MiniLM-L6-v2", kind) for kind in ("short", "long")]
     tasks += [("image", model, "image") for model in plan.image_models]
+    variant_rows: list[dict] = []
     for kind, model, data in tasks:
         reference = None
         for precision in plan.precisions:
@@ -450,6 +542,10 @@ def measure(plan: Plan, tmp: Path) -> list[dict]:
                     )
                 if plan.warmup:
                     engine_run(enc, warm, tmp / f"warm-{model}-{data}-{precision}", config)
+                # a job's fixed cost: a two-item job (after the warm-up: everything warm)
+                row["fixed_seconds"] = engine_run(
+                    enc, warm, tmp / f"fixed-{model}-{data}-{precision}", config
+                )
                 out = tmp / f"{model}-{data}-{precision}"
                 seconds = engine_run(enc, catalogues[data], out, config)
                 n = len(texts[data]) if kind == "text" else len(names)
@@ -457,6 +553,8 @@ def measure(plan: Plan, tmp: Path) -> list[dict]:
                 manifest = json.loads((out / "manifest.json").read_text())
                 row["ran"] = {k: manifest.get(k) for k in ("device", "cast", "decoder", "bucketing")}
                 row["forward_items_per_s"] = forward_rate(enc, kind, plan, texts.get(data, []))
+                if plan.device.startswith("cuda"):
+                    row.update(batch_syncs(enc, kind, plan, texts.get(data, []), tmp / "images", names))
                 if kind == "text":
                     row["stages"] = profile_text(enc, texts[data], plan, tmp)
                 else:
@@ -468,12 +566,45 @@ def measure(plan: Plan, tmp: Path) -> list[dict]:
                     row["cosine_vs_fp32"] = float(np.mean(np.sum(vectors * reference, axis=1)))
                 if plan.device.startswith("cuda"):
                     row["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+                for task, variant_precision, changes in plan.variants:
+                    if (task, variant_precision) != (row["task"], precision):
+                        continue
+                    name = ", ".join(f"{k} {v}" for k, v in changes)
+                    extra: dict[str, Any] = {
+                        "task": task,
+                        "precision": precision,
+                        "system": f"engine, {name}",
+                    }
+                    settings_changed = dict(changes)
+                    graphs = bool(settings_changed.pop("graphs", 0))
+                    try:
+                        if graphs:
+                            use_graphs(enc, kind, True)
+                        varied = dataclasses.replace(config, **settings_changed)
+                        there = tmp / f"{model}-{data}-{precision}-{name.replace(' ', '').replace(',', '-')}"
+                        took = engine_run(enc, catalogues[data], there, varied)
+                        extra.update(items=n, seconds=took, engine_items_per_s=n / took)
+                        if graphs:
+                            extra["forward_items_per_s"] = forward_rate(enc, kind, plan, texts.get(data, []))
+                            _, got = read_vectors(there)
+                            if reference is not None:
+                                extra["cosine_vs_fp32"] = float(np.mean(np.sum(got * reference, axis=1)))
+                    except Exception as exc:
+                        _error(extra, exc)
+                    finally:
+                        if graphs:
+                            use_graphs(enc, kind, False)
+                    print(extra, flush=True)
+                    variant_rows.append(extra)
                 del enc
             except Exception as exc:  # one failure must not cost the other rows
                 _error(row, exc)
             row["row_seconds"] = time.perf_counter() - started
             print(row, flush=True)
             rows.append(row)
+            rows.extend(variant_rows)
+            variant_rows.clear()
+            done(rows)
         if kind == "text" and has_sentence_transformers():
             for precision in plan.st_precisions:
                 row = {"task": f"{model} {data}", "precision": precision, "system": "sentence-transformers"}
@@ -487,6 +618,7 @@ def measure(plan: Plan, tmp: Path) -> list[dict]:
                     _error(row, exc)
                 print(row, flush=True)
                 rows.append(row)
+                done(rows)
     return rows
 
 
@@ -665,7 +797,12 @@ STAGES = ("tokenise", "collate", "read", "decode+preprocess", "h2d", "forward", 
 
 
 def write(
-    folder: Path, plan: Plan, rows: list[dict], seconds: float, checks: list[dict] | None = None
+    folder: Path,
+    plan: Plan,
+    rows: list[dict],
+    seconds: float,
+    checks: list[dict] | None = None,
+    quiet: bool = False,
 ) -> None:
     from fusionrank.evaluation.table import format_table
     from fusionrank.io import write_json
@@ -688,9 +825,14 @@ def write(
                 else "-"
             ),
             "cosine vs fp32": f"{r['cosine_vs_fp32']:.5f}" if "cosine_vs_fp32" in r else "-",
+            "fixed s": f"{r['fixed_seconds']:.2f}" if "fixed_seconds" in r else "-",
             "peak GPU MB": round(r["peak_gpu_mb"]) if "peak_gpu_mb" in r else "-",
             "peak RSS MB": round(r["peak_rss_mb"]) if "peak_rss_mb" in r else "-",
             "ran": ", ".join(f"{k} {v}" for k, v in (r.get("ran") or {}).items() if v) or "-",
+            "syncs per batch": " / ".join(
+                f"{r[k]['count']} ({' '.join(r[k]['where'])})" for k in ("syncs", "syncs_decode") if r.get(k)
+            )
+            or "-",
             "error": r.get("error", ""),
         }
         for r in rows
@@ -710,7 +852,10 @@ def write(
         f"texts (batch {plan.text_batch}), {plan.images} 256 px JPEGs (batch {plan.image_batch}), "
         f"a {plan.million:,}-text job at {plan.million_precision}; image "
         "models with random weights. Engine: end to end (catalogue, tokenising or decoding, Parquet "
-        "shards). Forward: the model alone on inputs already on the device. Cosine: mean over the "
+        "shards). Fixed: a two-item job with everything warm (the part of a job that does not grow with it). "
+        "Forward: the model alone on inputs already on the device. Syncs per batch: the points "
+        "where the host waits for the GPU in one forward pass (images: then in one batch decoded "
+        "and encoded), where torch's sync debug mode saw them. Cosine: mean over the "
         "same items against the engine's fp32. sentence-transformers: its `encode`, same texts and "
         f"batch size. Wall time {seconds:.0f} s.",
         "",
@@ -741,7 +886,8 @@ def write(
         "",
     ]
     (folder / "gpu_embed.md").write_text("\n".join(md))
-    print("\n".join(md))
+    if not quiet:
+        print("\n".join(md))
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -751,11 +897,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--text-model", help="the text model's folder (default: the packaged MiniLM)")
     parser.add_argument("--million", type=int, help="texts of the big job (default 1,000,000; 0: none)")
     args = parser.parse_args(argv)
+    if hasattr(signal, "SIGUSR1"):  # `timeout -s USR1` shows where a stuck run is
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     dry = args.dry_run or os.environ.get("DRY_RUN", "0") not in ("", "0")
     plan = Plan.dry() if dry else Plan()
     if args.text_model or args.million is not None:
-        import dataclasses
-
         plan = dataclasses.replace(
             plan,
             text_model=args.text_model or plan.text_model,
@@ -769,7 +915,9 @@ def main(argv: list[str] | None = None) -> Path:
     folder = args.out or (Path(tempfile.mkdtemp(prefix="gpu_embed_dry_")) if dry else RESULTS)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = measure(plan, Path(tmp))  # the big job first: the peak RSS is its own
+        rows = measure(  # the big job first: the peak RSS is its own
+            plan, Path(tmp), lambda rows: write(folder, plan, rows, time.perf_counter() - t0, quiet=True)
+        )
         checks = device_checks(plan, Path(tmp))
     write(folder, plan, rows, time.perf_counter() - t0, checks)
     print(f"results -> {folder}")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from fusionrank.data.vectors import read_vectors
 from fusionrank.encoders import decode as decoding
-from fusionrank.encoders.batches import batch_order
+from fusionrank.encoders.batches import batch_order, pieces
 from fusionrank.encoders.engine import EmbedConfig, embed_catalogue
 from fusionrank.encoders.image import ImageEncoder, ImageEncoderConfig
 from fusionrank.encoders.job import Shard, errors_part, finish_shard, shard_path
@@ -22,6 +22,7 @@ from fusionrank.encoders.precision import resolve_cast
 from fusionrank.encoders.text import TextEncoder, TextEncoderConfig, pad_ids
 from fusionrank.encoders.tiny import save_tiny_bert, save_tiny_resnet
 from fusionrank.encoders.writer import ShardWriter
+from fusionrank.errors import InvalidArgumentError
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +70,35 @@ def test_length_buckets_keep_the_catalogue_order_and_the_vectors(tmp_path, bert_
     assert batch_order([2, 5, 5, 1], False).tolist() == [0, 1, 2, 3]
 
 
-def test_text_workers_give_the_same_bytes_as_inline(tmp_path, bert_dir):
+def test_text_workers_prepare_pieces_with_the_same_bytes_whatever_their_number(tmp_path, bert_dir):
+    """Feeding workers prepare shards in pieces of PIECE_BATCHES batches (bucketed within
+    the piece): the bytes depend on the batch size, never on how many workers run, and the
+    vectors are those of the inline path (whole shards) up to float rounding."""
     path = _texts(tmp_path)
     _job(path, tmp_path / "inline", bert_dir)
-    _job(path, tmp_path / "workers", bert_dir, workers=2)
+    _job(path, tmp_path / "one", bert_dir, workers=1)
+    _job(path, tmp_path / "two", bert_dir, workers=2)
     for name in ("vectors-00000.parquet", "vectors-00002.parquet", "errors.parquet"):
-        assert (tmp_path / "inline" / name).read_bytes() == (tmp_path / "workers" / name).read_bytes()
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    ids_i, vec_i = read_vectors(tmp_path / "inline")
+    ids_w, vec_w = read_vectors(tmp_path / "two")
+    assert list(ids_i) == list(ids_w) == [f"i{k}" for k in range(90) if k != 4]
+    np.testing.assert_allclose(vec_w, vec_i, atol=1e-5)
+    assert (tmp_path / "inline" / "errors.parquet").read_bytes() == (
+        tmp_path / "two" / "errors.parquet"
+    ).read_bytes()
+
+
+def test_pieces_cover_each_shard_in_order():
+    shards = [Shard(0, 0, 40), Shard(1, 40, 45), Shard(2, 45, 45)]
+    got = [(s.index, p.start, p.stop, last) for s, p, last in pieces(shards, 16)]
+    assert got == [
+        (0, 0, 16, False),
+        (0, 16, 32, False),
+        (0, 32, 40, True),
+        (1, 40, 45, True),
+        (2, 45, 45, True),
+    ]
 
 
 @pytest.mark.parametrize("left", [False, True])
@@ -252,3 +276,64 @@ def test_bf16_with_weights_cast_stays_close_to_fp32(bert_dir):
     )
     with pytest.raises(ValueError, match="cast must be one of"):
         TextEncoderConfig(cast="always")
+
+
+def test_a_4d_padding_mask_gives_the_2d_masks_vectors(bert_dir):
+    """On CUDA the text encoder hands SDPA a (batch, 1, 1, seq) boolean mask (no host wait
+    in transformers' mask check); on the same batch it must give the 2-D mask's vectors."""
+    from fusionrank.encoders.text import attention_mask_4d, sdpa_model
+
+    enc = TextEncoder(TextEncoderConfig(model=str(bert_dir)))
+    assert sdpa_model(enc.model) and not enc.mask_4d  # the CPU keeps the 2-D mask
+    batch = enc.collate(
+        enc.tokenize(["a b c", "x", "a much longer text about nothing at all", "Heat (1995)"])
+    )
+    plain = enc.forward(batch)
+    enc.mask_4d = True
+    four = enc.forward(batch)
+    assert attention_mask_4d(batch)["attention_mask"].shape == (4, 1, 1, batch["input_ids"].shape[1])
+    torch.testing.assert_close(four, plain, atol=1e-6, rtol=1e-5)
+
+
+def test_images_of_several_sizes_are_resized_per_size_in_their_order():
+    spec = decoding.PixelSpec(resize=32, crop=(28, 28), mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
+    g = torch.Generator().manual_seed(0)
+    images = [
+        torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        for shape in [(3, 40, 50), (3, 64, 48), (3, 40, 50), (3, 32, 32), (3, 64, 48)]
+    ]
+    got = decoding.batch_pixels(images, spec)
+    want = torch.stack([decoding.to_pixels(im, spec) for im in images])
+    assert got.shape == (5, 3, 28, 28)
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("mask_4d", [False, True])
+def test_padding_a_batch_to_a_graph_shape_keeps_its_vectors(bert_dir, mask_4d):
+    """CUDA graphs run batches padded to a power-of-two rows and a multiple of the length
+    step: the real rows' vectors must not move (the padding is masked out)."""
+    from fusionrank.encoders.graphs import pow2_rows
+
+    assert [pow2_rows(n) for n in (1, 2, 3, 5, 8, 200, 256)] == [1, 2, 4, 8, 8, 256, 256]
+    enc = TextEncoder(TextEncoderConfig(model=str(bert_dir)))
+    enc.mask_4d = mask_4d
+    batch = enc.collate(enc.tokenize(["a b c", "x", "a much longer text about nothing at all"]))
+    padded = enc._graph_shape(batch)
+    assert padded["input_ids"].shape == (4, 16) and padded["attention_mask"][3].tolist() == [1] + [0] * 15
+    with torch.inference_mode():
+        got = enc._forward(padded)[:3]
+        want = enc._forward(batch)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    with pytest.raises(InvalidArgumentError, match="CUDA graphs"):
+        enc.use_cuda_graphs()  # on the CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_forward_replays_the_eager_vectors(bert_dir):
+    enc = TextEncoder(TextEncoderConfig(model=str(bert_dir)), device="cuda")
+    batch = enc.collate(enc.tokenize(["a b c", "x", "a much longer text about nothing at all"]))
+    want = enc.forward(batch).clone()
+    enc.use_cuda_graphs()
+    for _ in range(3):
+        torch.testing.assert_close(enc.forward(batch), want, atol=1e-5, rtol=1e-4)
+    assert enc.graphed is not None and len(enc.graphed.graphs) == 1

@@ -251,7 +251,14 @@ def test_gpu_embed_dry_run_writes_its_tables(tmp_path):
     assert {r["task"].split()[0] for r in rows} == {"300", "all-MiniLM-L6-v2", "resnet18", "ViT-S-32"}
     assert not [r for r in rows if "error" in r], rows
     assert all(r["engine_items_per_s"] > 0 for r in rows)
-    assert all(r["cosine_vs_fp32"] > 0.99 for r in rows if "texts job" not in r["task"])
+    measured = [r for r in rows if "texts job" not in r["task"] and not r["system"].startswith("engine, ")]
+    assert all(r["cosine_vs_fp32"] > 0.99 for r in measured)
+    assert ("all-MiniLM-L6-v2 short", "engine, workers 2", "bf16") in {
+        (r["task"], r["system"], r["precision"]) for r in rows
+    }  # a variant: one speed setting changed
+    assert all(
+        r["fixed_seconds"] > 0 for r in rows if r["system"] == "engine" and "texts job" not in r["task"]
+    )
     engine = [r for r in rows if r["system"] == "engine" and "texts job" not in r["task"]]
     text_stages = {"tokenise", "collate", "h2d", "forward", "d2h", "write"}
     image_stages = {"read", "decode+preprocess", "forward", "d2h", "write"}

@@ -2,8 +2,9 @@
 (:class:`~fusionrank.encoders.base.TokenEncoder`) gets the shard tokenised at once and
 batches of rows (BERT: bucketed by token length, longest first, each batch padded to its
 own longest row; the vectors go back to the catalogue's order), any other encoder batches
-of the composed strings. With a GPU, worker processes compose, tokenise and collate whole
-shards ahead (``workers``), the batches are pinned and copied one ahead on a side stream
+of the composed strings. With a GPU, worker processes compose, tokenise and collate the
+shards ahead in pieces of :data:`PIECE_BATCHES` batches (``workers``), the batches are
+pinned and copied one ahead on a side stream
 (:class:`~fusionrank.encoders.device.DeviceFeed`), and a shard's vectors stay on the device
 until its last batch is queued, then come back in one copy that is waited for only after
 the next shard's batches are queued: the GPU is never idle waiting for the host.
@@ -116,8 +117,29 @@ def _prepare(
     return out
 
 
+PIECE_BATCHES = 2
+"""Batches per piece: the feeding workers prepare shards in pieces of this many batches
+(bucketed by length within the piece), so that every worker has work from the first
+moment and the GPU starts after one piece, not one shard. A setting of the feeding only:
+the rows of a batch depend on ``batch_size`` alone, never on the number of workers."""
+
+
+def pieces(pending: list[Shard], rows: int) -> list[tuple[Shard, Shard, bool]]:
+    """``(shard, piece, last)`` for each piece of ``rows`` catalogue rows of each pending
+    shard, in order; ``piece`` is a :class:`Shard` over its rows, ``last`` marks a shard's
+    final piece."""
+    out = []
+    for shard in pending:
+        starts = list(range(shard.start, shard.stop, rows)) or [shard.start]
+        for k, start in enumerate(starts):
+            out.append(
+                (shard, Shard(shard.index, start, min(start + rows, shard.stop)), k == len(starts) - 1)
+            )
+    return out
+
+
 class _ShardTexts(torch.utils.data.Dataset):
-    """The pending shards, each prepared when asked for (in the DataLoader's workers)."""
+    """The pieces to prepare, each prepared when asked for (in the DataLoader's workers)."""
 
     def __init__(self, pending: list[Shard], prepare: Callable[[Shard], _ShardText]) -> None:
         self.pending, self.prepare = pending, prepare
@@ -133,35 +155,43 @@ def embed_text(
     table: Any, pending: list[Shard], encoder: Encoder, config: EmbedConfig, id_errors: dict[int, str]
 ) -> Iterator[Shard]:
     """Embed the pending shards' texts, in order; each shard is yielded once all its rows
-    are in ``shard.vectors`` or ``shard.errors`` (empty text, a bad id)."""
+    are in ``shard.vectors`` or ``shard.errors`` (empty text, a bad id). With feeding
+    workers the shards are prepared in pieces (:data:`PIECE_BATCHES`), inline whole."""
 
     def prepare(shard: Shard) -> _ShardText:
         return _prepare(table, shard, encoder, config, id_errors)
 
     cuda = config.device.startswith("cuda")
-    workers = min(text_workers(config.workers, config.device), len(pending))
+    workers = text_workers(config.workers, config.device)
+    stream: Iterator[tuple[Shard, _ShardText, bool]]
     if workers:
-        stream = _prepared_in_workers(pending, prepare, workers, pin=cuda)
+        work = pieces(pending, PIECE_BATCHES * config.batch_size)
+        stream = _prepared_in_workers(work, prepare, min(workers, len(work)), pin=cuda)
     else:
-        stream = _prepared(pending, prepare, ahead=cuda)
+        stream = ((shard, prepared, True) for shard, prepared in _prepared(pending, prepare, ahead=cuda))
     feed = (
         DeviceFeed(getattr(encoder, "device", config.device))
         if isinstance(encoder, StagedTokenEncoder)
         else None
     )
-    waiting: tuple[Shard, _ShardText, _Vectors] | None = None
-    for shard, prepared in stream:
+    vectors: _Vectors | None = None
+    waiting: tuple[Shard, _Vectors] | None = None
+    for shard, prepared, last in stream:
         shard.errors.extend(prepared.errors)
-        vectors = _encode_text(encoder, prepared, config.batch_size, feed)
-        if waiting is not None:  # the previous shard's copy, waited for once this one is queued
-            yield _finished(*waiting)
-        waiting = (shard, prepared, vectors)
+        if vectors is None:
+            vectors = _Vectors(shard.stop - shard.start, encoder.dim)
+        _encode_text(encoder, prepared, config.batch_size, feed, vectors)
+        if last:
+            vectors.to_host()
+            if waiting is not None:  # the previous shard's copy, waited for once this one is queued
+                yield _finished(*waiting)
+            waiting, vectors = (shard, vectors), None
     if waiting is not None:
         yield _finished(*waiting)
 
 
-def _finished(shard: Shard, prepared: _ShardText, vectors: _Vectors) -> Shard:
-    for r, vec in zip(prepared.rows, vectors.result()):
+def _finished(shard: Shard, vectors: _Vectors) -> Shard:
+    for r, vec in zip(vectors.rows, vectors.result()):
         shard.vectors[r] = vec
     return shard
 
@@ -186,14 +216,15 @@ def _prepared(
 
 
 def _prepared_in_workers(
-    pending: list[Shard], prepare: Callable[[Shard], _ShardText], workers: int, pin: bool
-) -> Iterator[tuple[Shard, _ShardText]]:
-    """Each shard with its prepared text, prepared by ``workers`` processes (in order;
-    two shards ahead per worker), its batches pinned when ``pin``. The workers tokenise
-    with one thread each (``TOKENIZERS_PARALLELISM=false`` in their environment unless it
-    is set: no thread pool forked into them); this process's setting is left as it was."""
+    work: list[tuple[Shard, Shard, bool]], prepare: Callable[[Shard], _ShardText], workers: int, pin: bool
+) -> Iterator[tuple[Shard, _ShardText, bool]]:
+    """Each piece of :func:`pieces` as ``(shard, prepared piece, last)``, prepared by
+    ``workers`` processes (in order; two pieces ahead per worker), its batches pinned when
+    ``pin``. The workers tokenise with one thread each (``TOKENIZERS_PARALLELISM=false`` in
+    their environment unless it is set: no thread pool forked into them); this process's
+    setting is left as it was."""
     loader = torch.utils.data.DataLoader(
-        _ShardTexts(pending, prepare),
+        _ShardTexts([piece for _, piece, _ in work], prepare),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=2,
@@ -202,22 +233,34 @@ def _prepared_in_workers(
     before = os.environ.get("TOKENIZERS_PARALLELISM")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # inherited by the workers only
     try:
-        shards = iter(loader)  # the workers start here
+        prepared = iter(loader)  # the workers start here
     finally:
         if before is None:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
-    yield from zip(pending, shards)
+    for (shard, _, last), piece in zip(work, prepared):
+        yield shard, piece, last
 
 
 class _Vectors:
-    """A shard's vectors as the batches come (in batch order; on the model's device), then
-    in one copy to the host, waited for in :meth:`result` (back in the rows' order)."""
+    """A shard's vectors as the batches come (in batch order; on the model's device), with
+    the catalogue rows they belong to, then in one copy to the host, waited for in
+    :meth:`result` (back in the rows' order)."""
 
-    def __init__(self, n: int, dim: int, order: np.ndarray | None) -> None:
-        self.n, self.dim, self.order = n, dim, order
+    def __init__(self, n: int, dim: int) -> None:
+        self.n, self.dim = n, dim
         self.out: torch.Tensor | np.ndarray | None = None
         self.done: torch.cuda.Event | None = None
         self.at = 0
+        self.rows: list[int] = []
+        self.orders: list[np.ndarray] = []
+        """Per piece: the batch order of its rows, offset to positions in ``rows``."""
+
+    def add_rows(self, rows: list[int], order: np.ndarray | None) -> None:
+        """The next piece's catalogue rows, and the order its vectors will come in
+        (positions into ``rows``; None: as they are)."""
+        offset = len(self.rows)
+        self.rows.extend(rows)
+        self.orders.append(offset + (np.arange(len(rows)) if order is None else np.asarray(order)))
 
     def put(self, vectors: torch.Tensor | np.ndarray) -> None:
         """The next batch's vectors (a tensor on the model's device, or an array)."""
@@ -235,8 +278,8 @@ class _Vectors:
     def to_host(self) -> _Vectors:
         """Start the copy to the host (a GPU's: into pinned memory, without waiting)."""
         if isinstance(self.out, torch.Tensor) and self.out.device.type == "cuda":
-            host = torch.empty(self.out.shape, dtype=self.out.dtype, pin_memory=True)
-            host.copy_(self.out, non_blocking=True)
+            host = torch.empty((self.at, self.dim), dtype=self.out.dtype, pin_memory=True)
+            host.copy_(self.out[: self.at], non_blocking=True)
             self.done = torch.cuda.Event()
             self.done.record(torch.cuda.current_stream(self.out.device))
             self.out = host
@@ -249,36 +292,37 @@ class _Vectors:
         if self.out is None:
             return np.empty((0, self.dim), dtype=np.float32)
         out = (self.out.numpy() if isinstance(self.out, torch.Tensor) else self.out)[: self.at]
-        if self.order is None:
+        order = np.concatenate(self.orders) if self.orders else None
+        if order is None or np.array_equal(order, np.arange(len(order))):
             return out
         rows = np.empty_like(out)
-        rows[self.order] = out
+        rows[order] = out
         return rows
 
 
 def _encode_text(
-    encoder: Encoder, prepared: _ShardText, batch_size: int, feed: DeviceFeed | None
-) -> _Vectors:
-    """Queue the model work of one shard's texts: the staged token fast path (collated
-    batches, through ``feed``), ``encode_tokens`` of each batch of rows, or ``encode`` of
-    each batch of texts. Returns the shard's vectors, on their way to the host."""
+    encoder: Encoder, prepared: _ShardText, batch_size: int, feed: DeviceFeed | None, vectors: _Vectors
+) -> None:
+    """Queue the model work of one piece's texts into its shard's ``vectors``: the staged
+    token fast path (collated batches, through ``feed``), ``encode_tokens`` of each batch
+    of rows, or ``encode`` of each batch of texts."""
     n = len(prepared.rows)
-    vectors = _Vectors(n, encoder.dim, prepared.order)
     if prepared.batches and feed is not None and isinstance(encoder, StagedTokenEncoder):
+        vectors.add_rows(prepared.rows, prepared.order)
         for _, on_device in feed((k, b) for k, b in enumerate(prepared.batches)):
             vectors.put(encoder.forward_tokens(on_device).float())
         prepared.batches = []
-        return vectors.to_host()
+        return
     if prepared.tokens is not None and isinstance(encoder, TokenEncoder):
         order = prepared.order if prepared.order is not None else np.arange(n)
+        vectors.add_rows(prepared.rows, order)
         for s in range(0, n, batch_size):
             vectors.put(encoder.encode_tokens(prepared.tokens, order[s : s + batch_size].tolist()).float())
-        return vectors.to_host()
-    vectors.order = None
+        return
+    vectors.add_rows(prepared.rows, None)
     for s in range(0, n, batch_size):
         batch = prepared.texts[s : s + batch_size]
         vectors.put(checked_vectors(encoder, encoder.encode(batch), len(batch)))
-    return vectors.to_host()
 
 
 class _ImageRows(torch.utils.data.Dataset):
@@ -316,10 +360,23 @@ class _ImageRows(torch.utils.data.Dataset):
         return row, pixels, None
 
 
-def _collate_raw(items: list) -> tuple[list[int], list[Any] | None, list[tuple[int, str]]]:
-    """A batch of files' bytes, as a list (decoded on the GPU)."""
+@dataclass
+class _Packed:
+    """A batch of files' bytes in one tensor (one shared-memory block between processes,
+    not one per file), with each file's length."""
+
+    data: torch.Tensor
+    sizes: list[int]
+
+    def files(self) -> list[torch.Tensor]:
+        """Each file's bytes (views of the block)."""
+        return list(torch.split(self.data, self.sizes))
+
+
+def _collate_raw(items: list) -> tuple[list[int], _Packed | None, list[tuple[int, str]]]:
+    """A batch of files' bytes, packed (decoded on the GPU)."""
     rows, good, bad = _split(items)
-    return rows, good or None, bad
+    return rows, (_Packed(torch.cat(good), [len(g) for g in good]) if good else None), bad
 
 
 def _collate(items: list) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
@@ -404,11 +461,9 @@ def embed_images(
     for rows, good, bad in loader:
         shard = by_row[(rows or [r for r, _ in bad])[0]]
         shard.errors.extend(bad)
-        done, got = vectors.setdefault(
-            shard.index, ([], _Vectors(len(rows_of[shard.index]), encoder.dim, None))
-        )
+        done, got = vectors.setdefault(shard.index, ([], _Vectors(len(rows_of[shard.index]), encoder.dim)))
         if good is not None and spec is not None and fast is not None and device is not None:  # bytes
-            items = [(r, data, paths[r]) for r, data in zip(rows, good)]
+            items = [(r, data, paths[r]) for r, data in zip(rows, good.files())]
             rows, good, refused = decoding.gpu_batch(
                 items, spec, device, fast.preprocess, decoding.decode_jpegs
             )

@@ -38,8 +38,25 @@ def open_catalogue(path: Path) -> Any:
         raise parse_error(path, exc) from exc
 
 
+def id_strings(table: Any, column: str, start: int = 0, stop: int | None = None) -> list[str]:
+    """The ids of rows ``start:stop`` as strings (``""`` for a missing one), as ``str(value)``
+    gives them. String and integer columns are converted by Arrow in one pass (a catalogue of
+    a million rows in well under a second, where going through Python objects took seconds
+    before the first batch could start); any other type goes through ``str``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    stop = len(table) if stop is None else stop
+    col = table.with_format("arrow")[start:stop][column]
+    if pa.types.is_integer(col.type):
+        col = pc.cast(col, pa.string())
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return pc.fill_null(col, "").to_pylist()
+    return ["" if v is None else str(v) for v in table[start:stop][column]]
+
+
 def shard_ids(table: Any, config: EmbedConfig, start: int, stop: int) -> list[str]:
-    return ["" if v is None else str(v) for v in table[start:stop][config.id_column]]
+    return id_strings(table, config.id_column, start, stop)
 
 
 def check_ids(table: Any, config: EmbedConfig, path: Path) -> dict[int, str]:
@@ -59,7 +76,7 @@ def check_ids(table: Any, config: EmbedConfig, path: Path) -> dict[int, str]:
         raise DataError(
             f"no such text field; the catalogue has {table.column_names}", file=path, column=missing[0]
         )
-    ids = pd.Series(["" if v is None else str(v).strip() for v in table[config.id_column]])
+    ids = pd.Series(id_strings(table, config.id_column), dtype=object).str.strip()
     bad: dict[int, str] = {int(r): "empty item id" for r in np.flatnonzero((ids == "").to_numpy())}
     dup = ids.duplicated() & (ids != "")
     for r in np.flatnonzero(dup.to_numpy()):

@@ -16,6 +16,7 @@ error row, as on the CPU path.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from fusionrank.encoders.base import Encoder, PixelEncoder
+from fusionrank.encoders.device import to_device
 
 DECODERS: tuple[str, ...] = ("pil", "nvjpeg")
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -123,27 +125,59 @@ Decode = Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]
 """A batch JPEG decoder: byte tensors -> uint8 (3, H, W) images on the device (raises to refuse)."""
 
 
-def to_pixels(image: torch.Tensor, spec: PixelSpec) -> torch.Tensor:
-    """One decoded uint8 (3, H, W) image -> float32 (3, crop_h, crop_w) pixels, on its device:
-    the shorter side resized (antialiased, as torchvision resizes), centre-cropped, scaled."""
-    _, h, w = image.shape
+def _resized(images: torch.Tensor, spec: PixelSpec) -> torch.Tensor:
+    """Same-size decoded uint8 images ``(n, 3, H, W)`` -> float32 ``(n, 3, crop_h, crop_w)``
+    on their device: the shorter side resized (antialiased, as torchvision resizes), then
+    centre-cropped; values in [0, 255]."""
+    _, _, h, w = images.shape
     short, long = (h, w) if h <= w else (w, h)
     new_long = int(spec.resize * long / short)
     size = (spec.resize, new_long) if h <= w else (new_long, spec.resize)
-    x = image.unsqueeze(0).float()
+    x = images.float()
     if (h, w) != size:
         x = torch.nn.functional.interpolate(
             x, size=size, mode=spec.interpolation, antialias=True, align_corners=False
         ).clamp_(0, 255)
     ch, cw = spec.crop
     top, left = int(round((size[0] - ch) / 2.0)), int(round((size[1] - cw) / 2.0))
-    return x[0, :, top : top + ch, left : left + cw]
+    return x[:, :, top : top + ch, left : left + cw]
+
+
+def to_pixels(image: torch.Tensor, spec: PixelSpec) -> torch.Tensor:
+    """One decoded uint8 (3, H, W) image -> float32 (3, crop_h, crop_w) pixels, on its device."""
+    return _resized(image.unsqueeze(0), spec)[0]
+
+
+def batch_pixels(images: list[torch.Tensor], spec: PixelSpec) -> torch.Tensor:
+    """Decoded uint8 (3, H, W) images -> float32 (n, 3, crop_h, crop_w), in their order:
+    the images of one size resized together (one kernel per size, not per image)."""
+    ch, cw = spec.crop
+    out = torch.empty((len(images), 3, ch, cw), dtype=torch.float32, device=images[0].device)
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for k, image in enumerate(images):
+        by_size.setdefault(tuple(image.shape), []).append(k)
+    for ks in by_size.values():
+        resized = _resized(torch.stack([images[k] for k in ks]), spec)
+        if len(ks) == len(images):
+            out.copy_(resized)
+        else:
+            out[to_device(torch.tensor(ks), out.device)] = resized
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _mean_std(spec: PixelSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spec's mean and std as (1, 3, 1, 1) tensors on ``device``, made once: a tensor
+    made from Python numbers on a GPU is a blocking copy, which would make the host wait
+    for every batch already queued."""
+    mean = torch.tensor(spec.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
+    return mean, std
 
 
 def normalise(pixels: torch.Tensor, spec: PixelSpec) -> torch.Tensor:
     """A (batch, 3, H, W) float tensor in [0, 255] -> the encoder's normalised pixels."""
-    mean = torch.tensor(spec.mean, device=pixels.device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, device=pixels.device).view(1, -1, 1, 1)
+    mean, std = _mean_std(spec, pixels.device)
     return (pixels / 255.0 - mean) / std
 
 
@@ -180,7 +214,7 @@ def gpu_batch(
     gpu_rows = [items[k][0] for k in decoded]
     parts = []
     if decoded:
-        parts.append(normalise(torch.stack([to_pixels(decoded[k], spec) for k in decoded]), spec))
+        parts.append(normalise(batch_pixels(list(decoded.values()), spec), spec))
     host_rows: list[int] = []
     host: list[torch.Tensor] = []
     bad: list[tuple[int, str]] = []

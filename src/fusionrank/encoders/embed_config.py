@@ -81,8 +81,8 @@ class EmbedConfig:
     """``cpu``, ``cuda`` or ``cuda:N``."""
     workers: int | None = None
     """DataLoader worker processes that read and decode images (None: one on the CPU) or
-    compose, tokenise and collate text shards (None: none on the CPU, the shard is prepared
-    inline); with a GPU, None is one per spare core (at most 8)."""
+    compose, tokenise and collate text shards in pieces (None: none on the CPU, the shard
+    is prepared inline); with a GPU, None is one per spare core (at most 8)."""
     bucket: bool = True
     """Text with an encoder that sorts by length (BERT): batch each shard's rows by token
     length, longest first (each batch padded to its own longest row); False: catalogue

@@ -12,6 +12,7 @@ import torch
 
 from fusionrank.encoders.base import Batch, InputKind, texts_of
 from fusionrank.encoders.device import to_device
+from fusionrank.encoders.graphs import GraphedForward, pow2_rows
 from fusionrank.encoders.precision import (
     BACKENDS,
     PRECISIONS,
@@ -89,6 +90,21 @@ def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> d
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
 
 
+def sdpa_model(model: torch.nn.Module) -> bool:
+    """Whether a transformers model runs its attention through torch's SDPA."""
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
+
+
+def attention_mask_4d(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with its padding mask as ``(batch, 1, 1, seq)`` booleans (True: attend),
+    the mask SDPA takes as it is. Given the 2-D mask, transformers first asks the GPU
+    whether any token is padded (``mask.all()``, to skip the mask), which makes the host
+    wait for every queued batch before it can queue the next one; a 4-D mask is used as
+    given. The same attention, without the wait."""
+    mask = batch["attention_mask"]
+    return {**batch, "attention_mask": mask[:, None, None, :].bool()}
+
+
 class TextEncoder:
     """``encode(texts) -> float32 (n, dim)``; the engine's fast path tokenises a shard at
     once and runs batches of rows sorted by token length (``tokenize``, then
@@ -115,6 +131,11 @@ class TextEncoder:
         self.cast: str = resolve_cast(self.config.cast, self.precision, self.device)
         self.model: torch.nn.Module | None = None
         self.onnx = None
+        self.mask_4d = False
+        """Give the model its attention mask as ``(batch, 1, 1, seq)`` booleans (see
+        :func:`attention_mask_4d`): on CUDA with SDPA attention."""
+        self.graphed: GraphedForward | None = None
+        self.graph_step = 16
         if self.backend == "onnx":
             from fusionrank.encoders.onnx_text import OnnxTextModel, ensure_onnx, require_onnx
 
@@ -128,6 +149,7 @@ class TextEncoder:
                 model = quantize_linears(model)
             self.model = cast_model(model.to(self.device), self.precision, self.cast)
             self.dim = int(model.config.hidden_size)
+            self.mask_4d = self.device.type == "cuda" and sdpa_model(model)
         self.normalized: bool = self.config.normalize
 
     @classmethod
@@ -165,16 +187,52 @@ class TextEncoder:
         batch = self.collate_tokens(input_ids, list(range(len(input_ids))))
         return {k: to_device(v, self.device) for k, v in batch.items()}
 
+    def use_cuda_graphs(self, on: bool = True, step: int = 16) -> None:
+        """Replay the forward pass from CUDA graphs (:mod:`~fusionrank.encoders.graphs`):
+        each batch padded to a power-of-two number of rows and a multiple of ``step``
+        tokens, one graph per such shape. For a torch model on CUDA in fp32 or with the
+        weights cast; what :meth:`forward` returns is then valid until its next call."""
+        if on and (self.model is None or self.device.type != "cuda" or self.cast == "autocast"):
+            raise InvalidArgumentError(
+                "CUDA graphs need the torch backend on cuda, in fp32 or with the weights cast"
+            )
+        self.graphed = GraphedForward(self._forward) if on else None
+        self.graph_step = step
+
+    def _graph_shape(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch padded to a graph's shape: rows to a power of two (padding rows attend
+        to their first token only), tokens to a multiple of ``graph_step`` (padding tokens
+        masked out, as a batch's own padding is)."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        b, s = ids.shape
+        rows = pow2_rows(b)
+        width = min(-(-s // self.graph_step) * self.graph_step, max(s, self.config.max_length))
+        if (rows, width) == (b, s):
+            return batch
+        pad = int(self.tokenizer.pad_token_id or 0)
+        padded_ids = torch.full((rows, width), pad, dtype=ids.dtype, device=ids.device)
+        padded_mask = torch.zeros((rows, width), dtype=mask.dtype, device=mask.device)
+        padded_ids[:b, :s] = ids
+        padded_mask[:b, :s] = mask
+        padded_mask[b:, 0] = 1
+        return {"input_ids": padded_ids, "attention_mask": padded_mask}
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert self.model is not None
+        inputs = attention_mask_4d(batch) if self.mask_4d else batch
+        with autocast(self.device, self.precision, self.cast):
+            hidden = self.model(**inputs).last_hidden_state  # (batch, seq, dim)
+        return pool_tokens(hidden, batch["attention_mask"], self.config.pooling, self.config.normalize)
+
     @torch.inference_mode()
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled (and normalised) vectors of one padded batch, (batch, dim) float32."""
         if self.onnx is not None:
             hidden = self.onnx(batch)
-        else:
-            assert self.model is not None
-            with autocast(self.device, self.precision, self.cast):
-                hidden = self.model(**batch).last_hidden_state  # (batch, seq, dim)
-        return pool_tokens(hidden, batch["attention_mask"], self.config.pooling, self.config.normalize)
+            return pool_tokens(hidden, batch["attention_mask"], self.config.pooling, self.config.normalize)
+        if self.graphed is not None:
+            return self.graphed(self._graph_shape(batch))[: len(batch["input_ids"])]
+        return self._forward(batch)
 
     def encode(self, batch: Batch, batch_size: int = 64) -> np.ndarray:
         """Encode texts in order (sorted by length internally to cut padding)."""
