@@ -94,6 +94,7 @@ def run_seed(seed: int, root: Path, work: Path) -> list[dict[str, Any]]:
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
     shown = [{k: r[k] for k in ("seed", "model", "ndcg@10", "recall@10", "mrr@10", "fit_s")} for r in rows]
+
     def by(model: str) -> dict[int, float]:
         return {r["seed"]: r["ndcg@10"] for r in rows if r["model"] == model}
 
