@@ -456,12 +456,12 @@ def embed_images(
     for shard in pending:
         for r in rows_of[shard.index]:
             by_row[r] = shard
-    vectors: dict[int, tuple[list[int], _Vectors]] = {}
+    vectors: dict[int, _Vectors] = {}
     waiting: Shard | None = None
     for rows, good, bad in loader:
         shard = by_row[(rows or [r for r, _ in bad])[0]]
         shard.errors.extend(bad)
-        done, got = vectors.setdefault(shard.index, ([], _Vectors(len(rows_of[shard.index]), encoder.dim)))
+        got = vectors.setdefault(shard.index, _Vectors(len(rows_of[shard.index]), encoder.dim))
         if good is not None and spec is not None and fast is not None and device is not None:  # bytes
             items = [(r, data, paths[r]) for r, data in zip(rows, good.files())]
             rows, good, refused = decoding.gpu_batch(
@@ -473,22 +473,15 @@ def embed_images(
                 got.put(fast.encode_pixels(good).float())
             else:  # RGB PIL images
                 got.put(checked_vectors(encoder, encoder.encode(good), len(good)))
-            done.extend(rows)
+            got.add_rows(rows, None)
         shard.batches_left -= 1
         if shard.batches_left == 0:
             got.to_host()  # waited for once the next shard is queued
             if waiting is not None:
-                yield _images_done(waiting, vectors)
+                yield _finished(waiting, vectors.pop(waiting.index))
             waiting = shard
     if waiting is not None:
-        yield _images_done(waiting, vectors)
-
-
-def _images_done(shard: Shard, vectors: dict[int, tuple[list[int], _Vectors]]) -> Shard:
-    rows, got = vectors.pop(shard.index)
-    for r, vec in zip(rows, got.result()):
-        shard.vectors[r] = vec
-    return shard
+        yield _finished(waiting, vectors.pop(waiting.index))
 
 
 def embed_shards(

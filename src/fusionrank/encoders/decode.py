@@ -151,17 +151,15 @@ def to_pixels(image: torch.Tensor, spec: PixelSpec) -> torch.Tensor:
 def batch_pixels(images: list[torch.Tensor], spec: PixelSpec) -> torch.Tensor:
     """Decoded uint8 (3, H, W) images -> float32 (n, 3, crop_h, crop_w), in their order:
     the images of one size resized together (one kernel per size, not per image)."""
-    ch, cw = spec.crop
-    out = torch.empty((len(images), 3, ch, cw), dtype=torch.float32, device=images[0].device)
     by_size: dict[tuple[int, ...], list[int]] = {}
     for k, image in enumerate(images):
         by_size.setdefault(tuple(image.shape), []).append(k)
+    if len(by_size) == 1:  # the usual batch: one size, resized as it is
+        return _resized(torch.stack(images), spec)
+    ch, cw = spec.crop
+    out = torch.empty((len(images), 3, ch, cw), dtype=torch.float32, device=images[0].device)
     for ks in by_size.values():
-        resized = _resized(torch.stack([images[k] for k in ks]), spec)
-        if len(ks) == len(images):
-            out.copy_(resized)
-        else:
-            out[to_device(torch.tensor(ks), out.device)] = resized
+        out[to_device(torch.tensor(ks), out.device)] = _resized(torch.stack([images[k] for k in ks]), spec)
     return out
 
 

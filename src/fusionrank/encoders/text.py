@@ -218,18 +218,18 @@ class TextEncoder:
         return {"input_ids": padded_ids, "attention_mask": padded_mask}
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        assert self.model is not None
-        inputs = attention_mask_4d(batch) if self.mask_4d else batch
-        with autocast(self.device, self.precision, self.cast):
-            hidden = self.model(**inputs).last_hidden_state  # (batch, seq, dim)
+        if self.onnx is not None:
+            hidden = self.onnx(batch)
+        else:
+            assert self.model is not None
+            inputs = attention_mask_4d(batch) if self.mask_4d else batch
+            with autocast(self.device, self.precision, self.cast):
+                hidden = self.model(**inputs).last_hidden_state  # (batch, seq, dim)
         return pool_tokens(hidden, batch["attention_mask"], self.config.pooling, self.config.normalize)
 
     @torch.inference_mode()
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled (and normalised) vectors of one padded batch, (batch, dim) float32."""
-        if self.onnx is not None:
-            hidden = self.onnx(batch)
-            return pool_tokens(hidden, batch["attention_mask"], self.config.pooling, self.config.normalize)
         if self.graphed is not None:
             return self.graphed(self._graph_shape(batch))[: len(batch["input_ids"])]
         return self._forward(batch)
