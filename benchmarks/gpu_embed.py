@@ -258,7 +258,6 @@ def sync_points(run: Any) -> dict[str, Any]:
 def batch_syncs(enc: Any, kind: str, plan: Plan, texts: list[str], root: Path, names: list[str]) -> dict:
     """The sync points of one forward pass, and for images of one batch decoded on the GPU
     and encoded (what the engine does per batch)."""
-    import torch
 
     from fusionrank.encoders import decode as decoding
 
@@ -266,10 +265,8 @@ def batch_syncs(enc: Any, kind: str, plan: Plan, texts: list[str], root: Path, n
     out = {"syncs": sync_points(run)}
     spec = decoding.pixel_spec(enc.preprocess) if kind == "image" else None
     if spec is not None:
-        items = [
-            (k, torch.frombuffer(bytearray((root / n).read_bytes()), dtype=torch.uint8), n)
-            for k, n in enumerate(names[: plan.image_batch])
-        ]
+        chosen = names[: plan.image_batch]
+        items = [(k, data, n) for k, (data, n) in enumerate(zip(read_files(root, chosen), chosen))]
         out["syncs_decode"] = sync_points(
             lambda: enc.encode_pixels(decoding.gpu_batch(items, spec, enc.device, enc.preprocess)[1])
         )
@@ -337,7 +334,7 @@ def profile_images(enc: Any, root: Path, names: list[str], plan: Plan, tmp: Path
     n = len(sample)
     out: dict[str, float] = {}
     t0 = time.perf_counter()
-    data = [torch.frombuffer(bytearray((root / name).read_bytes()), dtype=torch.uint8) for name in sample]
+    data = read_files(root, sample)
     out["read"] = _per_1k(time.perf_counter() - t0, n)
     spec = decoding.pixel_spec(enc.preprocess)
     gpu = decoding.choose_decoder(plan.device, enc) == "nvjpeg" and spec is not None
@@ -481,6 +478,57 @@ def million_rows(plan: Plan, tmp: Path) -> list[dict]:
     return rows
 
 
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The mean cosine of two sets of unit vectors, row by row."""
+    return float(np.mean(np.sum(a * b, axis=1)))
+
+
+def read_files(root: Path, names: list[str]) -> list[Any]:
+    """Each file's bytes as a uint8 tensor (what the engine's workers read)."""
+    import torch
+
+    return [torch.frombuffer(bytearray((root / name).read_bytes()), dtype=torch.uint8) for name in names]
+
+
+def run_variant(
+    enc: Any,
+    kind: str,
+    config: Any,
+    catalogue: Path,
+    out: Path,
+    changes: tuple[tuple[str, int], ...],
+    row: dict,
+    plan: Plan,
+    texts: list[str],
+    reference: np.ndarray | None,
+) -> dict:
+    """One engine run of ``row``'s task with ``changes`` (speed settings of the job; ``graphs``:
+    CUDA graphs on the encoder, its forward rate and cosine measured with them too)."""
+    from fusionrank.data.vectors import read_vectors
+
+    name = ", ".join(f"{k} {v}" for k, v in changes)
+    extra: dict[str, Any] = {"task": row["task"], "precision": row["precision"], "system": f"engine, {name}"}
+    settings = dict(changes)
+    graphs = bool(settings.pop("graphs", 0))
+    try:
+        if graphs:
+            use_graphs(enc, kind, True)
+        there = out.with_name(f"{out.name}-{name.replace(' ', '').replace(',', '-')}")
+        took = engine_run(enc, catalogue, there, dataclasses.replace(config, **settings))
+        extra.update(items=row["items"], seconds=took, engine_items_per_s=row["items"] / took)
+        if graphs:
+            extra["forward_items_per_s"] = forward_rate(enc, kind, plan, texts)
+            if reference is not None:
+                extra["cosine_vs_fp32"] = mean_cosine(read_vectors(there)[1], reference)
+    except Exception as exc:
+        _error(extra, exc)
+    finally:
+        if graphs:
+            use_graphs(enc, kind, False)
+    print(extra, flush=True)
+    return extra
+
+
 def measure(plan: Plan, tmp: Path, on_row: Any = None) -> list[dict]:
     """Every row of the table (a failed measurement is a row with its error); ``on_row(rows)``
     after each, so that a run cut short still leaves what it measured."""
@@ -510,11 +558,11 @@ def measure(plan: Plan, tmp: Path, on_row: Any = None) -> list[dict]:
 
     tasks = [("text", "all-MiniLM-L6-v2", kind) for kind in ("short", "long")]
     tasks += [("image", model, "image") for model in plan.image_models]
-    variant_rows: list[dict] = []
     for kind, model, data in tasks:
         reference = None
         for precision in plan.precisions:
             row: dict[str, Any] = {"task": f"{model} {data}", "precision": precision, "system": "engine"}
+            variant_rows: list[dict] = []
             started = time.perf_counter()
             try:
                 if plan.device.startswith("cuda"):
@@ -563,39 +611,25 @@ def measure(plan: Plan, tmp: Path, on_row: Any = None) -> list[dict]:
                 if precision == "fp32":
                     reference = vectors
                 if reference is not None:
-                    row["cosine_vs_fp32"] = float(np.mean(np.sum(vectors * reference, axis=1)))
+                    row["cosine_vs_fp32"] = mean_cosine(vectors, reference)
                 if plan.device.startswith("cuda"):
                     row["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-                for task, variant_precision, changes in plan.variants:
-                    if (task, variant_precision) != (row["task"], precision):
-                        continue
-                    name = ", ".join(f"{k} {v}" for k, v in changes)
-                    extra: dict[str, Any] = {
-                        "task": task,
-                        "precision": precision,
-                        "system": f"engine, {name}",
-                    }
-                    settings_changed = dict(changes)
-                    graphs = bool(settings_changed.pop("graphs", 0))
-                    try:
-                        if graphs:
-                            use_graphs(enc, kind, True)
-                        varied = dataclasses.replace(config, **settings_changed)
-                        there = tmp / f"{model}-{data}-{precision}-{name.replace(' ', '').replace(',', '-')}"
-                        took = engine_run(enc, catalogues[data], there, varied)
-                        extra.update(items=n, seconds=took, engine_items_per_s=n / took)
-                        if graphs:
-                            extra["forward_items_per_s"] = forward_rate(enc, kind, plan, texts.get(data, []))
-                            _, got = read_vectors(there)
-                            if reference is not None:
-                                extra["cosine_vs_fp32"] = float(np.mean(np.sum(got * reference, axis=1)))
-                    except Exception as exc:
-                        _error(extra, exc)
-                    finally:
-                        if graphs:
-                            use_graphs(enc, kind, False)
-                    print(extra, flush=True)
-                    variant_rows.append(extra)
+                variant_rows = [
+                    run_variant(
+                        enc,
+                        kind,
+                        config,
+                        catalogues[data],
+                        out,
+                        changes,
+                        row,
+                        plan,
+                        texts.get(data, []),
+                        reference,
+                    )
+                    for task, variant_precision, changes in plan.variants
+                    if (task, variant_precision) == (row["task"], precision)
+                ]
                 del enc
             except Exception as exc:  # one failure must not cost the other rows
                 _error(row, exc)
@@ -603,7 +637,6 @@ def measure(plan: Plan, tmp: Path, on_row: Any = None) -> list[dict]:
             print(row, flush=True)
             rows.append(row)
             rows.extend(variant_rows)
-            variant_rows.clear()
             done(rows)
         if kind == "text" and has_sentence_transformers():
             for precision in plan.st_precisions:
@@ -613,7 +646,7 @@ def measure(plan: Plan, tmp: Path, on_row: Any = None) -> list[dict]:
                     n = len(texts[data])
                     row.update(items=n, seconds=seconds, engine_items_per_s=n / seconds)
                     if reference is not None:
-                        row["cosine_vs_fp32"] = float(np.mean(np.sum(vectors * reference, axis=1)))
+                        row["cosine_vs_fp32"] = mean_cosine(vectors, reference)
                 except Exception as exc:
                     _error(row, exc)
                 print(row, flush=True)
