@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from fusionrank.columns import ITEM_IDX, TIMESTAMP, USER_IDX
+from fusionrank.engines import ENGINES, SERIAL_BOOSTING
 from fusionrank.engines.local import LocalEngine
 from fusionrank.features.table import (
     FeatureConfig,
@@ -308,6 +309,38 @@ def test_binary_objective_learns_the_planted_feature():
     assert ranker.importance().loc[0, "feature"] == "signal"
     assert ranker.stop_score > 0.8  # NDCG of the held-out users, the same stopping metric
     assert "binary" in {change.get("objective") for change in TUNING_GRID}
+
+
+def test_linear_leaves_fit_and_their_explanations_add_up_to_the_raw_score(tmp_path):
+    table = _planted(n_users=150)
+    rng = np.random.default_rng(9)
+    table["kind"] = pd.Categorical(rng.choice(["a", "b", "c"], len(table)))  # never in a linear model
+    table.loc[table.index[::7], "noise"] = np.nan  # missing values take the leaf's fallback value
+    cfg = RankerConfig(n_estimators=60, min_child_samples=20, objective="binary", stop_folds=3, seed=3)
+    linear = LTRRanker(dataclasses.replace(cfg, linear_tree=True)).fit(table, ["signal", "noise", "kind"])
+    model = linear.boosters[0].dump_model()
+    assert any("leaf_coeff" in str(tree) for tree in model["tree_info"])  # linear leaves were fitted
+    assert linear.importance().loc[0, "feature"] == "signal"
+    rows = table.head(80)
+    contrib = linear.contributions(rows)
+    raw = np.mean(
+        [
+            b.predict(rows[linear.features], num_iteration=n, raw_score=True)
+            for b, n in zip(linear.boosters, linear.iterations)
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(contrib.sum(axis=1), raw, atol=1e-9)
+    assert contrib["signal"].abs().mean() > contrib["noise"].abs().mean()
+    constant = LTRRanker(cfg).fit(table, ["signal", "noise", "kind"])
+    assert not np.allclose(constant.predict(rows), linear.predict(rows))
+    linear.save(tmp_path / "lin")
+    np.testing.assert_allclose(LTRRanker.load(tmp_path / "lin").predict(table), linear.predict(table))
+    assert set(SERIAL_BOOSTING) == set(ENGINES)  # every engine says how it boosts
+    with pytest.raises(ValueError, match="linear_tree needs an engine that boosts serially"):
+        RankerConfig(linear_tree=True, engine="ray")
+    with pytest.raises(ValueError, match="linear_lambda"):
+        RankerConfig(linear_lambda=-1)
 
 
 def _ranked(n_users=200, n_items=30, seed=0):

@@ -20,11 +20,16 @@ ENGINES: dict[str, str] = {
 }
 """Engine names and the dotted paths of their classes (imported when chosen)."""
 
+SERIAL_BOOSTING: dict[str, bool] = {"local": True, "ray": False}
+"""Whether an engine trains a booster with LightGBM's serial learner (``local``) or a
+data-parallel one (``ray``: Ray Train), which some LightGBM settings (linear leaves) need."""
+
 EngineName = Literal["local", "ray"]
 """The names of :data:`ENGINES`, for type hints."""
 
 __all__ = [
     "ENGINES",
+    "SERIAL_BOOSTING",
     "BoosterFit",
     "ChunkFn",
     "Engine",

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from fusionrank.columns import USER_IDX
-from fusionrank.engines import Engine, RankTable, check_engine_name, get_engine
+from fusionrank.engines import SERIAL_BOOSTING, Engine, RankTable, check_engine_name, get_engine
 from fusionrank.errors import InvalidArgumentError, NotFittedError, UnknownKeyError
 from fusionrank.evaluation.metrics import ndcg
 from fusionrank.io import atomic_path, read_json, write_json
+from fusionrank.ranker.paths import path_contributions
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,13 @@ class RankerConfig:
     """LightGBM's objective: LambdaRank, the listwise cross-entropy XE-NDCG, or ``binary``
     (pointwise log-loss over every candidate: each negative counts, not only the pairs
     near the top; early stopping still reads NDCG)."""
+    linear_tree: bool = False
+    """LightGBM's ``linear_tree``: each leaf holds a linear model of the features split on
+    its path instead of a constant, so the ranker's score moves smoothly with the sources'
+    scores rather than in steps (trees of the local engine only: LightGBM fits linear leaves
+    with its serial learner)."""
+    linear_lambda: float = 1.0
+    """L2 penalty of the leaves' linear models (``linear_tree``)."""
     candidates: tuple[int, ...] = ()
     """Candidates per source the ranker keeps: a (user, item) pair stays when some source
     ranks it at most this deep (its best ``rank_<source>``); the others rank last. Several
@@ -111,6 +119,13 @@ class RankerConfig:
             )
         if self.workers < 1:
             raise InvalidArgumentError(f"ranker.workers must be >= 1, got {self.workers}")
+        if self.linear_lambda < 0:
+            raise InvalidArgumentError(f"ranker.linear_lambda must be >= 0, got {self.linear_lambda}")
+        if self.linear_tree and not SERIAL_BOOSTING[self.engine]:
+            raise InvalidArgumentError(
+                f"ranker.linear_tree needs an engine that boosts serially (local), not {self.engine!r}:"
+                " LightGBM fits linear leaves with its serial learner only"
+            )
 
 
 TUNING_GRID: tuple[dict[str, Any], ...] = (
@@ -133,6 +148,7 @@ def lightgbm_params(config: RankerConfig, seed: int) -> dict[str, Any]:
     ranker passed before the engines shared one trainer (so the same boosters come out).
     ``num_threads`` 0 is each engine's default (this machine's physical cores locally, one
     per Ray Train worker)."""
+    linear = {"linear_tree": True, "linear_lambda": config.linear_lambda} if config.linear_tree else {}
     return {
         "boosting_type": "gbdt",
         "objective": config.objective,
@@ -156,6 +172,7 @@ def lightgbm_params(config: RankerConfig, seed: int) -> dict[str, Any]:
         "deterministic": config.deterministic,
         "force_row_wise": config.deterministic,
         "verbose": -1,
+        **linear,
     }
 
 
@@ -425,15 +442,17 @@ class LTRRanker:
         return np.where(self._in_depth(table), scores, -np.inf)
 
     def contributions(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Per-row additive contributions of each feature (and ``bias``) to the score."""
+        """Per-row additive contributions of each feature (and ``bias``) to the raw score:
+        LightGBM's TreeSHAP values, or with ``linear_tree`` (which TreeSHAP does not cover)
+        path attributions (:func:`fusionrank.ranker.paths.path_contributions`)."""
         x = table[self.features]
-        values = np.mean(
-            [
-                cast(np.ndarray, b.predict(x, num_iteration=n, pred_contrib=True))
-                for b, n in zip(self._check(), self.iterations)
-            ],
-            axis=0,
-        )
+
+        def one(booster: lgb.Booster, n: int) -> np.ndarray:
+            if self.config.linear_tree:
+                return path_contributions(booster, x, n)
+            return cast(np.ndarray, booster.predict(x, num_iteration=n, pred_contrib=True))
+
+        values = np.mean([one(b, n) for b, n in zip(self._check(), self.iterations)], axis=0)
         return pd.DataFrame(values, columns=[*self.features, "bias"], index=table.index)
 
     def importance(self) -> pd.DataFrame:
