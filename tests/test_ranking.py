@@ -335,7 +335,12 @@ def test_linear_leaves_fit_and_their_explanations_add_up_to_the_raw_score(tmp_pa
     constant = LTRRanker(cfg).fit(table, ["signal", "noise", "kind"])
     assert not np.allclose(constant.predict(rows), linear.predict(rows))
     linear.save(tmp_path / "lin")
-    np.testing.assert_allclose(LTRRanker.load(tmp_path / "lin").predict(table), linear.predict(table))
+    loaded = LTRRanker.load(tmp_path / "lin")
+    loaded.prepare_contributions()  # what a service does when it loads the run
+    assert loaded._explainers is not None
+    np.testing.assert_allclose(loaded.predict(table), linear.predict(table))
+    np.testing.assert_allclose(loaded.contributions(rows), contrib)  # the trees read once, kept
+    np.testing.assert_allclose(loaded.contributions(rows.tail(5)), contrib.tail(5))
     assert set(SERIAL_BOOSTING) == set(ENGINES)  # every engine says how it boosts
     with pytest.raises(ValueError, match="linear_tree needs an engine that boosts serially"):
         RankerConfig(linear_tree=True, engine="ray")

@@ -141,21 +141,30 @@ def test_cli_run_prints_the_table(tiny_root, tmp_path):
     assert "ltr" in res.output and "vs " in res.output and "report:" in res.output
 
 
-def test_recommend_from_a_run_explains_with_ranker_contributions(tiny_root, tmp_path):
+@pytest.mark.parametrize("linear_tree", [False, True], ids=["constant-leaves", "linear-leaves"])
+def test_recommend_from_a_run_explains_with_ranker_contributions(tiny_root, tmp_path, linear_tree):
     from fusionrank.pipelines.recommend import recommend
     from fusionrank.ranker.lgbm import LTRRanker
 
-    out = run_pipeline(load_run_config(_config(tiny_root, tmp_path, ablation=False)), log=lambda m: None)
+    ranker = {
+        "n_estimators": 40,
+        "min_child_samples": 5,
+        "early_stopping_rounds": 10,
+        "linear_tree": linear_tree,
+    }
+    config = load_run_config(_config(tiny_root, tmp_path, ablation=False, ranker=ranker))
+    out = run_pipeline(config, log=lambda m: None)
     table = recommend(out.folder, "u3", 5, tiny_root, explain=True)
     assert table.attrs["source"] == "LightGBM ranker" and len(table) == 5
     assert table["score"].is_monotonic_decreasing
     # the reasons are the largest contributions of that row
-    ranker = LTRRanker.load(out.folder / "ranker")
+    fitted = LTRRanker.load(out.folder / "ranker")
+    assert fitted.config.linear_tree is linear_tree
     rows = pd.read_parquet(out.folder / "features" / "features_test.parquet")
     u = IdMap.load(out.folder / "users.parquet").to_index(["u3"])[0]
     mine = rows[rows[USER_IDX] == u].reset_index(drop=True)
-    best = int(np.argmax(ranker.predict(mine)))
-    contrib = ranker.contributions(mine.iloc[[best]]).drop(columns="bias").iloc[0]
+    best = int(np.argmax(fitted.predict(mine)))
+    contrib = fitted.contributions(mine.iloc[[best]]).drop(columns="bias").iloc[0]
     top_feature = contrib.abs().idxmax()
     assert table.loc[0, "why"].startswith(f"{top_feature} ")
     res = runner.invoke(

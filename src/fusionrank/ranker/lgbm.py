@@ -23,7 +23,7 @@ from fusionrank.engines import SERIAL_BOOSTING, Engine, RankTable, check_engine_
 from fusionrank.errors import InvalidArgumentError, NotFittedError, UnknownKeyError
 from fusionrank.evaluation.metrics import ndcg
 from fusionrank.io import atomic_path, read_json, write_json
-from fusionrank.ranker.paths import path_contributions
+from fusionrank.ranker.paths import PathExplainer
 
 
 @dataclass(frozen=True)
@@ -275,6 +275,8 @@ class LTRRanker:
         self.pool_score = float("nan")
         """NDCG@``eval_at`` of the stopping users over every retrieved candidate (pairs beyond
         the depth last, their positives counted in the ideal): comparable across depths."""
+        self._explainers: tuple[list[tuple[int, int]], list[PathExplainer]] | None = None
+        """The boosters read for path attribution (``linear_tree``), keyed by the boosters."""
         self.depth_scores: dict[str, float] = {}
         """Each depth tried (with several ``candidates``) and its :attr:`pool_score`."""
         self._score_apart = score_apart
@@ -444,16 +446,30 @@ class LTRRanker:
     def contributions(self, table: pd.DataFrame) -> pd.DataFrame:
         """Per-row additive contributions of each feature (and ``bias``) to the raw score:
         LightGBM's TreeSHAP values, or with ``linear_tree`` (which TreeSHAP does not cover)
-        path attributions (:func:`fusionrank.ranker.paths.path_contributions`)."""
+        path attributions (:class:`fusionrank.ranker.paths.PathExplainer`, read once per booster)."""
         x = table[self.features]
 
-        def one(booster: lgb.Booster, n: int) -> np.ndarray:
-            if self.config.linear_tree:
-                return path_contributions(booster, x, n)
-            return cast(np.ndarray, booster.predict(x, num_iteration=n, pred_contrib=True))
-
-        values = np.mean([one(b, n) for b, n in zip(self._check(), self.iterations)], axis=0)
+        pairs = list(zip(self._check(), self.iterations))
+        if self.config.linear_tree:
+            values = np.mean([explain(x) for explain in self._path_explainers(pairs)], axis=0)
+        else:
+            values = np.mean(
+                [cast(np.ndarray, b.predict(x, num_iteration=n, pred_contrib=True)) for b, n in pairs], axis=0
+            )
         return pd.DataFrame(values, columns=[*self.features, "bias"], index=table.index)
+
+    def prepare_contributions(self) -> None:
+        """Read now what :meth:`contributions` needs (linear leaves' trees, 0.5 s for the
+        demo's ranker), so that a service's first explanation is as fast as the next."""
+        if self.config.linear_tree:
+            self._path_explainers(list(zip(self._check(), self.iterations)))
+
+    def _path_explainers(self, pairs: list[tuple[lgb.Booster, int]]) -> list[PathExplainer]:
+        """The boosters' trees read for path attribution, kept while the boosters are."""
+        key = [(id(b), n) for b, n in pairs]
+        if self._explainers is None or self._explainers[0] != key:
+            self._explainers = (key, [PathExplainer.of(b, n) for b, n in pairs])
+        return self._explainers[1]
 
     def importance(self) -> pd.DataFrame:
         """Total gain and split count per feature (mean over boosters), largest gain first."""

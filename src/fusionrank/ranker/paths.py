@@ -6,61 +6,114 @@ change of the node value (child's ``internal_value`` minus its parent's) goes to
 split's feature; at the leaf, the step to the leaf's constant goes to the last split's
 feature and each linear term ``coefficient × value`` to its own feature. Every tree's
 root value goes to ``bias``, so a row's contributions add up to its raw score exactly, as
-TreeSHAP's do. Rows whose leaf features are missing get the leaf's fallback value, as
-LightGBM scores them.
+TreeSHAP's do. Rows with a missing value among a leaf's linear features get the leaf's
+fallback value, as LightGBM scores them.
+
+The trees are read once into arrays (:class:`PathExplainer`), so explaining a few rows,
+as a served ``explain`` does, costs a gather and a sum.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+ROWS_PER_PASS = 64
+"""Rows explained together (the gathered arrays are rows x trees x features)."""
 
-@dataclass
-class _Leaf:
-    """One leaf: the (feature, value change) steps of its path, its constant and fallback,
-    and its linear model."""
 
-    steps: list[tuple[int, float]] = field(default_factory=list)
-    parent: tuple[int, float] | None = None
-    """The last split's feature and node value (None: a tree that is one leaf)."""
-    const: float = 0.0
-    fallback: float = 0.0
-    features: list[int] = field(default_factory=list)
-    coeffs: list[float] = field(default_factory=list)
+@dataclass(frozen=True)
+class PathExplainer:
+    """A booster's trees as arrays over (tree, leaf): ``path`` the contributions of the
+    path to the leaf's constant (features, then bias), ``coef`` the leaf's linear
+    coefficients, ``uses`` which features its linear model reads, ``last`` the feature
+    (or bias) that the fallback's difference from the constant goes to, ``fallback`` that
+    difference."""
+
+    path: np.ndarray  # (trees, leaves, features + 1)
+    coef: np.ndarray  # (trees, leaves, features)
+    uses: np.ndarray  # (trees, leaves, features) bool
+    last: np.ndarray  # (trees, leaves) int
+    fallback: np.ndarray  # (trees, leaves)
+    booster: lgb.Booster
+    iterations: int
+
+    @classmethod
+    def of(cls, booster: lgb.Booster, iterations: int) -> PathExplainer:
+        """Read the first ``iterations`` trees of ``booster``."""
+        model = booster.dump_model(num_iteration=iterations)
+        trees = cast(list[dict[str, Any]], model["tree_info"])
+        n_features = len(model["feature_names"])
+        width = max([int(t["num_leaves"]) for t in trees] or [1])
+        path = np.zeros((len(trees), width, n_features + 1))
+        coef = np.zeros((len(trees), width, n_features))
+        uses = np.zeros((len(trees), width, n_features), bool)
+        last = np.full((len(trees), width), n_features, np.int64)
+        fallback = np.zeros((len(trees), width))
+        for t, info in enumerate(trees):
+            root = info["tree_structure"]
+            if "split_feature" not in root:  # a tree that is one leaf
+                root = {**root, "leaf_index": root.get("leaf_index", 0)}
+            bias = float(root.get("internal_value", 0.0)) if "split_feature" in root else 0.0
+            for leaf, steps, parent in _leaves(root, [], None):
+                index = int(leaf["leaf_index"])
+                const = float(leaf.get("leaf_const", leaf["leaf_value"]))
+                path[t, index, n_features] += bias
+                for feature, change in steps:
+                    path[t, index, feature] += change
+                if parent is None:
+                    path[t, index, n_features] += const
+                else:
+                    last[t, index] = parent[0]
+                    path[t, index, parent[0]] += const - parent[1]
+                fallback[t, index] = float(leaf["leaf_value"]) - const
+                features = [int(f) for f in leaf.get("leaf_features", [])]
+                coef[t, index, features] = [float(c) for c in leaf.get("leaf_coeff", [])]
+                uses[t, index, features] = True
+        return cls(path, coef, uses, last, fallback, booster, iterations)
+
+    def __call__(self, x: pd.DataFrame) -> np.ndarray:
+        """``(rows, features + 1)`` contributions (features, then bias) to the raw score."""
+        leaf_of = np.asarray(self.booster.predict(x, num_iteration=self.iterations, pred_leaf=True), np.int64)
+        leaf_of = leaf_of.reshape(len(x), -1)
+        values = _numeric(x)
+        out = np.zeros((len(x), self.path.shape[2]))
+        trees = np.arange(self.path.shape[0])[None, :]
+        for start in range(0, len(x), ROWS_PER_PASS):
+            rows = slice(start, start + ROWS_PER_PASS)
+            leaves = leaf_of[rows]
+            v = values[rows][:, None, :]  # (rows, 1, features)
+            missing = (self.uses[trees, leaves] & np.isnan(v)).any(axis=2)  # (rows, trees)
+            linear = np.where(missing[:, :, None], 0.0, self.coef[trees, leaves] * np.nan_to_num(v))
+            part = self.path[trees, leaves].sum(axis=1)
+            part[:, :-1] += linear.sum(axis=1)
+            shift = np.where(missing, self.fallback[trees, leaves], 0.0)  # (rows, trees)
+            target = self.last[trees, leaves]
+            np.add.at(part, (np.repeat(np.arange(len(shift)), shift.shape[1]), target.ravel()), shift.ravel())
+            out[rows] = part
+        return out
 
 
 def _leaves(
-    node: dict[str, Any],
-    steps: list[tuple[int, float]],
-    parent: tuple[int, float] | None,
-    out: dict[int, _Leaf],
-) -> None:
-    """Each leaf of the subtree at ``node`` by its index (``steps``: the path's changes so far)."""
+    node: dict[str, Any], steps: list[tuple[int, float]], parent: tuple[int, float] | None
+) -> list[tuple[dict[str, Any], list[tuple[int, float]], tuple[int, float] | None]]:
+    """Each leaf under ``node`` with the (feature, value change) steps of its path to its
+    parent, and that parent's split feature and value (None: ``node`` is the leaf)."""
     if "leaf_index" in node:
-        out[int(node["leaf_index"])] = _Leaf(
-            steps,
-            parent,
-            float(node.get("leaf_const", node["leaf_value"])),
-            float(node["leaf_value"]),
-            [int(f) for f in node.get("leaf_features", [])],
-            [float(c) for c in node.get("leaf_coeff", [])],
-        )
-        return
+        return [(node, steps, parent)]
     feature, value = int(node["split_feature"]), float(node["internal_value"])
+    found = []
     for side in ("left_child", "right_child"):
         child = node[side]
-        child_value = float(child["internal_value"]) if "internal_value" in child else None
-        more = steps if child_value is None else [*steps, (feature, child_value - value)]
-        _leaves(child, more, (feature, value), out)
-
-
-def _root_value(node: dict[str, Any]) -> float:
-    return float(node["internal_value"]) if "internal_value" in node else 0.0
+        more = (
+            [*steps, (feature, float(child["internal_value"]) - value)] if "split_feature" in child else steps
+        )
+        found += _leaves(child, more, (feature, value))
+    return found
 
 
 def _numeric(x: pd.DataFrame) -> np.ndarray:
@@ -75,33 +128,4 @@ def _numeric(x: pd.DataFrame) -> np.ndarray:
 def path_contributions(booster: lgb.Booster, x: pd.DataFrame, iterations: int) -> np.ndarray:
     """``(rows, features + 1)`` contributions of each feature and (last) the bias to the
     raw score of the first ``iterations`` trees, by path attribution (module docstring)."""
-    model = booster.dump_model(num_iteration=iterations)
-    leaf_of = np.asarray(booster.predict(x, num_iteration=iterations, pred_leaf=True), np.int64)
-    leaf_of = leaf_of.reshape(len(x), -1)
-    values = _numeric(x)
-    n, f = values.shape
-    out = np.zeros((n, f + 1))
-    rows_all = np.arange(n)
-    for t, info in enumerate(cast(list[dict[str, Any]], model["tree_info"])):
-        root = info["tree_structure"]
-        leaves: dict[int, _Leaf] = {}
-        if "leaf_index" not in root and "split_feature" not in root:  # a constant tree
-            root = {**root, "leaf_index": 0}
-        _leaves(root, [], None, leaves)
-        for index, leaf in leaves.items():
-            rows = rows_all[leaf_of[:, t] == index]
-            if not len(rows):
-                continue
-            linear = values[np.ix_(rows, leaf.features)] if leaf.features else np.zeros((len(rows), 0))
-            missing = np.isnan(linear).any(axis=1)
-            base = np.where(missing, leaf.fallback, leaf.const)
-            for feature, change in leaf.steps:
-                out[rows, feature] += change
-            if leaf.parent is None:
-                out[rows, f] += base
-            else:
-                out[rows, f] += _root_value(root)
-                out[rows, leaf.parent[0]] += base - leaf.parent[1]
-            for j, (feature, coeff) in enumerate(zip(leaf.features, leaf.coeffs)):
-                out[rows, feature] += np.where(missing, 0.0, coeff * np.nan_to_num(linear[:, j]))
-    return out
+    return PathExplainer.of(booster, iterations)(x)

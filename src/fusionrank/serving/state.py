@@ -50,14 +50,17 @@ class ServedRun(OpenRun):
         cls, run: str | Path, root: str | Path | None = None, image_root: str | Path | None = None
     ) -> ServedRun:
         """Open ``run`` and build everything an answer needs, now rather than on the first
-        request: the ranker's scores of every candidate, the cold-start and content models,
-        the encoder, the item-item weights, and the tables of the items already added."""
+        request: the ranker's scores of every candidate and what its explanations read, the
+        cold-start and content models, the encoder, the item-item weights, and the tables of
+        the items already added."""
         opened = cls.open(run, root)
         assert isinstance(opened, ServedRun)  # noqa: S101 - cls.open builds cls
         if image_root is not None:
             opened.image_root = Path(image_root).resolve()
         if opened.ltr:
             opened.score_all_candidates()
+            assert opened.ranker is not None  # noqa: S101 - ltr says so
+            opened.ranker.prepare_contributions()
         if opened.data.users is not None and opened.data.profile.user_features:
             opened.profile_model()
         if opened.data.profile.text:
