@@ -448,7 +448,6 @@ class LTRRanker:
         LightGBM's TreeSHAP values, or with ``linear_tree`` (which TreeSHAP does not cover)
         path attributions (:class:`fusionrank.ranker.paths.PathExplainer`, read once per booster)."""
         x = table[self.features]
-
         pairs = list(zip(self._check(), self.iterations))
         if self.config.linear_tree:
             values = np.mean([explain(x) for explain in self._path_explainers(pairs)], axis=0)
