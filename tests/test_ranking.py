@@ -337,7 +337,7 @@ def test_linear_leaves_fit_and_their_explanations_add_up_to_the_raw_score(tmp_pa
     linear.save(tmp_path / "lin")
     loaded = LTRRanker.load(tmp_path / "lin")
     loaded.prepare_contributions()  # what a service does when it loads the run
-    assert loaded._explainers is not None
+    assert [e.booster for e in loaded._explainers] == loaded.boosters
     np.testing.assert_allclose(loaded.predict(table), linear.predict(table))
     np.testing.assert_allclose(loaded.contributions(rows), contrib)  # the trees read once, kept
     np.testing.assert_allclose(loaded.contributions(rows.tail(5)), contrib.tail(5))

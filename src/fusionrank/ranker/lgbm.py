@@ -275,8 +275,8 @@ class LTRRanker:
         self.pool_score = float("nan")
         """NDCG@``eval_at`` of the stopping users over every retrieved candidate (pairs beyond
         the depth last, their positives counted in the ideal): comparable across depths."""
-        self._explainers: tuple[list[tuple[int, int]], list[PathExplainer]] | None = None
-        """The boosters read for path attribution (``linear_tree``), keyed by the boosters."""
+        self._explainers: list[PathExplainer] = []
+        """The boosters read for path attribution (``linear_tree``), each with its booster."""
         self.depth_scores: dict[str, float] = {}
         """Each depth tried (with several ``candidates``) and its :attr:`pool_score`."""
         self._score_apart = score_apart
@@ -465,10 +465,9 @@ class LTRRanker:
 
     def _path_explainers(self, pairs: list[tuple[lgb.Booster, int]]) -> list[PathExplainer]:
         """The boosters' trees read for path attribution, kept while the boosters are."""
-        key = [(id(b), n) for b, n in pairs]
-        if self._explainers is None or self._explainers[0] != key:
-            self._explainers = (key, [PathExplainer.of(b, n) for b, n in pairs])
-        return self._explainers[1]
+        if [(e.booster, e.iterations) for e in self._explainers] != pairs:
+            self._explainers = [PathExplainer.of(b, n) for b, n in pairs]
+        return self._explainers
 
     def importance(self) -> pd.DataFrame:
         """Total gain and split count per feature (mean over boosters), largest gain first."""

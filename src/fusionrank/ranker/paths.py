@@ -123,9 +123,3 @@ def _numeric(x: pd.DataFrame) -> np.ndarray:
         for c in x.columns
     ]
     return np.column_stack(columns) if columns else np.zeros((len(x), 0))
-
-
-def path_contributions(booster: lgb.Booster, x: pd.DataFrame, iterations: int) -> np.ndarray:
-    """``(rows, features + 1)`` contributions of each feature and (last) the bias to the
-    raw score of the first ``iterations`` trees, by path attribution (module docstring)."""
-    return PathExplainer.of(booster, iterations)(x)
