@@ -13,9 +13,7 @@ import torch
 from torch import nn
 
 from fusionrank.collab.ease import ease_weights
-from fusionrank.collab.torch_base import ranking_validator
 from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, train_loop
-from fusionrank.errors import InvalidArgumentError
 from fusionrank.fusion.content_models import ContentRecommender
 from fusionrank.fusion.validation import pseudo_cold_items
 from fusionrank.recommender import csr_from_arrays, csr_to_arrays
@@ -45,20 +43,8 @@ class HybridConfig(TrainConfig):
     the ridge-map start (what validation chooses when fine-tuning only moves away from it)."""
     batch_size: int = 128
     """Users per step."""
-    warm_blend: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)
-    """Weights tried for a warm item's content column beside its EASE column (in units of
-    the two matrices' norm ratio, so a weight means the same whatever scale the tower's
-    training gave the content columns): the one that ranks the split's valid interactions
-    best is kept (the tower's epochs are chosen for cold items; this weight for warm ones).
-    One value, or no validation rows: the first is used. 0: EASE's columns."""
 
     MIN_EPOCHS: ClassVar[int] = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "warm_blend", tuple(float(w) for w in self.warm_blend))  # YAML/JSON lists
-        if not self.warm_blend or min(self.warm_blend) < 0:
-            raise InvalidArgumentError(f"warm_blend must be weights >= 0, got {list(self.warm_blend)}")
 
 
 class ContentToColumn(nn.Module):
@@ -127,36 +113,6 @@ class Hybrid(ContentRecommender):
             epochs = history.best_epoch
             self.history = history.as_dict()
         self._train(warm, None, epochs)
-        self._columns = self._warm_columns(split)
-
-    def _warm_columns(self, split: Split) -> np.ndarray:
-        """The columns of every item: content columns, warm items' plus their EASE column,
-        with the ``warm_blend`` weight chosen on valid (each weight's figure in
-        ``history["warm_blend"]``)."""
-        cfg = self.config
-        items, b, content = self._items_idx, self._ease_b, self._content
-        ratio = float(np.linalg.norm(b) / max(float(np.linalg.norm(content[:, items])), 1e-12))
-
-        def columns(weight: float) -> np.ndarray:
-            cols = content.copy()  # items without training interactions: content alone
-            cols[:, items] = b + (weight * ratio) * content[:, items]
-            return cols.astype(np.float32)
-
-        weight = cfg.warm_blend[0]
-        validate = None
-        if cfg.validation and len(cfg.warm_blend) > 1:
-            validate = ranking_validator(self, split, cfg.valid_metric, cfg.valid_users, cfg.seed)
-        if validate is not None:
-            tried = []
-            for w in cfg.warm_blend:
-                self._columns = columns(w)  # what ``score`` reads
-                tried.append((w, validate()))
-            weight = max(tried, key=lambda t: t[1])[0]  # the first best on ties
-            self.history = {**(self.history or {}), "warm_blend": tried}
-        self.history = {**(self.history or {}), "chosen": {"warm_blend": [weight]}}
-        final = columns(weight)
-        del self._ease_b, self._content  # the columns hold what scoring needs
-        return final
 
     def _train(self, items: np.ndarray, held: np.ndarray | None, epochs: int) -> Any:
         cfg = self.config
@@ -185,7 +141,9 @@ class Hybrid(ContentRecommender):
         history = train_loop(job, cfg, validate, epochs=epochs, validate_first=True, desc=self.name)
         with torch.no_grad():
             content_cols = module(x_all_t).numpy().T  # (n_fit, n_items)
-        self._items_idx, self._ease_b, self._content, self.module = items, b, content_cols, module
+        cols = content_cols.copy()
+        cols[:, items] = 0.5 * (cols[:, items] + b)  # warm items: blend EASE and content columns
+        self._items_idx, self._columns, self.module = items, cols.astype(np.float32), module
         return history
 
     def score(self, users: np.ndarray) -> np.ndarray:
