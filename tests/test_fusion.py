@@ -252,3 +252,64 @@ def test_a_hybrid_that_kept_its_start_is_refitted_without_training(tmp_path):
     assert best_epochs(bpr) == 1
     with pytest.raises(SettingsError, match="epochs must be >= 1"):
         fr.build_model("bpr", epochs=0)
+
+
+def test_the_hybrid_chooses_its_blend_on_valid_and_a_refit_reuses_it(tmp_path):
+    """``blend: valid``: a warm item's column is its EASE column plus a weight of its content
+    column, a cold item's a factor of its content column (both scaled to EASE's norm: a
+    fine-tuned tower's content columns can be on any scale, and the fixed blend let them
+    swamp EASE), chosen on the split's valid interactions; a refit on train + valid, which
+    has no valid part left, is given the chosen pair as it is given the epochs."""
+    from fusionrank.pipelines.config import ModelSpec
+    from fusionrank.pipelines.stages.models import refit_settings
+
+    x, _, block = planted_matrix()
+    held = np.random.default_rng(3).random(x.shape) < 0.2
+    train, valid = sp.csr_matrix(x.multiply(~held)), sp.csr_matrix(x.multiply(held))
+    train = train.tolil()
+    train[:, :3] = 0  # three items without a training interaction: scored from content
+    train = sp.csr_matrix(train)
+    train.eliminate_zeros()
+    valid.eliminate_zeros()
+    noise = np.random.default_rng(4).normal(size=(x.shape[1], K)).astype(np.float32)
+    content = np.eye(K, dtype=np.float32)[block] + 0.3 * noise
+    split = split_of(train, valid, dataset=dataset_with_content(tmp_path, x.shape[0], content))
+    small = {"batch_size": 64, "hidden": 16, "reg": 10, "progress": False}
+    users = np.arange(x.shape[0])
+    warm = np.flatnonzero(np.asarray(train.sum(axis=0)).ravel() > 0)
+    cold = np.arange(3)
+
+    ease_only = fr.build_model(
+        "hybrid", epochs=2, blend="valid", warm_blend=[0.0], cold_scales=[0.0], **small
+    )
+    ease_only.fit(split)
+    ease = fr.build_model("ease", reg=10).fit(split)
+    np.testing.assert_allclose(
+        ease_only.score(users)[:, warm], ease.score(users)[:, warm], rtol=1e-4, atol=1e-5
+    )
+    assert (ease_only.score(users)[:, cold] == 0).all()
+    assert ease_only.history["chosen"] == {"warm_blend": [0.0], "cold_scales": [0.0]}  # one pair: no choice
+
+    chose = fr.build_model("hybrid", epochs=3, blend="valid", **small).fit(split)
+    tried = chose.history["blend"]
+    assert len(tried) == 25 and [(w, f) for w, f, _ in tried[:2]] == [(0.0, 0.0), (0.0, 0.03)]
+    w, f, _ = max(tried, key=lambda t: t[2])
+    assert refit_settings(chose) == {
+        "epochs": chose.history["best_epoch"],
+        "warm_blend": [w],
+        "cold_scales": [f],
+    }
+    vectors = load_content(split, ("text",)).vectors[cold]  # new items scored as the cold ones
+    np.testing.assert_allclose(
+        chose.score_content(users, vectors), chose.score(users)[:, cold], rtol=1e-4, atol=1e-6
+    )
+    assert fr.build_model("hybrid", epochs=1, **small).fit(split).history.get("chosen") is None  # fixed
+
+    spec = ModelSpec("hybrid", {"epochs": 3, "blend": "valid", **small})
+    refit = spec.build("hybrid", 7, False, refit_settings(chose))
+    assert (refit.config.warm_blend, refit.config.cold_scales) == ((w,), (f,))
+    assert (refit.config.epochs, refit.config.validation) == (chose.history["best_epoch"], False)
+    bpr = ModelSpec("bpr", {"epochs": 3}).build("bpr", 7, False, {"epochs": 2, "warm_blend": [1.0]})
+    assert (bpr.config.epochs, bpr.config.validation) == (2, False)  # not its setting: left out
+    with pytest.raises(ValueError, match="warm_blend"):
+        fr.build_model("hybrid", warm_blend=[-1.0])

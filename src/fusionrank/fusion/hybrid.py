@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from fusionrank.collab.ease import ease_weights
+from fusionrank.collab.torch_base import ranking_validator
 from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, train_loop
+from fusionrank.errors import InvalidArgumentError
 from fusionrank.fusion.content_models import ContentRecommender
 from fusionrank.fusion.validation import pseudo_cold_items
 from fusionrank.recommender import csr_from_arrays, csr_to_arrays
@@ -43,8 +45,32 @@ class HybridConfig(TrainConfig):
     the ridge-map start (what validation chooses when fine-tuning only moves away from it)."""
     batch_size: int = 128
     """Users per step."""
+    blend: Literal["fixed", "valid"] = "fixed"
+    """How warm and cold columns are put together. ``fixed``: a warm item's column is the mean
+    of its EASE column and its content column, a cold item's its content column, as the tower
+    leaves them (a fine-tuned tower's content columns can be several times EASE's scale and
+    swamp the warm ranking). ``valid``: the content columns are scaled to the EASE columns'
+    norm, a warm item's column is its EASE column plus ``warm_blend`` times its content
+    column, a cold item's ``cold_scales`` times its content column, both chosen on the
+    split's valid interactions (a ranking of the warm items; a cold-start deployment would
+    choose the cold factor on cold items instead)."""
+    warm_blend: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5, 1.0)
+    """``blend: valid``: weights tried for a warm item's content column (0: EASE's column)."""
+    cold_scales: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3, 1.0)
+    """``blend: valid``: factors tried for a cold item's content column. With one value each,
+    or without valid rows, the first values are used (a refit is given the chosen ones)."""
 
     MIN_EPOCHS: ClassVar[int] = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("warm_blend", "cold_scales"):
+            values = tuple(float(v) for v in getattr(self, name))  # YAML/JSON lists
+            object.__setattr__(self, name, values)
+            if not values or min(values) < 0:
+                raise InvalidArgumentError(f"{name} must be weights >= 0, got {list(values)}")
+        if self.blend not in ("fixed", "valid"):
+            raise InvalidArgumentError(f"blend must be 'fixed' or 'valid', got {self.blend!r}")
 
 
 class ContentToColumn(nn.Module):
@@ -98,8 +124,10 @@ class Hybrid(ContentRecommender):
     (the ``ease-content`` reference) and is then trained on warm items with a softmax
     ranking loss (each user's history, the target removed, must rank the target first).
     Cold items get columns from content alone; warm items blend their EASE column and the
-    content column. The epoch count is chosen on pseudo-cold warm items (``validation``),
-    then the model is refitted on all warm items."""
+    content column (``blend``). The epoch count is chosen on pseudo-cold warm items
+    (``validation``), then the model is refitted on all warm items; with ``blend: valid`` the
+    blend's weights are chosen on the split's valid interactions and kept in
+    ``history["chosen"]``, so a refit on train + valid reuses them as it reuses the epochs."""
 
     config_class = HybridConfig
 
@@ -113,6 +141,45 @@ class Hybrid(ContentRecommender):
             epochs = history.best_epoch
             self.history = history.as_dict()
         self._train(warm, None, epochs)
+        if cfg.blend == "valid":
+            self._columns = self._valid_blend(split)
+        del self._ease_b, self._content  # the columns hold what scoring needs
+
+    def _valid_blend(self, split: Split) -> np.ndarray:
+        """``blend: valid``: every item's column, the content columns scaled to EASE's norm,
+        warm ones plus their EASE column; the weights chosen on valid (each pair's figure in
+        ``history["blend"]``)."""
+        cfg = self.config
+        items, b = self._items_idx, self._ease_b
+        cold = np.setdiff1d(np.arange(self.n_items), items)
+        scale = float(np.linalg.norm(b) / max(float(np.linalg.norm(self._content[:, items])), 1e-12))
+        content = scale * self._content
+
+        def columns(warm_weight: float, cold_factor: float) -> np.ndarray:
+            cols = np.empty_like(content, dtype=np.float32)
+            cols[:, items] = b + warm_weight * content[:, items]
+            cols[:, cold] = cold_factor * content[:, cold]
+            return cols
+
+        chosen = (cfg.warm_blend[0], cfg.cold_scales[0])
+        grid = [(w, f) for w in cfg.warm_blend for f in cfg.cold_scales]
+        validate = None
+        if cfg.validation and len(grid) > 1:
+            validate = ranking_validator(self, split, cfg.valid_metric, cfg.valid_users, cfg.seed)
+        if validate is not None:
+            tried = []
+            for w, f in grid:
+                self._columns = columns(w, f)  # what ``score`` reads
+                tried.append((w, f, validate()))
+            best = max(tried, key=lambda t: t[2])  # the first best on ties
+            chosen = (best[0], best[1])
+            self.history = {**(self.history or {}), "blend": tried}
+        self.history = {
+            **(self.history or {}),
+            "chosen": {"warm_blend": [chosen[0]], "cold_scales": [chosen[1]]},
+        }
+        self._content_scale = scale * chosen[1]
+        return columns(*chosen)
 
     def _train(self, items: np.ndarray, held: np.ndarray | None, epochs: int) -> Any:
         cfg = self.config
@@ -144,7 +211,11 @@ class Hybrid(ContentRecommender):
         cols = content_cols.copy()
         cols[:, items] = 0.5 * (cols[:, items] + b)  # warm items: blend EASE and content columns
         self._items_idx, self._columns, self.module = items, cols.astype(np.float32), module
+        self._ease_b, self._content = b, content_cols  # for ``blend: valid``
         return history
+
+    _content_scale = 1.0
+    """The factor of a cold item's content column (``blend: valid``; 1: as the tower gives it)."""
 
     def score(self, users: np.ndarray) -> np.ndarray:
         x = self.train[self._check_users(users)][:, self._items_idx]
@@ -153,7 +224,8 @@ class Hybrid(ContentRecommender):
     @torch.no_grad()
     def score_content(self, users: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         self.module.eval()
-        columns = self.module(torch.from_numpy(np.asarray(vectors, np.float32))).numpy().T  # (n_fit, n_new)
+        content = self.module(torch.from_numpy(np.asarray(vectors, np.float32))).numpy().T  # (n_fit, n_new)
+        columns = self._content_scale * content
         x = self.train[self._check_users(users)][:, self._items_idx]
         return np.asarray(x @ columns, dtype=np.float32)
 
@@ -166,12 +238,15 @@ class Hybrid(ContentRecommender):
         return {
             "items": self._items_idx,
             "columns": self._columns,
+            "content_scale": np.asarray([self._content_scale]),
             **module,
             **csr_to_arrays("train", self.train),
         }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self._items_idx, self._columns = arrays["items"], arrays["columns"]
+        # saved before ``blend: valid`` existed: the content columns as the tower gave them
+        self._content_scale = float(arrays["content_scale"][0]) if "content_scale" in arrays else 1.0
         self.train = csr_from_arrays("train", arrays)
         weight = arrays["module.linear.weight"]  # (n_fit, d)
         module = ContentToColumn(np.zeros((weight.shape[1], weight.shape[0])), self.config.hidden, 0.0)

@@ -12,6 +12,7 @@ path. Unknown keys, models and wrong types are refused with the file and the key
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -129,15 +130,20 @@ class ModelSpec:
         model = build_model(self.cls, **self.settings)
         return model.content_modalities if isinstance(model, ReadsContent) else ()
 
-    def build(self, name: str, seed: int, progress: bool, epochs: int | None = None) -> Recommender:
+    def build(
+        self, name: str, seed: int, progress: bool, chosen: Mapping[str, Any] | None = None
+    ) -> Recommender:
         """The unfitted model; its seed defaults to the split's and its progress bar to the run's.
-        ``epochs``: a model with a training loop trains that many epochs, without early
-        stopping (a refit with the count found on valid)."""
+        ``chosen``: what a fit on valid chose (``stages.models.refit_settings``), for a refit:
+        ``epochs`` makes a model with a training loop train that many epochs without early
+        stopping; any other key is a setting of the model's config, given as chosen."""
         settings = dict(self.settings)
-        if epochs is not None and {"epochs", "validation"} <= set(
-            config_fields(self.model_class().config_class)
-        ):
+        chosen = dict(chosen or {})
+        fields = set(config_fields(self.model_class().config_class))
+        epochs = chosen.pop("epochs", None)
+        if epochs is not None and {"epochs", "validation"} <= fields:
             settings.update(epochs=epochs, validation=False)
+        settings.update({k: v for k, v in chosen.items() if k in fields})
         model = build_model(
             self.cls, defaults={"seed": seed, "progress": progress}, owner=f"models.{name}", **settings
         )

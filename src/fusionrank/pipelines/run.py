@@ -41,7 +41,7 @@ from fusionrank.pipelines.lock import folder_lock
 from fusionrank.pipelines.stages.embed import embed_content
 from fusionrank.pipelines.stages.features import FeatureInputs, FeatureSettings, TableJob, features_stage
 from fusionrank.pipelines.stages.inputs import RunSource, SavedModel, content_arrays
-from fusionrank.pipelines.stages.models import FittedModel, best_epochs, model_stage
+from fusionrank.pipelines.stages.models import FittedModel, model_stage, refit_settings
 from fusionrank.pipelines.stages.ranker import RankerSettings, headroom, ranker_stage
 from fusionrank.recommender import Stage
 
@@ -150,7 +150,7 @@ def _run_locked(
     clock.lap("split and content")
     protocol = config.protocol
 
-    def fit_all(view: SplitView, epochs: dict[str, int | None] | None = None) -> dict[str, FittedModel]:
+    def fit_all(view: SplitView, chosen: dict[str, dict[str, Any]] | None = None) -> dict[str, FittedModel]:
         return {
             name: model_stage(
                 name,
@@ -165,16 +165,16 @@ def _run_locked(
                 log,
                 progress,
                 view,
-                None if epochs is None else epochs[name],
+                None if chosen is None else chosen[name],
             )
             for name, spec in config.models.items()
         }
 
     log("models:")
     fitted = fit_all(SplitView())
-    epochs = {name: best_epochs(f.model) for name, f in fitted.items()}
+    chosen = {name: refit_settings(f.model) for name, f in fitted.items()}
     views = protocol_views(config, split)
-    variants = {view: fit_all(view, epochs) for view in views}  # refit, out-of-fold folds
+    variants = {view: fit_all(view, chosen) for view in views}  # refit, out-of-fold folds
     test_view = SplitView("refit") if protocol.refit else SplitView()
     measured = variants.get(test_view, fitted)  # every single model under the ranker's protocol
     metrics = {name: f.metrics for name, f in measured.items()}

@@ -4,7 +4,7 @@ A model that reads content finds the vectors the embed stage made."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ def model_stage(
     log: Log,
     progress: bool = False,
     view: SplitView = SplitView(),
-    epochs: int | None = None,
+    chosen: Mapping[str, Any] | None = None,
 ) -> FittedModel:
     """Fit, evaluate and save one model, or reuse it when its key is unchanged. The key
     holds the model's class and settings, the split, and the content it reads; ``seed``
@@ -62,11 +62,12 @@ def model_stage(
     ``view`` says which part of ``split`` it fits on (:class:`~fusionrank.data.splits.SplitView`):
     the split (``models/<name>/``), train + valid (``models_refit/<name>/``, evaluated on
     test like the first) or an out-of-fold fold (``models_fold<k>of<n>/<name>/``, not
-    evaluated: it only feeds the ranker's labels). ``epochs``: a model with a training loop
-    trains that many epochs without early stopping (the count found on valid)."""
+    evaluated: it only feeds the ranker's labels). ``chosen``: what the fit on the split chose
+    on valid (:func:`refit_settings`): a model with a training loop trains that many epochs
+    without early stopping, and a setting the model chose is given as its only value."""
     cls = spec.model_class()
     content = {m: content_keys.get(m, m) for m in spec.modalities()}
-    key = stage_key("model", name, spec.cls, spec.settings, split_key, content, view, epochs)
+    key = stage_key("model", name, spec.cls, spec.settings, split_key, content, view, chosen)
     out = folder / ("models" if view.kind == "split" else f"models_{view.name}") / name
     measured = view.kind != "fold"
     if not force and is_fresh(out, key):
@@ -79,7 +80,7 @@ def model_stage(
         )
     log(f"  {name}{_where(view)}: fitting")
     begin_stage(out)
-    model = spec.build(name, seed, progress, epochs)
+    model = spec.build(name, seed, progress, chosen)
     model.fit(view.of(split))
     metrics: dict[str, Any] = {}
     per_user = pd.DataFrame()
@@ -102,6 +103,16 @@ def best_epochs(model: Recommender) -> int | None:
         return None
     floor = int(getattr(type(model.config), "MIN_EPOCHS", 1))
     return max(floor, int(model.history["best_epoch"]))
+
+
+def refit_settings(model: Recommender) -> dict[str, Any]:
+    """What a refit on train + valid, or an out-of-fold fit, reuses of the fit on the split,
+    so that nothing is chosen again on data whose valid part is gone or is another fold: the
+    epoch count (:func:`best_epochs`, as ``epochs``) and the settings the model chose on
+    valid (``history["chosen"]``, e.g. the hybrid's ``warm_blend``)."""
+    epochs = best_epochs(model)
+    chosen = dict((model.history or {}).get("chosen", {}))
+    return {**({"epochs": epochs} if epochs is not None else {}), **chosen}
 
 
 def _where(view: SplitView) -> str:
