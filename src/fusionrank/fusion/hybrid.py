@@ -65,12 +65,9 @@ class HybridConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("warm_blend", "cold_scales"):
-            values = tuple(float(v) for v in getattr(self, name))  # YAML/JSON lists
-            object.__setattr__(self, name, values)
+            values = getattr(self, name)
             if not values or min(values) < 0:
                 raise InvalidArgumentError(f"{name} must be weights >= 0, got {list(values)}")
-        if self.blend not in ("fixed", "valid"):
-            raise InvalidArgumentError(f"blend must be 'fixed' or 'valid', got {self.blend!r}")
 
 
 class ContentToColumn(nn.Module):

@@ -109,7 +109,7 @@ def refit_settings(model: Recommender) -> dict[str, Any]:
     """What a refit on train + valid, or an out-of-fold fit, reuses of the fit on the split,
     so that nothing is chosen again on data whose valid part is gone or is another fold: the
     epoch count (:func:`best_epochs`, as ``epochs``) and the settings the model chose on
-    valid (``history["chosen"]``, e.g. the hybrid's ``warm_blend``)."""
+    valid (``history["chosen"]``, e.g. the hybrid's ``warm_blend`` and ``cold_scales``)."""
     epochs = best_epochs(model)
     chosen = dict((model.history or {}).get("chosen", {}))
     return {**({"epochs": epochs} if epochs is not None else {}), **chosen}
