@@ -44,11 +44,19 @@ MODELS: list[tuple[str, str, str, dict[str, Any]]] = [
         {"modalities": ("text",), "calibrate": False},
     ),
     ("marec-content", "marec-content", "text", {"modalities": ("text",)}),
+    (
+        "hybrid (blend: fixed)",
+        "hybrid",
+        "text",
+        {"modalities": ("text",), "blend": "fixed", "progress": False},
+    ),
     ("hybrid", "hybrid", "text", {"modalities": ("text",), "progress": False}),
 ]
 """(row label, model, content shown, settings). The uncalibrated rows are the models as
 they were before the mixed validation: ``kernel-content`` with its content columns as
-predicted (factor 1), ``marec-content`` with α chosen on pseudo-cold items alone."""
+predicted (factor 1), ``marec-content`` with α chosen on pseudo-cold items alone, the
+hybrid with its half-and-half blend (``blend: fixed``; its default chooses the warm
+weight on valid and the cold factor on the mixed validation)."""
 
 
 def row(
@@ -77,7 +85,11 @@ def row(
 
 
 def _chosen(history: dict[str, Any]) -> str:
-    """The calibration the model chose: α (marec-content) or the cold factor (kernel-content)."""
+    """The calibration the model chose: α (marec-content), the cold factor (kernel-content),
+    the warm weight and the cold factor (hybrid)."""
+    if "chosen" in history:
+        chosen = history["chosen"]
+        return f"w {chosen['warm_blend'][0]:g}, factor {chosen['cold_scales'][0]:g}"
     if "alpha" in history:
         return f"α {history['alpha']:g}"
     return f"factor {history['cold_scale']:g}" if "cold_scale" in history else "-"

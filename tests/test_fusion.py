@@ -242,7 +242,7 @@ def test_a_hybrid_that_kept_its_start_is_refitted_without_training(tmp_path):
     kept.history = {**kept.history, "best_epoch": 0}
     assert best_epochs(kept) == 0
     refit = fr.build_model(
-        "hybrid", epochs=0, validation=False, batch_size=128, hidden=16, reg=10, progress=False
+        "hybrid", epochs=0, validation=False, blend="fixed", batch_size=128, hidden=16, reg=10, progress=False
     ).fit(split)
     start = fr.build_model("ease-content", reg=10, ridge=10.0).fit(split)  # the tower's start
     users = np.arange(5)
@@ -258,8 +258,9 @@ def test_the_hybrid_chooses_its_blend_on_valid_and_a_refit_reuses_it(tmp_path):
     """``blend: valid``: a warm item's column is its EASE column plus a weight of its content
     column, a cold item's a factor of its content column (both scaled to EASE's norm: a
     fine-tuned tower's content columns can be on any scale, and the fixed blend let them
-    swamp EASE), chosen on the split's valid interactions; a refit on train + valid, which
-    has no valid part left, is given the chosen pair as it is given the epochs."""
+    swamp EASE), the weight chosen on the split's valid interactions, the factor on a mixed
+    ranking of warm and pseudo-cold items; a refit on train + valid, which has no valid part
+    left, is given the chosen pair as it is given the epochs."""
     from fusionrank.pipelines.config import ModelSpec
     from fusionrank.pipelines.stages.models import refit_settings
 
@@ -290,10 +291,18 @@ def test_the_hybrid_chooses_its_blend_on_valid_and_a_refit_reuses_it(tmp_path):
     assert (ease_only.score(users)[:, cold] == 0).all()
     assert ease_only.history["chosen"] == {"warm_blend": [0.0], "cold_scales": [0.0]}  # one pair: no choice
 
-    chose = fr.build_model("hybrid", epochs=3, blend="valid", **small).fit(split)
-    tried = chose.history["blend"]
-    assert len(tried) == 25 and [(w, f) for w, f, _ in tried[:2]] == [(0.0, 0.0), (0.0, 0.03)]
-    w, f, _ = max(tried, key=lambda t: t[2])
+    chose = fr.build_model("hybrid", epochs=3, **small).fit(split)  # blend: valid, the default
+    warm_tried, cold_tried = chose.history["blend"], chose.history["cold"]
+    assert [w for w, _ in warm_tried] == [0.0, 0.125, 0.25, 0.5, 1.0, 2.0]
+    assert [f for f, _ in cold_tried] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 0.3, 0.1, 0.0]
+    w, f = max(warm_tried, key=lambda t: t[1])[0], max(cold_tried, key=lambda t: t[1])[0]
+    # the planted blocks make content informative: the mixed ranking lets cold items in
+    assert f > 0 and max(n for _, n in cold_tried) > dict(cold_tried)[0.0]
+    on_valid = fr.build_model("hybrid", epochs=3, cold_choice="valid", **small).fit(split)
+    assert on_valid.history["blend"] == warm_tried  # the warm weight is chosen the same way
+    assert [f for f, _ in on_valid.history["cold"]] == [f for f, _ in cold_tried]
+    assert on_valid.history["cold"] != cold_tried  # another ranking: the split's valid
+    assert on_valid.history["chosen"]["cold_scales"] == [max(on_valid.history["cold"], key=lambda t: t[1])[0]]
     assert refit_settings(chose) == {
         "epochs": chose.history["best_epoch"],
         "warm_blend": [w],
@@ -303,7 +312,8 @@ def test_the_hybrid_chooses_its_blend_on_valid_and_a_refit_reuses_it(tmp_path):
     np.testing.assert_allclose(
         chose.score_content(users, vectors), chose.score(users)[:, cold], rtol=1e-4, atol=1e-6
     )
-    assert fr.build_model("hybrid", epochs=1, **small).fit(split).history.get("chosen") is None  # fixed
+    fixed = fr.build_model("hybrid", epochs=1, blend="fixed", **small).fit(split)
+    assert fixed.history.get("chosen") is None
 
     spec = ModelSpec("hybrid", {"epochs": 3, "blend": "valid", **small})
     refit = spec.build("hybrid", 7, False, refit_settings(chose))

@@ -20,7 +20,7 @@ from fusionrank.columns import TRAIN, VALID
 from fusionrank.data.vectors import unit_rows
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.fusion.content import Content, load_content
-from fusionrank.fusion.validation import linear_scores, mixed_truth, pseudo_cold_items, validation_ndcg
+from fusionrank.fusion.validation import linear_scores, mixed_factors, pseudo_cold_items, validation_ndcg
 from fusionrank.recommender import Recommender, csr_from_arrays, csr_to_arrays
 
 if TYPE_CHECKING:
@@ -339,12 +339,8 @@ class KernelContent(ContentColumns):
                 sharpness = max(tried, key=lambda t: t[1])[0]  # the first best on ties
                 self.history = {"valid": tried, "kernel": sharpness}
             if calibrate:
-                history, truth, exclude = mixed_truth(self.train, valid, fit, held)
                 cold = self._columns_of(b_fit, fit, held, sharpness)
-                mixed = []
-                for c in cfg.cold_scales:
-                    cols = np.hstack([b_fit, c * cold])
-                    mixed.append((c, validation_ndcg(linear_scores(history, cols), truth, exclude)))
+                mixed = mixed_factors(self.train, valid, fit, held, b_fit, cold, cfg.cold_scales)
                 scale = max(mixed, key=lambda t: t[1])[0]
                 self.history |= {"mixed": mixed, "cold_scale": scale}
         b = self._ease(warm)

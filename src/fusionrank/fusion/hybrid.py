@@ -3,7 +3,7 @@ ranking loss, so that items nobody has interacted with get collaborative-style s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
@@ -15,9 +15,10 @@ from torch import nn
 from fusionrank.collab.ease import ease_weights
 from fusionrank.collab.torch_base import ranking_validator
 from fusionrank.collab.trainer import Trainable, TrainConfig, seed_everything, train_loop
+from fusionrank.columns import VALID
 from fusionrank.errors import InvalidArgumentError
 from fusionrank.fusion.content_models import ContentRecommender
-from fusionrank.fusion.validation import pseudo_cold_items
+from fusionrank.fusion.validation import mixed_factors, pseudo_cold_items
 from fusionrank.recommender import csr_from_arrays, csr_to_arrays
 
 if TYPE_CHECKING:
@@ -45,20 +46,30 @@ class HybridConfig(TrainConfig):
     the ridge-map start (what validation chooses when fine-tuning only moves away from it)."""
     batch_size: int = 128
     """Users per step."""
-    blend: Literal["fixed", "valid"] = "fixed"
-    """How warm and cold columns are put together. ``fixed``: a warm item's column is the mean
-    of its EASE column and its content column, a cold item's its content column, as the tower
-    leaves them (a fine-tuned tower's content columns can be several times EASE's scale and
-    swamp the warm ranking). ``valid``: the content columns are scaled to the EASE columns'
-    norm, a warm item's column is its EASE column plus ``warm_blend`` times its content
-    column, a cold item's ``cold_scales`` times its content column, both chosen on the
-    split's valid interactions (a ranking of the warm items; a cold-start deployment would
-    choose the cold factor on cold items instead)."""
-    warm_blend: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5, 1.0)
+    blend: Literal["fixed", "valid"] = "valid"
+    """How warm and cold columns are put together. ``valid``: the content columns are scaled
+    to the EASE columns' norm; a warm item's column is its EASE column plus ``warm_blend``
+    times its content column (the weight chosen on the split's valid interactions) and a
+    cold item's ``cold_scales`` times its content column (the factor chosen as
+    ``cold_choice`` says). ``fixed``: a warm item's column is the mean of its EASE column
+    and its content column, a cold item's its content column, as the tower leaves them (a
+    fine-tuned tower's content columns can be several times EASE's scale and swamp the warm
+    ranking; kept to reproduce older runs)."""
+    warm_blend: tuple[float, ...] = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)
     """``blend: valid``: weights tried for a warm item's content column (0: EASE's column)."""
-    cold_scales: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3, 1.0)
-    """``blend: valid``: factors tried for a cold item's content column. With one value each,
-    or without valid rows, the first values are used (a refit is given the chosen ones)."""
+    cold_scales: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 0.3, 0.1, 0.0)
+    """``blend: valid``: factors tried for a cold item's content column (1: EASE's norm; a
+    content column is smoother than an EASE column, so at the same norm its item scores
+    lower). With one value each, without validation, or without valid rows, the first
+    values are used (a refit is given the chosen ones)."""
+    cold_choice: Literal["mixed", "valid"] = "mixed"
+    """What chooses the cold factor. ``mixed``: a ranking of warm and pseudo-cold items
+    together (the tower that chose the epochs never saw the pseudo-cold items; the truth
+    holds every known interaction of theirs and the valid interactions of the others): a
+    catalogue that takes in new items which will be used as the old ones are. ``valid``:
+    the split's valid interactions, where the items without training interactions are what
+    they are in this split (on a random split, the catalogue's rare tail, which valid keeps
+    out of the top 10 with factor 0)."""
 
     MIN_EPOCHS: ClassVar[int] = 0
 
@@ -68,6 +79,32 @@ class HybridConfig(TrainConfig):
             values = getattr(self, name)
             if not values or min(values) < 0:
                 raise InvalidArgumentError(f"{name} must be weights >= 0, got {list(values)}")
+
+
+def _norm_ratio(ease_b: np.ndarray, content: np.ndarray) -> float:
+    """The factor that gives content columns the EASE columns' norm."""
+    return float(np.linalg.norm(ease_b) / max(float(np.linalg.norm(content)), 1e-12))
+
+
+@dataclass
+class _PseudoCold:
+    """What the epoch-choosing run leaves: its fit and pseudo-cold (held) items, EASE's
+    weights over the fit items and the tower's content columns for every item (the held
+    ones from content alone, as new items get them)."""
+
+    fit: np.ndarray
+    held: np.ndarray
+    ease_b: np.ndarray
+    content: np.ndarray
+
+    def cold_factors(
+        self, train: sp.csr_matrix, valid: sp.csr_matrix, warm_weight: float, factors: tuple[float, ...]
+    ) -> list[tuple[float, float]]:
+        """(factor, NDCG@10) of ranking the fit and the held items together
+        (``mixed_factors``), content columns scaled to EASE's norm as in ``blend: valid``."""
+        content = _norm_ratio(self.ease_b, self.content[:, self.fit]) * self.content
+        warm = self.ease_b + warm_weight * content[:, self.fit]
+        return mixed_factors(train, valid, self.fit, self.held, warm, content[:, self.held], factors)
 
 
 class ContentToColumn(nn.Module):
@@ -127,29 +164,38 @@ class Hybrid(ContentRecommender):
     ``history["chosen"]``, so a refit on train + valid reuses them as it reuses the epochs."""
 
     config_class = HybridConfig
+    _ease_b: np.ndarray
+    """EASE's weights over the items of the last ``_train`` (read by ``blend: valid``)."""
+    _content: np.ndarray
+    """The tower's content columns for every item, from the last ``_train``."""
 
     def _fit_content(self, split: Split) -> None:
         cfg = self.config
         warm = np.flatnonzero(self.warm)
         epochs = cfg.epochs
+        pseudo = None
         if cfg.validation:
             held = pseudo_cold_items(warm, cfg.valid_share, cfg.seed)
-            history = self._train(np.setdiff1d(warm, held), held, epochs)
+            fit = np.setdiff1d(warm, held)
+            history = self._train(fit, held, epochs)
             epochs = history.best_epoch
             self.history = history.as_dict()
+            if cfg.blend == "valid" and cfg.cold_choice == "mixed" and len(cfg.cold_scales) > 1:
+                pseudo = _PseudoCold(fit, held, self._ease_b, self._content)  # kept for the cold factor
         self._train(warm, None, epochs)
         if cfg.blend == "valid":
-            self._columns = self._valid_blend(split)
+            self._columns = self._valid_blend(split, pseudo)
         del self._ease_b, self._content  # the columns hold what scoring needs
 
-    def _valid_blend(self, split: Split) -> np.ndarray:
+    def _valid_blend(self, split: Split, pseudo: _PseudoCold | None) -> np.ndarray:
         """``blend: valid``: every item's column, the content columns scaled to EASE's norm,
-        warm ones plus their EASE column; the weights chosen on valid (each pair's figure in
-        ``history["blend"]``)."""
+        warm ones plus their EASE column. The warm weight is chosen on the split's valid
+        interactions (``history["blend"]``), then the cold factor as ``cold_choice`` says
+        (``history["cold"]``)."""
         cfg = self.config
         items, b = self._items_idx, self._ease_b
         cold = np.setdiff1d(np.arange(self.n_items), items)
-        scale = float(np.linalg.norm(b) / max(float(np.linalg.norm(self._content[:, items])), 1e-12))
+        scale = _norm_ratio(b, self._content[:, items])
         content = scale * self._content
 
         def columns(warm_weight: float, cold_factor: float) -> np.ndarray:
@@ -158,25 +204,37 @@ class Hybrid(ContentRecommender):
             cols[:, cold] = cold_factor * content[:, cold]
             return cols
 
-        chosen = (cfg.warm_blend[0], cfg.cold_scales[0])
-        grid = [(w, f) for w in cfg.warm_blend for f in cfg.cold_scales]
-        validate = None
-        if cfg.validation and len(grid) > 1:
-            validate = ranking_validator(self, split, cfg.valid_metric, cfg.valid_users, cfg.seed)
-        if validate is not None:
-            tried = []
-            for w, f in grid:
-                self._columns = columns(w, f)  # what ``score`` reads
-                tried.append((w, f, validate()))
-            best = max(tried, key=lambda t: t[2])  # the first best on ties
-            chosen = (best[0], best[1])
-            self.history = {**(self.history or {}), "blend": tried}
-        self.history = {
-            **(self.history or {}),
-            "chosen": {"warm_blend": [chosen[0]], "cold_scales": [chosen[1]]},
-        }
-        self._content_scale = scale * chosen[1]
-        return columns(*chosen)
+        w, f = cfg.warm_blend[0], cfg.cold_scales[0]
+        choose = cfg.validation and len(split.valid) > 0
+        if choose and len(cfg.warm_blend) > 1:
+            # cold items out of the ranking: the weight is the warm items' choice
+            tried = self._on_valid(split, [(weight, 0.0) for weight in cfg.warm_blend], columns)
+            w = max(tried, key=lambda t: t[1])[0][0]  # the first best on ties
+            self.history = {**(self.history or {}), "blend": [(p[0], v) for p, v in tried]}
+        if choose and len(cfg.cold_scales) > 1:
+            if pseudo is not None:  # cold_choice: mixed
+                cold_tried = pseudo.cold_factors(self.train, split.matrix(VALID), w, cfg.cold_scales)
+            else:
+                tried = self._on_valid(split, [(w, factor) for factor in cfg.cold_scales], columns)
+                cold_tried = [(p[1], v) for p, v in tried]
+            f = max(cold_tried, key=lambda t: t[1])[0]
+            self.history = {**(self.history or {}), "cold": cold_tried}
+        self.history = {**(self.history or {}), "chosen": {"warm_blend": [w], "cold_scales": [f]}}
+        self._content_scale = scale * f
+        return columns(w, f)
+
+    def _on_valid(
+        self, split: Split, pairs: list[tuple[float, float]], columns: Callable[[float, float], np.ndarray]
+    ) -> list[tuple[tuple[float, float], float]]:
+        """Each (warm weight, cold factor) pair's figure on the split's valid interactions."""
+        cfg = self.config
+        validate = ranking_validator(self, split, cfg.valid_metric, cfg.valid_users, cfg.seed)
+        assert validate is not None  # the split has valid rows
+        out = []
+        for pair in pairs:
+            self._columns = columns(*pair)  # what ``score`` reads
+            out.append((pair, validate()))
+        return out
 
     def _train(self, items: np.ndarray, held: np.ndarray | None, epochs: int) -> Any:
         cfg = self.config

@@ -62,3 +62,24 @@ def mixed_truth(
     truth.eliminate_zeros()
     exclude = sp.hstack([history, sp.csr_matrix((history.shape[0], len(held)))], format="csr")
     return history, truth, exclude
+
+
+def mixed_factors(
+    train: sp.csr_matrix,
+    valid: sp.csr_matrix,
+    fit: np.ndarray,
+    held: np.ndarray,
+    warm_columns: np.ndarray,
+    cold_columns: np.ndarray,
+    factors: tuple[float, ...],
+) -> list[tuple[float, float]]:
+    """(factor, NDCG@10) of the ``mixed_truth`` ranking when the ``held`` items' predicted
+    columns are ``cold_columns`` times each factor and the ``fit`` items' are
+    ``warm_columns`` (both over the fit items): a factor moves no order among cold items,
+    only where they fall among warm ones, which is what this ranking measures."""
+    history, truth, exclude = mixed_truth(train, valid, fit, held)
+    out = []
+    for f in factors:
+        scores = linear_scores(history, np.hstack([warm_columns, f * cold_columns]))
+        out.append((f, validation_ndcg(scores, truth, exclude)))
+    return out
