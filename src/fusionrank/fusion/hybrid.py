@@ -3,7 +3,7 @@ ranking loss, so that items nobody has interacted with get collaborative-style s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
@@ -205,36 +205,34 @@ class Hybrid(ContentRecommender):
             return cols
 
         w, f = cfg.warm_blend[0], cfg.cold_scales[0]
-        choose = cfg.validation and len(split.valid) > 0
-        if choose and len(cfg.warm_blend) > 1:
+        validate = None
+        if cfg.validation:
+            validate = ranking_validator(self, split, cfg.valid_metric, cfg.valid_users, cfg.seed)
+
+        def on_valid(pairs: list[tuple[float, float]]) -> list[float]:
+            """Each (warm weight, cold factor) pair's figure on the split's valid interactions."""
+            assert validate is not None  # noqa: S101 - called only with valid rows
+            out = []
+            for pair in pairs:
+                self._columns = columns(*pair)  # what ``score`` reads
+                out.append(validate())
+            return out
+
+        if validate is not None and len(cfg.warm_blend) > 1:
             # cold items out of the ranking: the weight is the warm items' choice
-            tried = self._on_valid(split, [(weight, 0.0) for weight in cfg.warm_blend], columns)
-            w = max(tried, key=lambda t: t[1])[0][0]  # the first best on ties
-            self.history = {**(self.history or {}), "blend": [(p[0], v) for p, v in tried]}
-        if choose and len(cfg.cold_scales) > 1:
+            tried = list(zip(cfg.warm_blend, on_valid([(weight, 0.0) for weight in cfg.warm_blend])))
+            w = max(tried, key=lambda t: t[1])[0]  # the first best on ties
+            self.history = {**(self.history or {}), "blend": tried}
+        if validate is not None and len(cfg.cold_scales) > 1:
             if pseudo is not None:  # cold_choice: mixed
                 cold_tried = pseudo.cold_factors(self.train, split.matrix(VALID), w, cfg.cold_scales)
             else:
-                tried = self._on_valid(split, [(w, factor) for factor in cfg.cold_scales], columns)
-                cold_tried = [(p[1], v) for p, v in tried]
+                cold_tried = list(zip(cfg.cold_scales, on_valid([(w, c) for c in cfg.cold_scales])))
             f = max(cold_tried, key=lambda t: t[1])[0]
             self.history = {**(self.history or {}), "cold": cold_tried}
         self.history = {**(self.history or {}), "chosen": {"warm_blend": [w], "cold_scales": [f]}}
         self._content_scale = scale * f
         return columns(w, f)
-
-    def _on_valid(
-        self, split: Split, pairs: list[tuple[float, float]], columns: Callable[[float, float], np.ndarray]
-    ) -> list[tuple[tuple[float, float], float]]:
-        """Each (warm weight, cold factor) pair's figure on the split's valid interactions."""
-        cfg = self.config
-        validate = ranking_validator(self, split, cfg.valid_metric, cfg.valid_users, cfg.seed)
-        assert validate is not None  # the split has valid rows
-        out = []
-        for pair in pairs:
-            self._columns = columns(*pair)  # what ``score`` reads
-            out.append((pair, validate()))
-        return out
 
     def _train(self, items: np.ndarray, held: np.ndarray | None, epochs: int) -> Any:
         cfg = self.config
