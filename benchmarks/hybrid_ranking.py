@@ -30,12 +30,21 @@ RESULTS = Path(__file__).parent / "results"
 NOTES = "## Against the target"
 
 
+LABELS: dict[str, dict[str, Any]] = {
+    "valid": {"labels": "valid"},
+    "stacked": {"labels": "stacked"},
+    "stacked8v": {"labels": "stacked", "folds": 8, "fold_fit": "train+valid"},
+}
+"""The label protocols by name: valid, stacked (the config's folds), and eight folds whose
+models are fitted on valid too (``protocol.fold_fit``)."""
+
+
 def protocol_settings(name: str) -> dict[str, Any]:
-    """``valid``, ``valid+refit``, ``stacked``, ``stacked+refit`` -> the config's protocol."""
+    """``valid``, ``stacked``, ``stacked8v``, each optionally ``+refit`` -> the config's protocol."""
     labels, _, refit = name.partition("+")
-    if labels not in ("valid", "stacked") or refit not in ("", "refit"):
-        raise SystemExit(f"unknown protocol {name!r}: use valid, stacked, and +refit")
-    return {"labels": labels, "refit": refit == "refit"}
+    if labels not in LABELS or refit not in ("", "refit"):
+        raise SystemExit(f"unknown protocol {name!r}: use {', '.join(LABELS)}, and +refit")
+    return {**LABELS[labels], "refit": refit == "refit"}
 
 
 def rectools_rows() -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from fusionrank.pipelines.cli import app
 from fusionrank.pipelines.config import ConfigError, load_run_config, parse_run_config
 from fusionrank.pipelines.run import run_pipeline
 from fusionrank.pipelines.stages.features import retrieve_source
+from fusionrank.pipelines.stages.inputs import RunSource
 from fusionrank.retrieval.index import IndexConfig, faiss_available
 
 runner = CliRunner()
@@ -247,6 +248,27 @@ def test_split_views_refit_and_fold_the_training_interactions(tiny_root):
         SplitView("fold", 3, 3)
 
 
+def test_a_fold_fitted_with_valid_holds_valid_as_history_never_as_labels(tiny_root):
+    from fusionrank.data.dataset import load_dataset
+    from fusionrank.data.splits import SplitView, prepare_split
+
+    split = prepare_split(load_dataset("tiny", tiny_root), SplitConfig(kind="ratio", seed=1))
+    plain = SplitView("fold", 1, 4, seed=1).of(split)
+    view = SplitView("fold", 1, 4, seed=1, with_valid=True)
+    seen = view.of(split)
+    assert view.name == "fold1of4v" and SplitView("fold", 1, 4, seed=1).name == "fold1of4"
+    pairs = lambda frame: set(zip(frame[USER_IDX], frame[ITEM_IDX]))  # noqa: E731
+    assert pairs(seen.valid) == pairs(plain.valid)  # the same labels: one fold of train
+    assert pairs(seen.train) == pairs(plain.train) | pairs(split.valid)  # valid joins the fit
+    assert not pairs(seen.train) & pairs(seen.valid) and not pairs(seen.train) & pairs(split.test)
+    assert len(seen.train) == len(split.train) + len(split.valid) - len(seen.valid)
+    timed = prepare_split(load_dataset("tiny", tiny_root), SplitConfig(kind="temporal-ratio", seed=1))
+    with pytest.raises(ValueError, match="follows it in time"):
+        view.of(timed)
+    with pytest.raises(ValueError, match="with_valid"):
+        SplitView("refit", with_valid=True)
+
+
 def test_stacked_labels_and_refit_before_test(tiny_root, tmp_path):
     path = _config(tiny_root, tmp_path, protocol={"labels": "stacked", "folds": 3, "refit": True})
     lines: list[str] = []
@@ -287,6 +309,52 @@ def test_stacked_labels_and_refit_before_test(tiny_root, tmp_path):
     headroom = out.metrics["candidate_headroom"]
     assert ltr["metrics"]["ndcg@10"] <= headroom["test"] <= 1
     assert "stacked-3+refit" in (folder / "report.md").read_text()
+
+
+def test_stacked_labels_from_some_folds_fitted_with_valid(tiny_root, tmp_path):
+    protocol = {"labels": "stacked", "folds": 4, "fold_fit": "train+valid", "fold_tables": 2}
+    path = _config(tiny_root, tmp_path, protocol=protocol, ablation=False)
+    lines: list[str] = []
+    out = run_pipeline(load_run_config(path), log=lines.append)
+    folder = out.folder
+    assert out.metrics["protocol"] == "stacked-2of4+valid"
+    assert sorted(p.name for p in folder.glob("models_*")) == ["models_fold0of4v", "models_fold1of4v"]
+    tables = sorted(p.name for p in (folder / "features").glob("features_*.parquet"))
+    assert tables == [
+        "features_fold0of4v.parquet",
+        "features_fold1of4v.parquet",
+        "features_test.parquet",
+        "features_valid.parquet",
+    ]
+    # valid's interactions are history in a fold's table: never among its candidates
+    split = RunSource("tiny", str(tiny_root), SplitConfig()).open()[1]
+    valid_pairs = set(zip(split.valid[USER_IDX], split.valid[ITEM_IDX]))
+    fold = pd.read_parquet(folder / "features" / "features_fold0of4v.parquet", columns=[USER_IDX, ITEM_IDX])
+    assert valid_pairs and not valid_pairs & set(zip(fold[USER_IDX], fold[ITEM_IDX]))
+    assert any("stacked labels" in line for line in lines)
+    assert 0 <= out.metrics["models"]["ltr"]["metrics"]["ndcg@10"] <= 1
+    report = (folder / "report.md").read_text()
+    assert "stacked-2of4+valid" in report and "Fold models see valid" in report
+
+
+@pytest.mark.parametrize(
+    ("protocol", "split", "message"),
+    [
+        ({"labels": "stacked", "folds": 4, "fold_tables": 5}, {}, "fold_tables must be between 1 and folds"),
+        ({"labels": "stacked", "fold_tables": 0}, {}, "fold_tables must be between 1 and folds"),
+        ({"labels": "stacked", "fold_fit": "valid"}, {}, "fold_fit"),
+        (
+            {"labels": "stacked", "fold_fit": "train+valid"},
+            {"kind": "temporal-ratio"},
+            "protocol.fold_fit: train\\+valid would fit each fold on valid",
+        ),
+    ],
+)
+def test_bad_fold_settings_are_refused_in_one_line(tiny_root, tmp_path, protocol, split, message):
+    path = _config(tiny_root, tmp_path, protocol=protocol, split=split)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_run_config(path)
+    assert "\n" not in str(caught.value)
 
 
 def test_an_own_model_by_dotted_path_is_a_source_of_the_run(tiny_root, tmp_path):

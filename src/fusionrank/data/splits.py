@@ -360,23 +360,31 @@ class SplitView:
     as train, fold ``fold`` as valid (its labels). Folds are each user's training
     interactions cut at random (``seed``) into ``folds`` parts, or on splits that follow
     time (:data:`TEMPORAL_KINDS`) into ``folds`` consecutive parts, a fold then fitting on
-    the parts before it only (fold 0 has none, so it is never used)."""
+    the parts before it only (fold 0 has none, so it is never used). ``with_valid``: a fold
+    also fits on valid (splits that do not follow time), so its models see as much data as
+    the split's own do."""
 
     kind: Literal["split", "refit", "fold"] = "split"
     fold: int = 0
     folds: int = 5
     seed: int = 2020
+    with_valid: bool = False
 
     def __post_init__(self) -> None:
         if self.folds < 2 or not 0 <= self.fold < self.folds:
             raise InvalidArgumentError(
                 f"fold {self.fold} of {self.folds}: need 0 <= fold < folds and folds >= 2"
             )
+        if self.with_valid and self.kind != "fold":
+            raise InvalidArgumentError(f"with_valid is a fold's setting, not a {self.kind} view's")
 
     @property
     def name(self) -> str:
-        """``split``, ``refit`` or ``fold<k>of<n>`` (folder names of the models fit on it)."""
-        return f"fold{self.fold}of{self.folds}" if self.kind == "fold" else self.kind
+        """``split``, ``refit`` or ``fold<k>of<n>`` (``fold<k>of<n>v`` with valid; folder
+        names of the models fit on it)."""
+        if self.kind != "fold":
+            return self.kind
+        return f"fold{self.fold}of{self.folds}" + ("v" if self.with_valid else "")
 
     def of(self, split: Split) -> Split:
         """This view of ``split``."""
@@ -386,11 +394,19 @@ class SplitView:
         if self.kind == "refit":
             train = pd.concat([split.train, split.valid], ignore_index=True)
             return split.with_parts(train=train, valid=empty)
-        part = fold_of(split.train, self.folds, self.seed, temporal=split.config.kind in TEMPORAL_KINDS)
+        temporal = split.config.kind in TEMPORAL_KINDS
+        if self.with_valid and temporal:
+            raise InvalidArgumentError(
+                f"a fold of a {split.config.kind} split cannot fit on valid, which follows it in time"
+            )
+        part = fold_of(split.train, self.folds, self.seed, temporal=temporal)
         held = part == self.fold
-        fit = part < self.fold if split.config.kind in TEMPORAL_KINDS else ~held
+        fit = part < self.fold if temporal else ~held
+        train = split.train[fit]
+        if self.with_valid:
+            train = pd.concat([train, split.valid])
         return split.with_parts(
-            train=split.train[fit].reset_index(drop=True), valid=split.train[held].reset_index(drop=True)
+            train=train.reset_index(drop=True), valid=split.train[held].reset_index(drop=True)
         )
 
 

@@ -24,7 +24,7 @@ from fusionrank.data.dataset import Dataset, load_dataset
 from fusionrank.data.errors import DataError
 from fusionrank.data.feedback import FeedbackConfig
 from fusionrank.data.profile import MODALITIES, DatasetProfile
-from fusionrank.data.splits import SplitConfig
+from fusionrank.data.splits import TEMPORAL_KINDS, SplitConfig
 from fusionrank.data.vectors import check_vector_folder
 from fusionrank.engines import ENGINES, engine_names
 from fusionrank.engines.ray_engine import RayOptions
@@ -181,6 +181,16 @@ class ProtocolConfig:
     on the earlier parts, label the next)."""
     folds: int = 5
     """Folds of the stacked labels."""
+    fold_fit: Literal["train", "train+valid"] = "train"
+    """What each fold's sources are fitted on: the other folds of train (``train``), or
+    those and valid (``train+valid``, splits that do not follow time): each fold's models
+    then see as much data as the models of the valid table do, so every label table the
+    ranker learns from is alike (``folds: 8`` of an 8:1:1 split gives folds of valid's
+    size). Valid's interactions are then history in the fold tables (left out of their
+    candidates), never a label there; test is in none."""
+    fold_tables: int | None = None
+    """How many folds give label tables (the first ones; None: all): each costs a fit of
+    every model and a feature table, so a few folds of many keep the run short."""
     refit: bool = False
     """Refit every model on train + valid before test, with the settings and epochs found
     on valid, as a user deploys: the test features and every single model's test metrics
@@ -189,11 +199,20 @@ class ProtocolConfig:
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise InvalidArgumentError(f"protocol.folds must be >= 2, got {self.folds}")
+        if self.fold_tables is not None and not 1 <= self.fold_tables <= self.folds:
+            raise InvalidArgumentError(
+                f"protocol.fold_tables must be between 1 and folds ({self.folds}), got {self.fold_tables}"
+            )
 
     @property
     def name(self) -> str:
-        """``valid`` or ``stacked-<folds>``, then ``+refit`` when refit (reports say it)."""
-        labels = f"stacked-{self.folds}" if self.labels == "stacked" else "valid"
+        """``valid`` or ``stacked-<folds>`` (``stacked-<tables>of<folds>`` when only some folds
+        give tables, ``+valid`` when their models see valid), then ``+refit`` when refit
+        (reports say it)."""
+        labels = "valid"
+        if self.labels == "stacked":
+            used = "" if self.fold_tables in (None, self.folds) else f"{self.fold_tables}of"
+            labels = f"stacked-{used}{self.folds}" + ("+valid" if self.fold_fit == "train+valid" else "")
         return labels + ("+refit" if self.refit else "")
 
 
@@ -326,6 +345,11 @@ def parse_run_config(raw: dict[str, Any], source: str = "<config>", base: Path |
         )
     if config.engine not in ENGINES:
         raise ConfigError(f"{source}: engine: expected {engine_names()}, got {config.engine!r}")
+    if config.protocol.fold_fit == "train+valid" and config.split.kind in TEMPORAL_KINDS:
+        raise ConfigError(
+            f"{source}: protocol.fold_fit: train+valid would fit each fold on valid, which follows it in"
+            f" time on a {config.split.kind} split; use train"
+        )
     if config.split.kind in ("cold-items", "cold-users", "cross-domain"):
         raise ConfigError(
             f"{source}: split.kind: the ranking pipeline needs a warm split, not {config.split.kind}"

@@ -108,14 +108,15 @@ def run_pipeline(
 def protocol_views(config: RunConfig, split: Split) -> list[SplitView]:
     """The views of the split the protocol fits models on besides the split itself: train +
     valid (``refit``), and the out-of-fold folds of stacked labels (on a split that follows
-    time, every fold but the first, which has nothing before it to fit on)."""
+    time, every fold but the first, which has nothing before it to fit on; the first
+    ``fold_tables`` of them, fitted on valid too with ``fold_fit: train+valid``)."""
     protocol = config.protocol
     views = [SplitView("refit")] if protocol.refit else []
     if protocol.labels == "stacked":
         first = 1 if split.config.kind in TEMPORAL_KINDS else 0
-        views += [
-            SplitView("fold", k, protocol.folds, config.split.seed) for k in range(first, protocol.folds)
-        ]
+        folds = range(first, protocol.folds)[: protocol.fold_tables]
+        with_valid = protocol.fold_fit == "train+valid"
+        views += [SplitView("fold", k, protocol.folds, config.split.seed, with_valid) for k in folds]
     return views
 
 

@@ -43,6 +43,10 @@ STACKED = """- **Stacked labels** (`protocol.labels: stacked`): each user's trai
   query groups of every fold and of valid, and stops early on a held-out share of the valid
   users (their fold groups stay out of that fit)."""
 
+FOLDS_WITH_VALID = """- **Fold models see valid** (`protocol.fold_fit: train+valid`): each fold's models are
+  fitted on the other folds and on valid, as much data as the valid table's models see;
+  valid's interactions are history in the fold tables, never a label there."""
+
 REFIT = """- **Refit before test** (`protocol.refit`): every model is refitted on train + valid with
   the settings and epochs found on valid, as it would be deployed; the test features (history
   train + valid) and every single model's test metrics come from the refits."""
@@ -53,6 +57,8 @@ def protocol_text(name: str) -> str:
     parts = [PROTOCOL]
     if name.startswith("stacked"):
         parts.append(STACKED)
+        if "+valid" in name:
+            parts.append(FOLDS_WITH_VALID)
     if name.endswith("+refit"):
         parts.append(REFIT)
     return "\n".join([*parts, f"- This run's protocol: `{name}`."])
