@@ -34,13 +34,15 @@ LABELS: dict[str, dict[str, Any]] = {
     "valid": {"labels": "valid"},
     "stacked": {"labels": "stacked"},
     "stacked8v": {"labels": "stacked", "folds": 8, "fold_fit": "train+valid"},
+    "stacked3of8v": {"labels": "stacked", "folds": 8, "fold_fit": "train+valid", "fold_tables": 3},
 }
-"""The label protocols by name: valid, stacked (the config's folds), and eight folds whose
-models are fitted on valid too (``protocol.fold_fit``)."""
+"""The label protocols by name: valid, stacked (the config's folds), eight folds whose
+models are fitted on valid too (``protocol.fold_fit``), and the first three of those
+eight (``protocol.fold_tables``)."""
 
 
 def protocol_settings(name: str) -> dict[str, Any]:
-    """``valid``, ``stacked``, ``stacked8v``, each optionally ``+refit`` -> the config's protocol."""
+    """A name of :data:`LABELS`, optionally with ``+refit`` -> the config's protocol."""
     labels, _, refit = name.partition("+")
     if labels not in LABELS or refit not in ("", "refit"):
         raise SystemExit(f"unknown protocol {name!r}: use {', '.join(LABELS)}, and +refit")
@@ -154,7 +156,8 @@ def main() -> None:
         f"{' --tune' if args.tune else ''}{' --no-ablation' if args.no_ablation else ''}`.",
         "Test split, metrics by full ranking; every single model is measured under the ranker's",
         "protocol (`valid`: fitted on train, the ranker's labels from valid; `stacked-5`: out-of-fold",
-        "labels from 5 folds of train besides; `+refit`: every model refit on train + valid before",
+        "labels from 5 folds of train besides; `stacked-3of8+valid`: from 3 of 8 folds of train, their",
+        "models fitted on the other 7 and on valid; `+refit`: every model refit on train + valid before",
         "test). Headroom: the NDCG@10 of a perfect reordering of the test candidates.",
         "",
         "| seed | protocol | best single | LightGBM ranker | ranker / best single | headroom | time s |",
